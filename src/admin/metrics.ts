@@ -1,0 +1,154 @@
+/**
+ * Prometheus metrics; the only module that imports prom-client. It implements
+ * the data path's observer with label sets bound once per service and per
+ * endpoint, so recording a request is a few array writes, not label lookups.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EndpointRecorder } from '../balancer/endpoint.ts';
+import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
+
+const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+/** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** Service label for requests whose Host named no configured service (bounded cardinality). */
+export const UNKNOWN_SERVICE_LABEL = '_unknown';
+
+export interface EndpointCount {
+  service: string;
+  state: string;
+  count: number;
+}
+
+type CounterChild = ReturnType<Counter<string>['labels']>;
+type HistogramChild = ReturnType<Histogram<string>['labels']>;
+
+export class Metrics implements DataPathObserver {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'service' | 'endpoint' | 'code_class'>;
+  private readonly duration: Histogram<'service' | 'endpoint'>;
+  private readonly inflight: Gauge<'service'>;
+  private readonly resets: Counter<'service' | 'side'>;
+  private readonly reloads: Counter<'result'>;
+  private readonly discoveryErrors: Counter<'service' | 'source'>;
+  private readonly connectionsRefused: Counter<'listener'>;
+  private readonly clientErrors: Counter<'listener' | 'code'>;
+  private endpointCounts: () => EndpointCount[] = () => [];
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'meshd_requests_total',
+      help: 'Requests answered, by service, endpoint ("none" when no endpoint was reached) and status class.',
+      labelNames: ['service', 'endpoint', 'code_class'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'meshd_request_duration_seconds',
+      help: 'Time from request arrival to the end of the response.',
+      labelNames: ['service', 'endpoint'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.inflight = new Gauge({ name: 'meshd_inflight_requests', help: 'Requests in progress.', labelNames: ['service'], registers });
+    this.resets = new Counter({
+      name: 'meshd_resets_total',
+      help: 'Exchanges cut short: the caller went away (client) or the response stream broke after it started (upstream).',
+      labelNames: ['service', 'side'],
+      registers,
+    });
+    this.reloads = new Counter({ name: 'meshd_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
+    this.discoveryErrors = new Counter({
+      name: 'meshd_discovery_errors_total',
+      help: 'Discovery reads rejected (the last good endpoints were kept).',
+      labelNames: ['service', 'source'],
+      registers,
+    });
+    this.connectionsRefused = new Counter({
+      name: 'meshd_connections_refused_total',
+      help: 'Connections closed at accept because a listener was at its connection cap.',
+      labelNames: ['listener'],
+      registers,
+    });
+    this.clientErrors = new Counter({
+      name: 'meshd_client_errors_total',
+      help: 'Malformed requests refused before routing, by listener and error code.',
+      labelNames: ['listener', 'code'],
+      registers,
+    });
+    const self = this;
+    new Gauge({
+      name: 'meshd_endpoints',
+      help: 'Endpoints per service and state.',
+      labelNames: ['service', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { service, state, count } of self.endpointCounts()) this.labels(service, state).set(count);
+      },
+    });
+    for (const result of ['success', 'failure']) this.reloads.labels(result).inc(0);
+  }
+
+  /** Supplies the endpoint counts read at each scrape. */
+  setEndpointCountSource(source: () => EndpointCount[]): void {
+    this.endpointCounts = source;
+  }
+
+  forService(service: string): ServiceRecorder {
+    const inflight = this.inflight.labels(service);
+    const finish = this.bind(service, 'none');
+    const clientResets = this.resets.labels(service, 'client');
+    const upstreamResets = this.resets.labels(service, 'upstream');
+    return {
+      started: () => inflight.inc(),
+      ended: () => inflight.dec(),
+      finishedWithoutEndpoint: finish.finished,
+      reset: (side) => (side === 'client' ? clientResets : upstreamResets).inc(),
+    };
+  }
+
+  forEndpoint(service: string, endpoint: string): EndpointRecorder {
+    return this.bind(service, endpoint);
+  }
+
+  removeEndpoint(service: string, endpoint: string): void {
+    for (const c of CODE_CLASSES) this.requests.remove(service, endpoint, c);
+    this.duration.remove(service, endpoint);
+  }
+
+  configReloaded(success: boolean): void {
+    this.reloads.labels(success ? 'success' : 'failure').inc();
+  }
+
+  discoveryFailed(service: string, source: string): void {
+    this.discoveryErrors.labels(service, source).inc();
+  }
+
+  connectionRefused(listener: string): void {
+    this.connectionsRefused.labels(listener).inc();
+  }
+
+  clientError(listener: string, code: string): void {
+    this.clientErrors.labels(listener, code).inc();
+  }
+
+  /** Prometheus text exposition. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  private bind(service: string, endpoint: string): EndpointRecorder {
+    const byClass: CounterChild[] = CODE_CLASSES.map((c) => this.requests.labels(service, endpoint, c));
+    const duration: HistogramChild = this.duration.labels(service, endpoint);
+    return {
+      finished(status: number, seconds: number): void {
+        const cls = Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
+        byClass[cls]!.inc();
+        duration.observe(seconds);
+      },
+    };
+  }
+}

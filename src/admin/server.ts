@@ -1,0 +1,89 @@
+/**
+ * The admin listener (loopback): /metrics, /healthz, /readyz, /debug/state.
+ * It has its own small connection cap so that a flood on the outbound
+ * listener can never lock operators out.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../log.ts';
+
+export interface Readiness {
+  ready: boolean;
+  checks: Record<string, boolean>;
+}
+
+export interface AdminSources {
+  metrics(): Promise<{ contentType: string; body: string }>;
+  readiness(): Readiness;
+  state(): unknown;
+}
+
+export class AdminServer {
+  readonly server: Server;
+  private readonly sources: AdminSources;
+  private readonly log: Logger;
+
+  constructor(sources: AdminSources, maxConnections: number, log: Logger) {
+    this.sources = sources;
+    this.log = log;
+    this.server = createServer({ headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.log.error({ err, path: req.url }, 'admin request failed');
+        if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
+        else res.destroy();
+      });
+    });
+    this.server.maxConnections = maxConnections;
+    this.server.on('clientError', (_err, socket) => socket.destroy());
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject);
+        this.server.on('error', (err) => this.log.error({ listener: 'admin', err }, 'listener error; still serving'));
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): void {
+    this.server.close();
+    this.server.closeAllConnections();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      send(res, 405, 'text/plain', 'method not allowed\n');
+      return;
+    }
+    const path = (req.url ?? '/').split('?')[0];
+    switch (path) {
+      case '/metrics': {
+        const { contentType, body } = await this.sources.metrics();
+        send(res, 200, contentType, body);
+        return;
+      }
+      case '/healthz':
+        send(res, 200, 'text/plain', 'ok\n');
+        return;
+      case '/readyz': {
+        const readiness = this.sources.readiness();
+        send(res, readiness.ready ? 200 : 503, 'application/json', `${JSON.stringify(readiness)}\n`);
+        return;
+      }
+      case '/debug/state':
+        send(res, 200, 'application/json', `${JSON.stringify(this.sources.state(), null, 2)}\n`);
+        return;
+      default:
+        send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state\n');
+    }
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

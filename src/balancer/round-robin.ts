@@ -1,0 +1,32 @@
+/**
+ * Round robin: each eligible endpoint in turn. Endpoints that are not
+ * eligible are skipped without disturbing the rotation of the others.
+ */
+import type { Balancer } from './balancer.ts';
+import type { Endpoint } from './endpoint.ts';
+
+export class RoundRobinBalancer implements Balancer {
+  readonly algorithm = 'round-robin';
+  private endpoints: readonly Endpoint[] = [];
+  private next = 0;
+
+  /** `start` offsets the rotation so that many daemons do not hit the same endpoint first. */
+  constructor(start = 0) {
+    this.next = start;
+  }
+
+  setEndpoints(endpoints: readonly Endpoint[]): void {
+    this.endpoints = endpoints;
+  }
+
+  pick(): Endpoint | undefined {
+    const list = this.endpoints;
+    const n = list.length;
+    for (let tries = 0; tries < n; tries++) {
+      const candidate = list[this.next++ % n]!;
+      if (this.next >= n) this.next = 0;
+      if (candidate.eligible) return candidate;
+    }
+    return undefined;
+  }
+}

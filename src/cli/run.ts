@@ -1,0 +1,140 @@
+/**
+ * `meshd run`: the process around the daemon. Loads the config, starts the
+ * daemon, tells systemd, reloads on SIGHUP and on file change (a bad config is
+ * rejected and the running one keeps serving), and drains on SIGTERM/SIGINT.
+ */
+import { readFile } from 'node:fs/promises';
+import { monotonicClock } from '../clock.ts';
+import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
+import type { MeshConfig } from '../config/types.ts';
+import { Daemon } from '../daemon.ts';
+import { ConfigError, formatProblems } from '../errors.ts';
+import { createLogger, effectiveLevel, type Logger } from '../log.ts';
+import { createNotifier, type Notifier } from '../systemd/notify.ts';
+import { FileWatch } from '../util/file-watch.ts';
+
+const readText = (path: string): Promise<string> => readFile(path, 'utf8');
+
+export async function runCommand(configPath: string | undefined): Promise<number> {
+  let config: MeshConfig;
+  let configText: string | undefined;
+  try {
+    if (configPath === undefined) config = defaultConfig();
+    else ({ config, text: configText } = await loadConfigFileWithText(configPath, readText));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`meshd: cannot start, ${err.file} is invalid:\n${formatProblems(err.file, err.problems)}\n`);
+    return 1;
+  }
+
+  const log = createLogger(effectiveLevel(config.log.level, process.env));
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception; exiting so the supervisor restarts meshd');
+    process.exit(70);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.fatal({ err }, 'unhandled rejection; exiting so the supervisor restarts meshd');
+    process.exit(70);
+  });
+
+  const notifier = createNotifier(process.env, log);
+  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random });
+  try {
+    await daemon.start();
+  } catch (err) {
+    log.fatal({ err }, 'cannot start');
+    return 1;
+  }
+  log.info({ config: config.source, services: config.services.size }, 'meshd ready');
+  notifier.ready(statusLine(config));
+  notifier.startWatchdog();
+
+  const reloader = new Reloader(configPath, daemon, notifier, log, () => config, (c) => (config = c));
+  process.on('SIGHUP', () => reloader.request('SIGHUP'));
+  let watch: FileWatch | undefined;
+  if (configPath !== undefined) {
+    watch = new FileWatch(configPath, { settleMs: 200, pollMs: 2_000 }, () => reloader.request('file change'), (err) =>
+      log.warn({ err: err.message, file: configPath }, 'cannot watch the config file; SIGHUP still reloads'),
+    );
+    if (configText !== undefined) watch.prime(configText);
+    watch.start();
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second stop signal: exiting without waiting for the drain');
+        process.exit(1);
+      }
+      stopping = true;
+      watch?.stop();
+      log.info({ signal, inFlight: daemon.inFlight, drainTimeoutMs: config.drainTimeoutMs }, 'stopping: draining requests in flight');
+      notifier.stopping('draining');
+      void daemon.drain(config.drainTimeoutMs).then(async ({ abandoned }) => {
+        if (abandoned > 0) log.warn({ abandoned }, 'drain timeout reached; closed connections with requests still in flight');
+        log.info('stopped');
+        notifier.stop();
+        await notifier.flush();
+        resolve(0);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function statusLine(config: MeshConfig): string {
+  return `serving ${config.services.size} service(s) from ${config.source}`;
+}
+
+/** Serialises reloads: one at a time, each a complete load → validate → apply. */
+class Reloader {
+  private chain: Promise<void> = Promise.resolve();
+  private readonly path: string | undefined;
+  private readonly daemon: Daemon;
+  private readonly notifier: Notifier;
+  private readonly log: Logger;
+  private readonly current: () => MeshConfig;
+  private readonly replace: (config: MeshConfig) => void;
+
+  constructor(
+    path: string | undefined,
+    daemon: Daemon,
+    notifier: Notifier,
+    log: Logger,
+    current: () => MeshConfig,
+    replace: (config: MeshConfig) => void,
+  ) {
+    this.path = path;
+    this.daemon = daemon;
+    this.notifier = notifier;
+    this.log = log;
+    this.current = current;
+    this.replace = replace;
+  }
+
+  request(trigger: string): void {
+    this.chain = this.chain.then(() => this.reload(trigger));
+  }
+
+  private async reload(trigger: string): Promise<void> {
+    this.notifier.reloading();
+    try {
+      if (this.path === undefined) {
+        this.log.info({ trigger }, 'running on the embedded default config; nothing to reload');
+        return;
+      }
+      const { config } = await loadConfigFileWithText(this.path, readText);
+      await this.daemon.reload(config);
+      this.replace(config);
+      this.log.info({ trigger, config: this.path, services: config.services.size }, 'config reloaded');
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems.map((p) => `${p.line === undefined ? '' : `line ${p.line}: `}${p.path}: ${p.message}`) : [String(err)];
+      this.daemon.recordReload(false, problems);
+      this.log.error({ trigger, config: this.path, problems }, 'config rejected; the running config keeps serving');
+    } finally {
+      this.notifier.ready(statusLine(this.current()));
+    }
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The JSON Schema of meshd's YAML config. It is the single description of
+ * what a config may contain: unknown keys are errors everywhere, and every
+ * duration and size must carry its unit (see ./units.ts).
+ */
+
+const duration = { type: 'string', format: 'duration' } as const;
+const size = { type: 'string', format: 'size' } as const;
+const listen = { type: 'string', format: 'listen-address' } as const;
+
+const endpoint = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['address'],
+  properties: {
+    address: { type: 'string', format: 'endpoint-address' },
+    zone: { type: 'string', minLength: 1 },
+    weight: { type: 'integer', minimum: 1, maximum: 1000 },
+    labels: { type: 'object', additionalProperties: { type: 'string' } },
+    identity: { type: 'string', pattern: '^spiffe://[^/]+/.+$' },
+  },
+} as const;
+
+export const ENDPOINT_LIST_SCHEMA = { type: 'array', items: endpoint } as const;
+
+/** The endpoints file of the file discovery source: `{ endpoints: [...] }`. */
+export const ENDPOINTS_FILE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['endpoints'],
+  properties: { endpoints: ENDPOINT_LIST_SCHEMA },
+} as const;
+
+const service = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    endpoints: ENDPOINT_LIST_SCHEMA,
+    endpointsFile: { type: 'string', minLength: 1 },
+    balancer: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { algorithm: { enum: ['round-robin'] } },
+    },
+    timeout: duration,
+    connectTimeout: duration,
+    pool: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxConnections: { type: 'integer', minimum: 1, maximum: 65536 },
+        idleTimeout: duration,
+      },
+    },
+  },
+} as const;
+
+export const CONFIG_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    node: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { name: { type: 'string', minLength: 1 }, zone: { type: 'string', minLength: 1 } },
+    },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { level: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] } },
+    },
+    admin: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { listen, maxConnections: { type: 'integer', minimum: 1 } },
+    },
+    outbound: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        listen,
+        maxConnections: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 1 }] },
+        maxHeaderSize: size,
+        headersTimeout: duration,
+        idleTimeout: duration,
+      },
+    },
+    drainTimeout: duration,
+    services: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+      additionalProperties: service,
+    },
+  },
+} as const;

@@ -1,0 +1,55 @@
+/**
+ * The validated, normalised config the daemon runs on: units resolved to
+ * numbers, defaults filled in, deep-frozen. Only ./load.ts builds these.
+ */
+import type { SocketAddress } from './address.ts';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+export type BalancerAlgorithm = 'round-robin';
+
+export interface EndpointSpec {
+  /** Canonical "host:port"; the endpoint's key within its service. */
+  readonly address: string;
+  readonly host: string;
+  readonly port: number;
+  readonly zone: string | undefined;
+  readonly weight: number;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly identity: string | undefined;
+}
+
+export interface PoolConfig {
+  /** Upper bound on open connections to one endpoint. */
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface ServiceConfig {
+  readonly name: string;
+  readonly endpoints: readonly EndpointSpec[];
+  /** Absolute path of a watched endpoints file, when configured. */
+  readonly endpointsFile: string | undefined;
+  readonly balancer: { readonly algorithm: BalancerAlgorithm };
+  /** Overall deadline for one request, from arrival to the last response byte. */
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly pool: PoolConfig;
+}
+
+export interface MeshConfig {
+  /** The file it came from, or "<embedded default>". */
+  readonly source: string;
+  readonly node: { readonly name: string; readonly zone: string | undefined };
+  readonly log: { readonly level: LogLevel };
+  readonly admin: { readonly listen: SocketAddress; readonly maxConnections: number };
+  readonly outbound: {
+    readonly listen: SocketAddress;
+    /** "auto" sizes the cap from the process's open-file limit, keeping a reserve. */
+    readonly maxConnections: 'auto' | number;
+    readonly maxHeaderSizeBytes: number;
+    readonly headersTimeoutMs: number;
+    readonly idleTimeoutMs: number;
+  };
+  readonly drainTimeoutMs: number;
+  readonly services: ReadonlyMap<string, ServiceConfig>;
+}

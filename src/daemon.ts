@@ -1,0 +1,163 @@
+/**
+ * The running daemon: wires config, services, listeners and admin together,
+ * applies reloads atomically, and drains on shutdown. Process concerns
+ * (signals, systemd, exit codes) live in cli/run.ts, not here.
+ */
+import type { AddressInfo } from 'node:net';
+import { AdminServer, type Readiness } from './admin/server.ts';
+import { Metrics, UNKNOWN_SERVICE_LABEL } from './admin/metrics.ts';
+import type { Clock, Random } from './clock.ts';
+import { formatSocketAddress, type SocketAddress } from './config/address.ts';
+import type { MeshConfig } from './config/types.ts';
+import { autoConnectionCap, openFileLimit } from './listeners/connection-cap.ts';
+import { OutboundHttpListener } from './listeners/outbound-http.ts';
+import type { Logger } from './log.ts';
+import { ServiceRegistry } from './service/registry.ts';
+
+export interface DaemonDeps {
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+}
+
+export interface BoundAddresses {
+  outbound: string;
+  admin: string;
+}
+
+export class Daemon {
+  private config: MeshConfig;
+  private readonly deps: DaemonDeps;
+  readonly metrics = new Metrics();
+  private readonly services: ServiceRegistry;
+  private readonly outbound: OutboundHttpListener;
+  private readonly admin: AdminServer;
+  private bound: BoundAddresses | undefined;
+  private draining = false;
+  private readonly startedAt = new Date();
+  private lastReload: { at: string; result: 'success' | 'failure'; problems?: string[] } | undefined;
+  readonly outboundConnectionCap: number;
+
+  constructor(config: MeshConfig, deps: DaemonDeps) {
+    this.config = config;
+    this.deps = deps;
+    const metrics = this.metrics;
+    this.services = new ServiceRegistry({
+      observer: metrics,
+      log: deps.log,
+      clock: deps.clock,
+      random: deps.random,
+      discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
+    });
+    metrics.setEndpointCountSource(() => this.services.endpointCounts());
+    const cap = config.outbound.maxConnections;
+    this.outboundConnectionCap = cap === 'auto' ? autoConnectionCap(openFileLimit()) : cap;
+    this.outbound = new OutboundHttpListener(config.outbound, this.outboundConnectionCap, {
+      route: (name) => this.services.get(name),
+      unknownService: metrics.forService(UNKNOWN_SERVICE_LABEL),
+      clientError: (listener, code) => metrics.clientError(listener, code),
+      connectionRefused: (listener) => metrics.connectionRefused(listener),
+      log: deps.log,
+      clock: deps.clock,
+    });
+    this.admin = new AdminServer(
+      {
+        metrics: () => metrics.render(),
+        readiness: () => this.readiness(),
+        state: () => this.state(),
+      },
+      config.admin.maxConnections,
+      deps.log,
+    );
+  }
+
+  /** Starts discovery, then binds admin and outbound. Rejects (nothing left bound) if a bind fails. */
+  async start(): Promise<BoundAddresses> {
+    await this.services.apply(this.config);
+    try {
+      const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port);
+      const outbound = await this.outbound.listen(this.config.outbound.listen.host, this.config.outbound.listen.port);
+      this.bound = { admin: formatAddress(admin), outbound: formatAddress(outbound) };
+    } catch (err) {
+      this.admin.close();
+      this.outbound.closeAll();
+      this.outbound.server.close();
+      await this.services.close();
+      throw err;
+    }
+    this.deps.log.info(
+      { listener: 'outbound', address: this.bound.outbound, maxConnections: this.outboundConnectionCap, services: [...this.config.services.keys()] },
+      'listening',
+    );
+    this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
+    return this.bound;
+  }
+
+  /** Applies a validated config; listener addresses only change on restart. */
+  async reload(next: MeshConfig): Promise<void> {
+    const prev = this.config;
+    for (const [name, before, after] of [
+      ['outbound.listen', prev.outbound.listen, next.outbound.listen],
+      ['admin.listen', prev.admin.listen, next.admin.listen],
+    ] as const) {
+      if (!sameAddress(before, after)) {
+        this.deps.log.warn({ key: name, running: formatSocketAddress(before), configured: formatSocketAddress(after) }, 'listener address changes take effect at the next restart');
+      }
+    }
+    this.config = next;
+    this.deps.log.level = next.log.level;
+    await this.services.apply(next);
+    this.recordReload(true);
+  }
+
+  recordReload(success: boolean, problems?: string[]): void {
+    this.metrics.configReloaded(success);
+    this.lastReload = { at: new Date().toISOString(), result: success ? 'success' : 'failure', ...(problems === undefined ? {} : { problems }) };
+  }
+
+  /** Stops accepting, waits for requests in flight up to `timeoutMs`, then closes everything. */
+  async drain(timeoutMs: number): Promise<{ abandoned: number }> {
+    this.draining = true;
+    this.outbound.startDrain();
+    const deadline = this.deps.clock() + timeoutMs;
+    while (this.outbound.active > 0 && this.deps.clock() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const abandoned = this.outbound.active;
+    this.outbound.closeAll();
+    this.admin.close();
+    await this.services.close();
+    return { abandoned };
+  }
+
+  get inFlight(): number {
+    return this.outbound.active;
+  }
+
+  readiness(): Readiness {
+    const checks = { listenersBound: this.bound !== undefined, configLoaded: true, notDraining: !this.draining };
+    return { ready: Object.values(checks).every(Boolean), checks };
+  }
+
+  state(): unknown {
+    const now = this.deps.clock();
+    return {
+      node: this.config.node,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      config: { source: this.config.source, lastReload: this.lastReload },
+      listeners: { ...this.bound, outboundConnectionCap: this.outboundConnectionCap },
+      draining: this.draining,
+      inFlight: this.outbound.active,
+      services: this.services.state(now),
+    };
+  }
+}
+
+function formatAddress(a: AddressInfo): string {
+  return formatSocketAddress({ host: a.address, port: a.port });
+}
+
+function sameAddress(a: SocketAddress, b: SocketAddress): boolean {
+  return a.host === b.host && a.port === b.port;
+}

@@ -1,0 +1,166 @@
+/**
+ * The outbound HTTP/1.1 listener local apps call. Sockets only: it parses the
+ * request target, finds the service, and hands an Exchange to the service's
+ * stack. Malformed input is answered here with a clear error code and never
+ * reaches a service; connection caps keep descriptors for everything else.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Clock } from '../clock.ts';
+import type { MeshConfig } from '../config/types.ts';
+import { ERROR_HEADER, ERROR_STATUS, MeshError, type ErrorCode } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { ServiceRuntime } from '../service/runtime.ts';
+import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
+import type { ServiceRecorder } from '../stack/observer.ts';
+import { sendError } from '../stack/respond.ts';
+import { parseRequestTarget } from './request-target.ts';
+
+export interface OutboundDeps {
+  route(service: string): ServiceRuntime | undefined;
+  /** Recorder for requests that name no configured service. */
+  readonly unknownService: ServiceRecorder;
+  clientError(listener: string, code: string): void;
+  connectionRefused(listener: string): void;
+  readonly log: Logger;
+  readonly clock: Clock;
+}
+
+export class OutboundHttpListener {
+  readonly server: Server;
+  private readonly deps: OutboundDeps;
+  private draining = false;
+  /** Requests whose response has not closed yet; drain waits for this to reach 0. */
+  active = 0;
+
+  constructor(settings: MeshConfig['outbound'], maxConnections: number, deps: OutboundDeps) {
+    this.deps = deps;
+    this.server = createServer(
+      {
+        maxHeaderSize: settings.maxHeaderSizeBytes,
+        headersTimeout: settings.headersTimeoutMs,
+        keepAliveTimeout: settings.idleTimeoutMs,
+        // The service deadline bounds request bodies; Node's whole-request timer would cut long uploads.
+        requestTimeout: 0,
+        connectionsCheckingInterval: Math.min(1_000, settings.headersTimeoutMs),
+        noDelay: true,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.server.maxConnections = maxConnections;
+    this.server.on('drop', () => deps.connectionRefused('outbound'));
+    this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket as Socket));
+    this.server.on('connect', (_req, socket: Socket) => {
+      deps.clientError('outbound', 'method_not_allowed');
+      writeRawError(socket, 'method_not_allowed', 'CONNECT tunnels are not supported; send plain HTTP requests');
+    });
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen({ host, port, backlog: 4096 }, () => {
+        this.server.off('error', onError);
+        // Errors after bind (EMFILE on accept) must not take the daemon down.
+        this.server.on('error', (err) => this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'));
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting, asks keep-alive callers to reconnect elsewhere, closes idle connections. */
+  startDrain(): void {
+    this.draining = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+  }
+
+  closeAll(): void {
+    this.server.closeAllConnections();
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const started = this.deps.clock();
+    if (this.draining) res.shouldKeepAlive = false;
+    const target = parseRequestTarget(req.url ?? '/', req.headers.host);
+    if (target instanceof MeshError) {
+      this.deps.clientError('outbound', target.code);
+      this.answerWithoutService(res, target, started);
+      return;
+    }
+    const service = this.deps.route(target.service);
+    if (service === undefined) {
+      this.answerWithoutService(res, new MeshError('unknown_service', `no service named "${target.service}" is configured`), started);
+      return;
+    }
+    const ex = new Exchange(req, res, target.path, target.authority, started);
+    this.active++;
+    res.once('close', () => {
+      this.active--;
+      if (!res.writableFinished) ex.cancel(CLIENT_GONE);
+    });
+    service.handler(ex).catch((err: unknown) => {
+      this.deps.log.error({ err, service: target.service }, 'unhandled data path failure');
+      sendError(res, new MeshError('internal', 'internal error'));
+    });
+  }
+
+  private answerWithoutService(res: ServerResponse, err: MeshError, started: number): void {
+    const recorder = this.deps.unknownService;
+    recorder.started();
+    sendError(res, err);
+    recorder.ended();
+    recorder.finishedWithoutEndpoint(err.status, (this.deps.clock() - started) / 1000);
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    const code = clientErrorCode(err);
+    if (code === undefined) {
+      socket.destroy();
+      return;
+    }
+    this.deps.clientError('outbound', code);
+    this.deps.log.info({ listener: 'outbound', code, reason: err.code ?? err.message, remote: socket.remoteAddress }, 'malformed request refused');
+    writeRawError(socket, code, CLIENT_ERROR_MESSAGES[code] ?? 'malformed request');
+  }
+}
+
+const CLIENT_ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  headers_too_large: 'request line and headers exceed the size limit',
+  request_timeout: 'request headers did not arrive in time',
+  bad_request: 'malformed HTTP request',
+};
+
+/** undefined: the peer is gone, nothing can be written. */
+function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode | undefined {
+  switch (err.code) {
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return undefined;
+    case 'HPE_HEADER_OVERFLOW':
+      return 'headers_too_large';
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'HPE_HEADERS_TIMEOUT':
+      return 'request_timeout';
+    default:
+      return 'bad_request';
+  }
+}
+
+/** Answers on a raw socket (no parsed request exists) and closes it. */
+function writeRawError(socket: Socket, code: ErrorCode, message: string): void {
+  if (!socket.writable || socket.destroyed) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: code, message });
+  const status = ERROR_STATUS[code];
+  socket.end(
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${ERROR_HEADER}: ${code}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  // A peer that never reads must not hold the socket open.
+  socket.setTimeout(5_000, () => socket.destroy());
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };

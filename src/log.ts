@@ -1,0 +1,20 @@
+/**
+ * The daemon's structured logger. pino writes JSON lines to stdout; the level
+ * comes from the config unless MESHD_LOG_LEVEL overrides it.
+ */
+import { pino, type Logger } from 'pino';
+import type { LogLevel } from './config/types.ts';
+
+export type { Logger };
+
+const LEVELS: ReadonlySet<string> = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+/** The effective level: MESHD_LOG_LEVEL when it names a level, else the config's. */
+export function effectiveLevel(configured: LogLevel, env: NodeJS.ProcessEnv): LogLevel {
+  const fromEnv = env['MESHD_LOG_LEVEL'];
+  return fromEnv !== undefined && LEVELS.has(fromEnv) ? (fromEnv as LogLevel) : configured;
+}
+
+export function createLogger(level: LogLevel): Logger {
+  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' });
+}

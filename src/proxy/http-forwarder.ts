@@ -1,0 +1,170 @@
+/**
+ * The terminal handler of the outbound stack: sends the exchange to the
+ * chosen endpoint's pool and streams the response back with backpressure in
+ * both directions. Nothing is buffered whole.
+ */
+import type { Dispatcher } from 'undici';
+import type { Endpoint } from '../balancer/endpoint.ts';
+import { MeshError } from '../errors.ts';
+import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.ts';
+import { downstreamResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
+import type { HttpUpstream } from './http-upstream.ts';
+
+/** Sends the exchange upstream; resolves when the response is complete. */
+export function forwardHttp(ex: Exchange): Promise<void> {
+  const endpoint = ex.endpoint as Endpoint<HttpUpstream>;
+  return new Promise<void>((resolve, reject) => {
+    const handler = new ForwardHandler(ex, endpoint, resolve, reject);
+    ex.onCancel(handler);
+    const req = ex.req;
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      clientAddress: req.socket.remoteAddress,
+      authority: ex.authority,
+    });
+    try {
+      endpoint.upstream.pool.dispatch(
+        {
+          path: ex.path,
+          method: req.method ?? 'GET',
+          headers,
+          body: hasBody(req.headers) ? req : null,
+          upgrade: null,
+        },
+        handler,
+      );
+    } catch (err) {
+      handler.onResponseError(undefined, err as Error);
+    }
+  });
+}
+
+function hasBody(headers: { 'content-length'?: string | undefined; 'transfer-encoding'?: string | undefined }): boolean {
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  return length !== undefined && length !== '0';
+}
+
+class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
+  private readonly ex: Exchange;
+  private readonly endpoint: Endpoint<HttpUpstream>;
+  private readonly resolve: () => void;
+  private readonly reject: (err: MeshError) => void;
+  private controller: Dispatcher.DispatchController | undefined;
+  private settled = false;
+
+  constructor(ex: Exchange, endpoint: Endpoint<HttpUpstream>, resolve: () => void, reject: (err: MeshError) => void) {
+    this.ex = ex;
+    this.endpoint = endpoint;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+
+  cancel(reason: MeshError | ClientGone): void {
+    if (this.settled) return;
+    const err = reason instanceof MeshError ? reason : new Error('client closed the connection');
+    if (this.controller !== undefined) this.controller.abort(err);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    const cancelled = this.ex.cancelled;
+    if (cancelled !== undefined) controller.abort(cancelled instanceof MeshError ? cancelled : new Error('client closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderObject, statusMessage?: string): void {
+    if (statusCode < 200) return; // 1xx interim responses are not relayed
+    const res = this.ex.res;
+    if (res.destroyed) {
+      controller.abort(new Error('client closed the connection'));
+      return;
+    }
+    this.ex.outcome = statusCode >= 500 ? 'http_5xx' : 'success';
+    this.ex.status = statusCode;
+    res.writeHead(statusCode, statusMessage === undefined || statusMessage === '' ? undefined : statusMessage, downstreamResponseHeaders(headers));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.ex.res.write(chunk)) {
+      controller.pause();
+      this.ex.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: HeaderObject): void {
+    const res = this.ex.res;
+    if (trailers !== null && typeof trailers === 'object') {
+      for (const _ in trailers) {
+        res.addTrailers(trailers as Record<string, string>);
+        break;
+      }
+    }
+    res.end();
+    this.settle();
+    this.resolve();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.settled) return;
+    this.settle();
+    const ex = this.ex;
+    const cancelled = ex.cancelled;
+    let failure: MeshError;
+    if (cancelled instanceof MeshError) {
+      ex.outcome = 'timeout';
+      failure = cancelled;
+    } else if (cancelled instanceof ClientGone || clientGone(ex)) {
+      ex.outcome = 'client_abort';
+      failure = new MeshError('bad_request', 'client closed the connection');
+    } else {
+      failure = classify(err, this.endpoint.address);
+      ex.outcome = OUTCOME_OF[failure.code] ?? 'reset';
+    }
+    if (!ex.res.headersSent) {
+      this.reject(failure);
+    } else {
+      // The caller already has a status line: the only honest signal left is a reset.
+      ex.res.destroy();
+      this.resolve();
+    }
+  }
+
+  private settle(): void {
+    this.settled = true;
+    this.ex.onCancel(undefined);
+  }
+}
+
+function clientGone(ex: Exchange): boolean {
+  const socket = ex.req.socket as { destroyed?: boolean } | null;
+  return socket === null || socket.destroyed === true || ex.res.destroyed;
+}
+
+const OUTCOME_OF: Partial<Record<MeshError['code'], Exchange['outcome']>> = {
+  connect_failed: 'connect_failed',
+  upstream_timeout: 'timeout',
+  upstream_reset: 'reset',
+  upstream_protocol_error: 'protocol_error',
+};
+
+const CONNECT_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Maps an undici or socket error to meshd's stable error code. */
+export function classify(err: Error, endpoint: string): MeshError {
+  const code = (err as { code?: string }).code ?? '';
+  if (CONNECT_CODES.has(code)) return new MeshError('connect_failed', `cannot connect to ${endpoint}`, { cause: err });
+  if (TIMEOUT_CODES.has(code)) return new MeshError('upstream_timeout', `${endpoint} did not answer in time`, { cause: err });
+  if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+    return new MeshError('upstream_protocol_error', `${endpoint} sent an invalid HTTP response`, { cause: err });
+  }
+  return new MeshError('upstream_reset', `${endpoint} closed the connection before a complete response`, { cause: err });
+}

@@ -1,0 +1,62 @@
+/**
+ * The HTTP/1.1 connection pool to one endpoint. undici's Pool forwards about
+ * twice the requests per core of http-proxy-3's http.Agent path (see
+ * docs/design.md), so the hot path uses it; http-proxy-3 keeps upgrades.
+ */
+import { Pool } from 'undici';
+import type { Upstream } from '../balancer/endpoint.ts';
+import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
+
+export interface HttpUpstreamOptions {
+  readonly maxConnections: number;
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+export function upstreamOptions(service: ServiceConfig): HttpUpstreamOptions {
+  return {
+    maxConnections: service.pool.maxConnections,
+    idleTimeoutMs: service.pool.idleTimeoutMs,
+    connectTimeoutMs: service.connectTimeoutMs,
+  };
+}
+
+export function sameUpstreamOptions(a: HttpUpstreamOptions, b: HttpUpstreamOptions): boolean {
+  return a.maxConnections === b.maxConnections && a.idleTimeoutMs === b.idleTimeoutMs && a.connectTimeoutMs === b.connectTimeoutMs;
+}
+
+export class HttpUpstream implements Upstream {
+  readonly pool: Pool;
+  readonly options: HttpUpstreamOptions;
+
+  constructor(spec: EndpointSpec, options: HttpUpstreamOptions) {
+    this.options = options;
+    const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+    this.pool = new Pool(`http://${host}:${spec.port}`, {
+      connections: options.maxConnections,
+      pipelining: 1,
+      keepAliveTimeout: options.idleTimeoutMs,
+      keepAliveMaxTimeout: options.idleTimeoutMs,
+      connectTimeout: options.connectTimeoutMs,
+      // The service deadline (stack/layers.ts) bounds each exchange; undici's own timers stay off.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  /** Open, idle and queued connection counts for /debug/state. */
+  stats(): { connected: number; free: number; pending: number; running: number } {
+    const s = this.pool.stats;
+    return { connected: s.connected, free: s.free, pending: s.pending, running: s.running };
+  }
+
+  /** Lets requests in flight finish, then closes every connection. */
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  /** Closes every connection now, failing requests in flight. */
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}

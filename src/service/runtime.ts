@@ -1,0 +1,206 @@
+/**
+ * One outbound service at run time: its endpoints (static plus discovered),
+ * its balancer, and its composed stack. Endpoint objects are reconciled by
+ * address, so a reload or discovery update never resets load or history and
+ * never cuts a request in flight.
+ */
+import type { Balancer } from '../balancer/balancer.ts';
+import { createBalancer } from '../balancer/create.ts';
+import { Endpoint } from '../balancer/endpoint.ts';
+import type { Clock, Random } from '../clock.ts';
+import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
+import { EndpointsFileSource, type EndpointsFileStatus } from '../discovery/endpoints-file.ts';
+import type { EndpointStatsSnapshot } from '../feedback/endpoint-stats.ts';
+import type { Logger } from '../log.ts';
+import { forwardHttp } from '../proxy/http-forwarder.ts';
+import { HttpUpstream, sameUpstreamOptions, upstreamOptions } from '../proxy/http-upstream.ts';
+import { compose, type Handler } from '../stack/layer.ts';
+import { balanceLayer, deadlineLayer, observeLayer, respondLayer } from '../stack/layers.ts';
+import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
+
+export interface ServiceDeps {
+  readonly observer: DataPathObserver;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+  /** Counts a failed discovery read (file source). */
+  discoveryFailed(service: string, source: string): void;
+}
+
+export interface EndpointState {
+  address: string;
+  zone: string | undefined;
+  weight: number;
+  labels: Readonly<Record<string, string>>;
+  sources: string[];
+  state: 'active';
+  inFlight: number;
+  stats: EndpointStatsSnapshot;
+  pool: { connected: number; free: number; pending: number; running: number };
+}
+
+export interface ServiceState {
+  name: string;
+  balancer: string;
+  timeoutMs: number;
+  endpoints: EndpointState[];
+  discovery: { static: number; file: EndpointsFileStatus | undefined };
+}
+
+type HttpEndpoint = Endpoint<HttpUpstream>;
+
+export class ServiceRuntime {
+  readonly name: string;
+  private config: ServiceConfig;
+  private readonly deps: ServiceDeps;
+  private readonly recorder: ServiceRecorder;
+  private balancer: Balancer;
+  /** The composed stack; replaced whole on reconfigure. */
+  handler: Handler;
+  private readonly endpoints = new Map<string, HttpEndpoint>();
+  private readonly sourcesOf = new Map<string, string[]>();
+  private fileSource: EndpointsFileSource | undefined;
+
+  constructor(config: ServiceConfig, deps: ServiceDeps) {
+    this.name = config.name;
+    this.config = config;
+    this.deps = deps;
+    this.recorder = deps.observer.forService(config.name);
+    this.balancer = createBalancer(config.balancer.algorithm, deps.random);
+    this.handler = this.buildHandler();
+  }
+
+  async start(): Promise<void> {
+    await this.startFileSource();
+    this.reconcile();
+  }
+
+  /** Applies a new config for this service without dropping requests in flight. */
+  async reconfigure(config: ServiceConfig): Promise<void> {
+    const previous = this.config;
+    this.config = config;
+    if (previous.balancer.algorithm !== config.balancer.algorithm) this.balancer = createBalancer(config.balancer.algorithm, this.deps.random);
+    this.handler = this.buildHandler();
+    if (previous.endpointsFile !== config.endpointsFile) {
+      this.fileSource?.stop();
+      this.fileSource = undefined;
+      await this.startFileSource();
+    }
+    this.reconcile();
+  }
+
+  /** Stops discovery and closes every pool once its requests finish. */
+  async close(): Promise<void> {
+    this.fileSource?.stop();
+    const pools = [...this.endpoints.values()].map((e) => e.upstream.close());
+    this.endpoints.clear();
+    this.balancer.setEndpoints([]);
+    await Promise.allSettled(pools);
+  }
+
+  state(now: number): ServiceState {
+    return {
+      name: this.name,
+      balancer: this.balancer.algorithm,
+      timeoutMs: this.config.timeoutMs,
+      endpoints: [...this.endpoints.values()].map((e) => ({
+        address: e.address,
+        zone: e.spec.zone,
+        weight: e.spec.weight,
+        labels: e.spec.labels,
+        sources: this.sourcesOf.get(e.address) ?? [],
+        state: 'active' as const,
+        inFlight: e.inFlight,
+        stats: e.stats.snapshot(now),
+        pool: e.upstream.stats(),
+      })),
+      discovery: { static: this.config.endpoints.length, file: this.fileSource?.status() },
+    };
+  }
+
+  /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */
+  countByState(): Map<string, number> {
+    const counts = new Map<string, number>([['active', 0]]);
+    for (const e of this.endpoints.values()) {
+      const state = e.eligible ? 'active' : 'ineligible';
+      counts.set(state, (counts.get(state) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  private buildHandler(): Handler {
+    const { name, timeoutMs } = this.config;
+    return compose(
+      [
+        observeLayer(this.recorder, this.deps.clock),
+        respondLayer(name, this.deps.log),
+        deadlineLayer(timeoutMs),
+        balanceLayer(name, () => this.balancer, this.deps.clock),
+      ],
+      forwardHttp,
+    );
+  }
+
+  private async startFileSource(): Promise<void> {
+    const path = this.config.endpointsFile;
+    if (path === undefined) return;
+    const source = new EndpointsFileSource(
+      this.name,
+      path,
+      {
+        updated: () => {
+          if (this.fileSource === source) this.reconcile();
+        },
+        failed: () => this.deps.discoveryFailed(this.name, 'file'),
+      },
+      this.deps.log,
+    );
+    this.fileSource = source;
+    await source.start();
+  }
+
+  /** Makes the endpoint set equal to static ∪ file, keeping objects whose address and pool settings stay. */
+  private reconcile(): void {
+    const wanted = new Map<string, { spec: EndpointSpec; sources: string[] }>();
+    const add = (spec: EndpointSpec, source: string): void => {
+      const seen = wanted.get(spec.address);
+      if (seen === undefined) wanted.set(spec.address, { spec, sources: [source] });
+      else seen.sources.push(source);
+    };
+    for (const spec of this.config.endpoints) add(spec, 'static');
+    for (const spec of this.fileSource?.endpoints ?? []) add(spec, 'file');
+
+    const options = upstreamOptions(this.config);
+    const added: string[] = [];
+    const removed: string[] = [];
+    // Pool settings changed: a fresh pool, but the endpoint keeps its history.
+    const carried = new Map<string, HttpEndpoint['stats']>();
+    for (const [address, endpoint] of this.endpoints) {
+      if (wanted.has(address) && sameUpstreamOptions(endpoint.upstream.options, options)) continue;
+      this.endpoints.delete(address);
+      void endpoint.upstream.close();
+      if (wanted.has(address)) carried.set(address, endpoint.stats);
+      else {
+        removed.push(address);
+        this.deps.observer.removeEndpoint(this.name, address);
+      }
+    }
+    for (const [address, { spec, sources }] of wanted) {
+      const existing = this.endpoints.get(address);
+      this.sourcesOf.set(address, sources);
+      if (existing !== undefined) {
+        existing.spec = spec;
+        continue;
+      }
+      const recorder = this.deps.observer.forEndpoint(this.name, address);
+      const stats = carried.get(address);
+      this.endpoints.set(address, new Endpoint(spec, new HttpUpstream(spec, options), recorder, stats));
+      if (stats === undefined) added.push(address);
+    }
+    for (const address of removed) this.sourcesOf.delete(address);
+    this.balancer.setEndpoints([...this.endpoints.values()]);
+    if (added.length > 0 || removed.length > 0) {
+      this.deps.log.info({ service: this.name, added, removed, endpoints: this.endpoints.size }, 'endpoints changed');
+    }
+  }
+}

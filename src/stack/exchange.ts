@@ -1,0 +1,58 @@
+/**
+ * One request/response pair travelling through a service's stack. Layers
+ * read and annotate it; whoever holds the upstream call registers a canceller
+ * so that a deadline or a vanished client stops upstream work at once.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Endpoint } from '../balancer/endpoint.ts';
+import type { MeshError } from '../errors.ts';
+import type { Outcome } from '../feedback/outcome.ts';
+
+/** Whatever holds upstream work for the exchange and can stop it. */
+export interface Cancellable {
+  cancel(reason: MeshError | ClientGone): void;
+}
+
+/** Reason given to cancellers when the caller closed its connection. */
+export class ClientGone {
+  readonly kind = 'client_gone';
+}
+export const CLIENT_GONE = new ClientGone();
+
+export class Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** Origin-form request target sent upstream ("/path?query"). */
+  readonly path: string;
+  /** Host to send upstream instead of the caller's (absolute-form requests); undefined keeps it. */
+  readonly authority: string | undefined;
+  readonly startedAt: number;
+  /** Absolute monotonic time after which the exchange fails with upstream_timeout. */
+  deadline = Number.POSITIVE_INFINITY;
+  endpoint: Endpoint | undefined = undefined;
+  /** How the upstream attempt ended; recorded against the endpoint. */
+  outcome: Outcome = 'success';
+  /** Status sent to the caller (0 until headers are written). */
+  status = 0;
+  /** Set once the exchange was cancelled; later cancels are ignored. */
+  cancelled: MeshError | ClientGone | undefined = undefined;
+  private canceller: Cancellable | undefined = undefined;
+
+  constructor(req: IncomingMessage, res: ServerResponse, path: string, authority: string | undefined, startedAt: number) {
+    this.req = req;
+    this.res = res;
+    this.path = path;
+    this.authority = authority;
+    this.startedAt = startedAt;
+  }
+
+  onCancel(canceller: Cancellable | undefined): void {
+    this.canceller = canceller;
+  }
+
+  cancel(reason: MeshError | ClientGone): void {
+    if (this.cancelled !== undefined) return;
+    this.cancelled = reason;
+    this.canceller?.cancel(reason);
+  }
+}

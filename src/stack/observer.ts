@@ -1,0 +1,21 @@
+/**
+ * The narrow interface through which the data path reports what it sees.
+ * Layers call these; only admin/metrics.ts turns them into Prometheus series,
+ * so the hot path never touches prom-client label lookups directly.
+ */
+import type { EndpointRecorder } from '../balancer/endpoint.ts';
+
+export interface ServiceRecorder {
+  started(): void;
+  /** A request that never reached an endpoint (no endpoints, shed, bad input). */
+  finishedWithoutEndpoint(status: number, seconds: number): void;
+  ended(): void;
+  reset(side: 'client' | 'upstream'): void;
+}
+
+export interface DataPathObserver {
+  forService(service: string): ServiceRecorder;
+  forEndpoint(service: string, endpoint: string): EndpointRecorder;
+  /** Forgets the series of an endpoint that discovery removed. */
+  removeEndpoint(service: string, endpoint: string): void;
+}
