@@ -23,8 +23,9 @@ export class RoundRobinBalancer implements Balancer {
     const list = this.endpoints;
     const n = list.length;
     for (let tries = 0; tries < n; tries++) {
-      const candidate = list[this.next++ % n]!;
-      if (this.next >= n) this.next = 0;
+      const index = this.next % n;
+      this.next = index + 1 === n ? 0 : index + 1;
+      const candidate = list[index]!;
       if (candidate.eligible) return candidate;
     }
     return undefined;
