@@ -163,7 +163,7 @@ export function classify(err: Error, endpoint: string): MeshError {
   const code = (err as { code?: string }).code ?? '';
   if (CONNECT_CODES.has(code)) return new MeshError('connect_failed', `cannot connect to ${endpoint}`, { cause: err });
   if (TIMEOUT_CODES.has(code)) return new MeshError('upstream_timeout', `${endpoint} did not answer in time`, { cause: err });
-  if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+  if (err.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
     return new MeshError('upstream_protocol_error', `${endpoint} sent an invalid HTTP response`, { cause: err });
   }
   return new MeshError('upstream_reset', `${endpoint} closed the connection before a complete response`, { cause: err });
