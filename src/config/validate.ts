@@ -146,8 +146,13 @@ function describe(error: ErrorObject, value: unknown): string {
     }
     case 'required':
       return `missing required key "${String(params['missingProperty'])}"`;
-    case 'type':
+    case 'type': {
+      // A bare number where a unit is required gets the unit hint, not just "expected a string".
+      const format = (error.parentSchema as { format?: string } | undefined)?.format;
+      if (format === 'duration') return `expected a duration like "250ms", got ${shown(value)}`;
+      if (format === 'size') return `expected a size like "16KiB", got ${shown(value)}`;
       return `expected ${article(String(params['type']))}, got ${shown(value)}`;
+    }
     case 'enum':
       return `expected one of ${(params['allowedValues'] as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${shown(value)}`;
     case 'anyOf':

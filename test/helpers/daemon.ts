@@ -26,7 +26,8 @@ export interface RunningDaemon {
   admin: string;
   logs: LogLine[];
   stderr: string[];
-  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Resolves with the first log line from index `from` on that matches. */
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number, from?: number): Promise<LogLine>;
   writeConfig(yaml: string): void;
   signal(sig: NodeJS.Signals): void;
   /** Resolves with the exit code once the process ends. */
@@ -71,8 +72,8 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
   createInterface({ input: proc.stderr! }).on('line', (text) => stderr.push(text));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
 
-  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> => {
-    const seen = logs.find(predicate);
+  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> => {
+    const seen = logs.slice(from).find(predicate);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr.join('\n')}; last logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
@@ -92,6 +93,7 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
 
   const outboundLine = await waitForLog((l) => l.msg === 'listening' && l['listener'] === 'outbound');
   const adminLine = await waitForLog((l) => l.msg === 'listening' && l['listener'] === 'admin');
+  let stopSignalled = false;
   const daemon: RunningDaemon = {
     proc,
     dir,
@@ -102,10 +104,14 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
     stderr,
     waitForLog,
     writeConfig: (yaml) => writeFileSync(configPath, yaml),
-    signal: (sig) => proc.kill(sig),
+    signal: (sig) => {
+      if (sig === 'SIGTERM' || sig === 'SIGINT') stopSignalled = true;
+      proc.kill(sig);
+    },
     exited,
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      // A second SIGTERM means "stop now" to meshd; send one only if none was sent.
+      if (!stopSignalled && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
       const code = await exited;
       clearTimeout(timer);
