@@ -40,7 +40,7 @@ export function parseYaml(text: string): { value: unknown; locate: (path: readon
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return doc.errors.map((e) => {
-      const line = e.linePos?.[0]?.line;
+      const line = e.linePos?.[0]?.line ?? lineCounter.linePos(e.pos[0]).line;
       return { path: '', message: `not valid YAML: ${e.message.split('\n')[0]}`, ...(line === undefined ? {} : { line }) };
     });
   }

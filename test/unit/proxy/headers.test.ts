@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../../src/proxy/headers.ts';
+
+function pairs(flat: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
+
+describe('request headers', () => {
+  it('drops hop-by-hop fields and those the Connection header names, keeping order and case', () => {
+    const out = pairs(
+      upstreamRequestHeaders(
+        ['Host', 'users', 'Connection', 'keep-alive, X-Trace-Hop', 'X-Trace-Hop', '1', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'x', 'Accept', 'a', 'accept', 'b'],
+        'keep-alive, X-Trace-Hop',
+        { clientAddress: undefined, authority: undefined },
+      ),
+    );
+    assert.deepEqual(out, [
+      ['host', 'users'],
+      ['Accept', 'a'],
+      ['accept', 'b'],
+      ['via', '1.1 meshd'],
+    ]);
+  });
+
+  it('appends the caller to X-Forwarded-For and Forwarded (quoting IPv6) and to Via', () => {
+    const out = new Map(
+      pairs(
+        upstreamRequestHeaders(['Host', 'u', 'X-Forwarded-For', '203.0.113.1', 'x-forwarded-for', '203.0.113.2', 'Forwarded', 'for=203.0.113.1', 'Via', '1.0 edge'], undefined, {
+          clientAddress: '::1',
+          authority: undefined,
+        }),
+      ),
+    );
+    assert.equal(out.get('x-forwarded-for'), '203.0.113.1, 203.0.113.2, ::1');
+    assert.equal(out.get('forwarded'), 'for=203.0.113.1, for="[::1]";proto=http');
+    assert.equal(out.get('via'), '1.0 edge, 1.1 meshd');
+  });
+
+  it('replaces Host with the absolute-form authority, and adds it when missing', () => {
+    assert.deepEqual(pairs(upstreamRequestHeaders(['Host', 'wrong', 'Host', 'dup'], undefined, { clientAddress: undefined, authority: 'users' }))[0], ['host', 'users']);
+    assert.deepEqual(pairs(upstreamRequestHeaders([], undefined, { clientAddress: undefined, authority: 'users:80' }))[0], ['host', 'users:80']);
+  });
+});
+
+describe('response headers', () => {
+  it('drops hop-by-hop fields and appends Via', () => {
+    const out = downstreamResponseHeaders({
+      'content-type': 'text/plain',
+      connection: 'close, x-internal',
+      'x-internal': 'secret',
+      'keep-alive': 'timeout=5',
+      'transfer-encoding': 'chunked',
+      'set-cookie': ['a=1', 'b=2'],
+      via: '1.1 backend',
+    });
+    assert.deepEqual(out, { 'content-type': 'text/plain', 'set-cookie': ['a=1', 'b=2'], via: '1.1 backend, 1.1 meshd' });
+  });
+});
