@@ -12,6 +12,7 @@ import type { MeshConfig } from './config/types.ts';
 import { autoConnectionCap, openFileLimit } from './listeners/connection-cap.ts';
 import { OutboundHttpListener } from './listeners/outbound-http.ts';
 import type { Logger } from './log.ts';
+import { UpgradeForwarder } from './proxy/upgrade-forwarder.ts';
 import { ServiceRegistry } from './service/registry.ts';
 
 export interface DaemonDeps {
@@ -30,6 +31,7 @@ export class Daemon {
   private readonly deps: DaemonDeps;
   readonly metrics = new Metrics();
   private readonly services: ServiceRegistry;
+  private readonly upgrades = new UpgradeForwarder();
   private readonly outbound: OutboundHttpListener;
   private readonly admin: AdminServer;
   private bound: BoundAddresses | undefined;
@@ -47,6 +49,7 @@ export class Daemon {
       log: deps.log,
       clock: deps.clock,
       random: deps.random,
+      upgrades: this.upgrades,
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
@@ -126,6 +129,7 @@ export class Daemon {
     const abandoned = this.outbound.active;
     this.outbound.closeAll();
     this.admin.close();
+    this.upgrades.close();
     await this.services.close();
     return { abandoned };
   }

@@ -8,12 +8,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
-import { ERROR_HEADER, ERROR_STATUS, MeshError, type ErrorCode } from '../errors.ts';
+import { MeshError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRuntime } from '../service/runtime.ts';
 import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
-import { sendError } from '../stack/respond.ts';
+import { sendError, sendRawError } from '../stack/respond.ts';
 import { parseRequestTarget } from './request-target.ts';
 
 export interface OutboundDeps {
@@ -30,8 +30,10 @@ export class OutboundHttpListener {
   readonly server: Server;
   private readonly deps: OutboundDeps;
   private draining = false;
-  /** Requests whose response has not closed yet; drain waits for this to reach 0. */
+  /** Requests whose response has not closed yet, plus open tunnels; drain waits for this to reach 0. */
   active = 0;
+  /** Upgraded connections (WebSocket tunnels); the HTTP server no longer tracks them. */
+  private readonly tunnels = new Set<Socket>();
 
   constructor(settings: MeshConfig['outbound'], maxConnections: number, deps: OutboundDeps) {
     this.deps = deps;
@@ -50,9 +52,10 @@ export class OutboundHttpListener {
     this.server.maxConnections = maxConnections;
     this.server.on('drop', () => deps.connectionRefused('outbound'));
     this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket as Socket));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     this.server.on('connect', (_req, socket: Socket) => {
       deps.clientError('outbound', 'method_not_allowed');
-      writeRawError(socket, 'method_not_allowed', 'CONNECT tunnels are not supported; send plain HTTP requests');
+      sendRawError(socket, new MeshError('method_not_allowed', 'CONNECT tunnels are not supported; send plain HTTP requests'));
     });
   }
 
@@ -78,6 +81,7 @@ export class OutboundHttpListener {
 
   closeAll(): void {
     this.server.closeAllConnections();
+    for (const socket of this.tunnels) socket.destroy();
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -106,6 +110,40 @@ export class OutboundHttpListener {
     });
   }
 
+  private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const started = this.deps.clock();
+    socket.on('error', () => {}); // a vanished peer is noticed through 'close'
+    // HTTP server sockets allow half-open; a WebSocket caller that hangs up is done both ways.
+    socket.once('end', () => socket.end());
+    if (this.draining) {
+      sendRawError(socket, new MeshError('draining', 'meshd is shutting down; reconnect', { retryAfterSeconds: 1 }));
+      return;
+    }
+    const target = parseRequestTarget(req.url ?? '/', req.headers.host);
+    if (target instanceof MeshError) {
+      this.deps.clientError('outbound', target.code);
+      sendRawError(socket, target);
+      return;
+    }
+    const service = this.deps.route(target.service);
+    if (service === undefined) {
+      this.deps.unknownService.finishedWithoutEndpoint(404, (this.deps.clock() - started) / 1000);
+      sendRawError(socket, new MeshError('unknown_service', `no service named "${target.service}" is configured`));
+      return;
+    }
+    if (target.authority !== undefined) {
+      req.url = target.path;
+      req.headers.host = target.authority;
+    }
+    this.tunnels.add(socket);
+    this.active++;
+    socket.once('close', () => {
+      this.tunnels.delete(socket);
+      this.active--;
+    });
+    service.upgrade(req, socket, head, started);
+  }
+
   private answerWithoutService(res: ServerResponse, err: MeshError, started: number): void {
     const recorder = this.deps.unknownService;
     recorder.started();
@@ -122,7 +160,7 @@ export class OutboundHttpListener {
     }
     this.deps.clientError('outbound', code);
     this.deps.log.info({ listener: 'outbound', code, reason: err.code ?? err.message, remote: socket.remoteAddress }, 'malformed request refused');
-    writeRawError(socket, code, CLIENT_ERROR_MESSAGES[code] ?? 'malformed request');
+    sendRawError(socket, new MeshError(code, CLIENT_ERROR_MESSAGES[code] ?? 'malformed request'));
   }
 }
 
@@ -147,20 +185,3 @@ function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode | undefined {
       return 'bad_request';
   }
 }
-
-/** Answers on a raw socket (no parsed request exists) and closes it. */
-function writeRawError(socket: Socket, code: ErrorCode, message: string): void {
-  if (!socket.writable || socket.destroyed) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: code, message });
-  const status = ERROR_STATUS[code];
-  socket.end(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${ERROR_HEADER}: ${code}\r\nconnection: close\r\n\r\n${body}`,
-  );
-  // A peer that never reads must not hold the socket open.
-  socket.setTimeout(5_000, () => socket.destroy());
-}
-
-const REASONS: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' };

@@ -11,7 +11,12 @@ import type { Clock, Random } from '../clock.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 import { EndpointsFileSource, type EndpointsFileStatus } from '../discovery/endpoints-file.ts';
 import type { EndpointStatsSnapshot } from '../feedback/endpoint-stats.ts';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
+import { sendRawError } from '../stack/respond.ts';
 import { forwardHttp } from '../proxy/http-forwarder.ts';
 import { HttpUpstream, sameUpstreamOptions, upstreamOptions } from '../proxy/http-upstream.ts';
 import { compose, type Handler } from '../stack/layer.ts';
@@ -23,6 +28,7 @@ export interface ServiceDeps {
   readonly log: Logger;
   readonly clock: Clock;
   readonly random: Random;
+  readonly upgrades: UpgradeForwarder;
   /** Counts a failed discovery read (file source). */
   discoveryFailed(service: string, source: string): void;
 }
@@ -116,6 +122,38 @@ export class ServiceRuntime {
       })),
       discovery: { static: this.config.endpoints.length, file: this.fileSource?.status() },
     };
+  }
+
+  /**
+   * Relays a connection upgrade (WebSocket) to a balanced endpoint. The tunnel counts as
+   * in flight on its endpoint until the client socket closes.
+   */
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
+    const { clock, log } = this.deps;
+    const endpoint = this.balancer.pick();
+    if (endpoint === undefined) {
+      this.recorder.finishedWithoutEndpoint(503, (clock() - started) / 1000);
+      sendRawError(socket, new MeshError('no_endpoints', `service "${this.name}" has no available endpoints`, { retryAfterSeconds: 1 }));
+      return;
+    }
+    endpoint.inFlight++;
+    socket.once('close', () => endpoint.inFlight--);
+    const { host, port } = endpoint.spec;
+    const target = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.deps.upgrades.forward(req, socket, head, target, this.config.connectTimeoutMs, started, clock, (result) => {
+      endpoint.stats.record(result.outcome, result.handshakeMs, clock());
+      const failure =
+        result.error === undefined
+          ? undefined
+          : result.outcome === 'connect_failed'
+            ? new MeshError('connect_failed', `cannot connect to ${endpoint.address}`, { cause: result.error })
+            : new MeshError('upstream_reset', `${endpoint.address} closed the connection during the upgrade`, { cause: result.error });
+      endpoint.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
+      if (failure !== undefined) {
+        log.warn({ service: this.name, endpoint: endpoint.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code }, failure.message);
+        sendRawError(socket, failure);
+      }
+    });
   }
 
   /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */

@@ -2,7 +2,8 @@
  * Writes meshd's own error responses: JSON body `{error, message}`, header
  * `x-meshd-error`, status from the one code→status table in errors.ts.
  */
-import type { ServerResponse } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ERROR_HEADER, errorBody, type MeshError } from '../errors.ts';
 
 /** Sends `err` to the caller, or resets the stream when a response already started. */
@@ -22,4 +23,19 @@ export function sendError(res: ServerResponse, err: MeshError, closeConnection =
   if (closeConnection) headers['connection'] = 'close';
   res.writeHead(err.status, headers);
   res.end(res.req?.method === 'HEAD' ? undefined : body);
+}
+
+/** Answers on a raw socket (malformed input, upgrades: no ServerResponse exists) and closes it. */
+export function sendRawError(socket: Socket, err: MeshError): void {
+  if (!socket.writable || socket.destroyed) {
+    socket.destroy();
+    return;
+  }
+  const body = errorBody(err);
+  const retryAfter = err.retryAfterSeconds === undefined ? '' : `retry-after: ${err.retryAfterSeconds}\r\n`;
+  socket.end(
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${ERROR_HEADER}: ${err.code}\r\n${retryAfter}connection: close\r\n\r\n${body}`,
+  );
+  // A peer that never reads must not hold the socket open.
+  socket.setTimeout(5_000, () => socket.destroy());
 }

@@ -34,12 +34,19 @@ export async function startBackend(handler: BackendHandler = echo): Promise<Back
   });
   server.keepAliveTimeout = 30_000;
   backend.server = server;
+  // Upgraded sockets leave the server's own tracking; close() must still end them.
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   backend.port = (server.address() as AddressInfo).port;
   backend.address = `127.0.0.1:${backend.port}`;
   backend.close = () =>
     new Promise((r) => {
       server.closeAllConnections();
+      for (const s of sockets) s.destroy();
       server.close(() => r());
     });
   return backend;
