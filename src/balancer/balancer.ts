@@ -7,8 +7,11 @@ import type { Endpoint } from './endpoint.ts';
 
 export interface Balancer {
   readonly algorithm: string;
-  /** Chooses an endpoint for one request; undefined when none is eligible. */
-  pick(): Endpoint | undefined;
+  /**
+   * Chooses an endpoint for one request at time `now`; `key` is the request's hash key for
+   * consistent hashing (undefined otherwise). Undefined when no endpoint is eligible.
+   */
+  pick(now: number, key: string | undefined): Endpoint | undefined;
   /** Replaces the endpoint set; called on every discovery or config change. */
   setEndpoints(endpoints: readonly Endpoint[]): void;
 }

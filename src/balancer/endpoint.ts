@@ -6,6 +6,8 @@
  */
 import type { EndpointSpec } from '../config/types.ts';
 import { EndpointStats } from '../feedback/endpoint-stats.ts';
+import { isEndpointFailure, type Outcome } from '../feedback/outcome.ts';
+import { DEFAULT_PEAK_EWMA, PeakEwma } from './peak-ewma.ts';
 
 /** Per-endpoint metric recorder, pre-bound to its labels (see admin/metrics.ts). */
 export interface EndpointRecorder {
@@ -24,13 +26,25 @@ export class Endpoint<U extends Upstream = Upstream> {
   readonly stats: EndpointStats;
   readonly upstream: U;
   readonly recorder: EndpointRecorder;
+  /** Latency-and-failure cost estimate used by P2C + peak EWMA. */
+  readonly load: PeakEwma;
+  /** When the endpoint (re)joined the set; slow start ramps its share from here. */
+  warmingSince: number;
 
-  constructor(spec: EndpointSpec, upstream: U, recorder: EndpointRecorder, stats = new EndpointStats()) {
+  constructor(spec: EndpointSpec, upstream: U, recorder: EndpointRecorder, now: number, stats = new EndpointStats(), load = new PeakEwma(DEFAULT_PEAK_EWMA, now)) {
     this.spec = spec;
     this.address = spec.address;
     this.upstream = upstream;
     this.recorder = recorder;
     this.stats = stats;
+    this.load = load;
+    this.warmingSince = now;
+  }
+
+  /** Records one finished attempt for the balancer's cost and the feedback loop's observations. */
+  record(outcome: Outcome, latencyMs: number, now: number): void {
+    this.stats.record(outcome, latencyMs, now);
+    if (outcome !== 'client_abort') this.load.observe(latencyMs, isEndpointFailure(outcome), now);
   }
 
   /** Whether the balancer may choose this endpoint (the feedback loop will eject some). */

@@ -8,7 +8,7 @@ import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from './default.ts';
 import { CONFIG_SCHEMA, ENDPOINTS_FILE_SCHEMA } from './schema.ts';
-import type { EndpointSpec, LogLevel, MeshConfig, ServiceConfig } from './types.ts';
+import type { BalancerAlgorithm, BalancerConfig, EndpointSpec, LogLevel, MeshConfig, ServiceConfig } from './types.ts';
 import { parseDuration, parseSize } from './units.ts';
 import { compileSchema, formatPath, parseYaml, schemaProblems, type PathSegment } from './validate.ts';
 
@@ -79,7 +79,15 @@ interface RawEndpoint {
 interface RawService {
   endpoints?: RawEndpoint[];
   endpointsFile?: string;
-  balancer?: { algorithm?: 'round-robin' };
+  balancer?: {
+    algorithm?: BalancerAlgorithm;
+    decay?: string;
+    defaultRtt?: string;
+    failurePenalty?: number;
+    hashOn?: { header?: string; cookie?: string };
+    zoneAware?: boolean;
+    slowStart?: { window?: string; aggression?: number; minWeight?: number };
+  };
   timeout?: string;
   connectTimeout?: string;
   pool?: { maxConnections?: number; idleTimeout?: string };
@@ -110,7 +118,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       name,
       endpoints,
       endpointsFile: file === undefined ? undefined : isAbsolute(file) ? file : resolve(baseDir, file),
-      balancer: { algorithm: svc.balancer?.algorithm ?? 'round-robin' },
+      balancer: normaliseBalancer(svc.balancer ?? {}, ['services', name, 'balancer'], report),
       timeoutMs: ms(svc.timeout, '15s'),
       connectTimeoutMs: ms(svc.connectTimeout, '2s'),
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
@@ -136,6 +144,28 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
     services,
+  };
+}
+
+function normaliseBalancer(raw: NonNullable<RawService['balancer']>, path: PathSegment[], report: Report): BalancerConfig {
+  const algorithm = raw.algorithm ?? 'p2c-ewma';
+  const hashOn = raw.hashOn?.header !== undefined ? { header: raw.hashOn.header.toLowerCase() } : raw.hashOn?.cookie !== undefined ? { cookie: raw.hashOn.cookie } : undefined;
+  if (algorithm === 'ring-hash' && hashOn === undefined) report([...path, 'hashOn'], 'ring-hash needs hashOn: { header: NAME } or { cookie: NAME }');
+  if (algorithm !== 'ring-hash' && hashOn !== undefined) report([...path, 'hashOn'], 'only used by algorithm: ring-hash');
+  const decayMs = ms(raw.decay, '10s');
+  if (decayMs === 0) report([...path, 'decay'], 'must be greater than 0s');
+  return {
+    algorithm,
+    decayMs,
+    defaultRttMs: ms(raw.defaultRtt, '30ms'),
+    failurePenalty: raw.failurePenalty ?? 10,
+    hashOn,
+    zoneAware: raw.zoneAware ?? true,
+    slowStart: {
+      windowMs: ms(raw.slowStart?.window, '0s'),
+      aggression: raw.slowStart?.aggression ?? 1,
+      minWeight: raw.slowStart?.minWeight ?? 0.1,
+    },
   };
 }
 

@@ -40,7 +40,29 @@ const service = {
     balancer: {
       type: 'object',
       additionalProperties: false,
-      properties: { algorithm: { enum: ['round-robin'] } },
+      properties: {
+        algorithm: { enum: ['p2c-ewma', 'least-request', 'round-robin', 'weighted-round-robin', 'ring-hash'] },
+        decay: duration,
+        defaultRtt: duration,
+        failurePenalty: { type: 'number', minimum: 0, maximum: 1000 },
+        hashOn: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          maxProperties: 1,
+          properties: { header: { type: 'string', minLength: 1 }, cookie: { type: 'string', minLength: 1 } },
+        },
+        zoneAware: { type: 'boolean' },
+        slowStart: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            window: duration,
+            aggression: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
+            minWeight: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+          },
+        },
+      },
     },
     timeout: duration,
     connectTimeout: duration,

@@ -5,7 +5,22 @@
 import type { SocketAddress } from './address.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-export type BalancerAlgorithm = 'round-robin';
+export type BalancerAlgorithm = 'p2c-ewma' | 'least-request' | 'round-robin' | 'weighted-round-robin' | 'ring-hash';
+
+export interface BalancerConfig {
+  readonly algorithm: BalancerAlgorithm;
+  /** Peak-EWMA time constant. */
+  readonly decayMs: number;
+  /** Latency assumed for endpoints not yet measured. */
+  readonly defaultRttMs: number;
+  /** Cost multiplier per unit of failure rate (p2c-ewma). */
+  readonly failurePenalty: number;
+  /** Request attribute consistent hashing keys on (ring-hash). */
+  readonly hashOn: { readonly header: string } | { readonly cookie: string } | undefined;
+  /** Prefer endpoints in node.zone while that zone has healthy capacity. */
+  readonly zoneAware: boolean;
+  readonly slowStart: { readonly windowMs: number; readonly aggression: number; readonly minWeight: number };
+}
 
 export interface EndpointSpec {
   /** Canonical "host:port"; the endpoint's key within its service. */
@@ -29,7 +44,7 @@ export interface ServiceConfig {
   readonly endpoints: readonly EndpointSpec[];
   /** Absolute path of a watched endpoints file, when configured. */
   readonly endpointsFile: string | undefined;
-  readonly balancer: { readonly algorithm: BalancerAlgorithm };
+  readonly balancer: BalancerConfig;
   /** Overall deadline for one request, from arrival to the last response byte. */
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;

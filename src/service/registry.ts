@@ -23,9 +23,9 @@ export class ServiceRegistry {
     for (const [name, svc] of config.services) {
       const existing = this.services.get(name);
       if (existing !== undefined) {
-        starting.push(existing.reconfigure(svc));
+        starting.push(existing.reconfigure(svc, config.node.zone));
       } else {
-        const runtime = new ServiceRuntime(svc, this.deps);
+        const runtime = new ServiceRuntime(svc, config.node.zone, this.deps);
         fresh.set(name, runtime);
         starting.push(runtime.start());
       }

@@ -5,7 +5,8 @@
  * never cuts a request in flight.
  */
 import type { Balancer } from '../balancer/balancer.ts';
-import { createBalancer } from '../balancer/create.ts';
+import { createBalancer, hashKeyReader, peakEwmaOptions } from '../balancer/create.ts';
+import { PeakEwma } from '../balancer/peak-ewma.ts';
 import { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
@@ -67,12 +68,15 @@ export class ServiceRuntime {
   private readonly sourcesOf = new Map<string, string[]>();
   private fileSource: EndpointsFileSource | undefined;
 
-  constructor(config: ServiceConfig, deps: ServiceDeps) {
+  private nodeZone: string | undefined;
+
+  constructor(config: ServiceConfig, nodeZone: string | undefined, deps: ServiceDeps) {
     this.name = config.name;
     this.config = config;
+    this.nodeZone = nodeZone;
     this.deps = deps;
     this.recorder = deps.observer.forService(config.name);
-    this.balancer = createBalancer(config.balancer.algorithm, deps.random);
+    this.balancer = createBalancer(config.balancer, nodeZone, deps.random);
     this.handler = this.buildHandler();
   }
 
@@ -82,10 +86,15 @@ export class ServiceRuntime {
   }
 
   /** Applies a new config for this service without dropping requests in flight. */
-  async reconfigure(config: ServiceConfig): Promise<void> {
+  async reconfigure(config: ServiceConfig, nodeZone: string | undefined): Promise<void> {
     const previous = this.config;
     this.config = config;
-    if (previous.balancer.algorithm !== config.balancer.algorithm) this.balancer = createBalancer(config.balancer.algorithm, this.deps.random);
+    if (JSON.stringify(previous.balancer) !== JSON.stringify(config.balancer) || nodeZone !== this.nodeZone) {
+      this.nodeZone = nodeZone;
+      this.balancer = createBalancer(config.balancer, nodeZone, this.deps.random);
+      const ewma = peakEwmaOptions(config.balancer);
+      for (const e of this.endpoints.values()) e.load.setOptions(ewma);
+    }
     this.handler = this.buildHandler();
     if (previous.endpointsFile !== config.endpointsFile) {
       this.fileSource?.stop();
@@ -130,7 +139,7 @@ export class ServiceRuntime {
    */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
     const { clock, log } = this.deps;
-    const endpoint = this.balancer.pick();
+    const endpoint = this.balancer.pick(clock(), hashKeyReader(this.config.balancer)?.(req.headers));
     if (endpoint === undefined) {
       this.recorder.finishedWithoutEndpoint(503, (clock() - started) / 1000);
       sendRawError(socket, new MeshError('no_endpoints', `service "${this.name}" has no available endpoints`, { retryAfterSeconds: 1 }));
@@ -141,7 +150,7 @@ export class ServiceRuntime {
     const { host, port } = endpoint.spec;
     const target = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.deps.upgrades.forward(req, socket, head, target, this.config.connectTimeoutMs, started, clock, (result) => {
-      endpoint.stats.record(result.outcome, result.handshakeMs, clock());
+      endpoint.record(result.outcome, result.handshakeMs, clock());
       const failure =
         result.error === undefined
           ? undefined
@@ -173,7 +182,7 @@ export class ServiceRuntime {
         observeLayer(this.recorder, this.deps.clock),
         respondLayer(name, this.deps.log),
         deadlineLayer(timeoutMs),
-        balanceLayer(name, () => this.balancer, this.deps.clock),
+        balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), this.deps.clock),
       ],
       forwardHttp,
     );
@@ -209,15 +218,17 @@ export class ServiceRuntime {
     for (const spec of this.fileSource?.endpoints ?? []) add(spec, 'file');
 
     const options = upstreamOptions(this.config);
+    const ewma = peakEwmaOptions(this.config.balancer);
+    const now = this.deps.clock();
     const added: string[] = [];
     const removed: string[] = [];
     // Pool settings changed: a fresh pool, but the endpoint keeps its history.
-    const carried = new Map<string, HttpEndpoint['stats']>();
+    const carried = new Map<string, HttpEndpoint>();
     for (const [address, endpoint] of this.endpoints) {
       if (wanted.has(address) && sameUpstreamOptions(endpoint.upstream.options, options)) continue;
       this.endpoints.delete(address);
       void endpoint.upstream.close();
-      if (wanted.has(address)) carried.set(address, endpoint.stats);
+      if (wanted.has(address)) carried.set(address, endpoint);
       else {
         removed.push(address);
         this.deps.observer.removeEndpoint(this.name, address);
@@ -231,9 +242,11 @@ export class ServiceRuntime {
         continue;
       }
       const recorder = this.deps.observer.forEndpoint(this.name, address);
-      const stats = carried.get(address);
-      this.endpoints.set(address, new Endpoint(spec, new HttpUpstream(spec, options), recorder, stats));
-      if (stats === undefined) added.push(address);
+      const old = carried.get(address);
+      const fresh = new Endpoint(spec, new HttpUpstream(spec, options), recorder, now, old?.stats, old?.load ?? new PeakEwma(ewma, now));
+      if (old !== undefined) fresh.warmingSince = old.warmingSince;
+      this.endpoints.set(address, fresh);
+      if (old === undefined) added.push(address);
     }
     for (const address of removed) this.sourcesOf.delete(address);
     this.balancer.setEndpoints([...this.endpoints.values()]);

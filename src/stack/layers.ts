@@ -70,9 +70,14 @@ function onDeadline(ex: Exchange, timeoutMs: number): void {
 }
 
 /** Picks an endpoint, and accounts its in-flight load and the attempt's outcome and latency. */
-export function balanceLayer(service: string, balancer: () => Balancer, clock: Clock): Layer {
+export function balanceLayer(
+  service: string,
+  balancer: () => Balancer,
+  hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined,
+  clock: Clock,
+): Layer {
   return (next) => async (ex) => {
-    const endpoint = balancer().pick();
+    const endpoint = balancer().pick(clock(), hashKey?.(ex.req.headers));
     if (endpoint === undefined) {
       throw new MeshError('no_endpoints', `service "${service}" has no available endpoints`, { retryAfterSeconds: 1 });
     }
@@ -84,7 +89,7 @@ export function balanceLayer(service: string, balancer: () => Balancer, clock: C
     } finally {
       endpoint.inFlight--;
       const now = clock();
-      endpoint.stats.record(ex.outcome, now - started, now);
+      endpoint.record(ex.outcome, now - started, now);
     }
   };
 }

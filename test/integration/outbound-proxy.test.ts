@@ -44,6 +44,7 @@ services:
     endpoints:
       - { address: ${a.address}, zone: a }
       - { address: ${b.address}, zone: b }
+    balancer: { algorithm: round-robin }
   empty: {}
   dead:
     endpoints: [ { address: 127.0.0.1:${dead} } ]

@@ -9,7 +9,7 @@ const recorder = { finished: () => {} };
 
 function endpoint(address: string, eligible = true): Endpoint {
   const spec: EndpointSpec = { address, host: '127.0.0.1', port: 1, zone: undefined, weight: 1, labels: {}, identity: undefined };
-  const e = new Endpoint(spec, upstream, recorder);
+  const e = new Endpoint(spec, upstream, recorder, 0);
   if (!eligible) Object.defineProperty(e, 'eligible', { get: () => false });
   return e;
 }

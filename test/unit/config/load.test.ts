@@ -50,7 +50,9 @@ outbound: { maxHeaderSize: 32KiB }
     assert.equal(users.endpoints[0]?.host, '::1');
     assert.equal(users.endpoints[0]?.weight, 1);
     assert.equal(users.endpoints[1]?.weight, 3);
-    assert.equal(users.balancer.algorithm, 'round-robin');
+    assert.equal(users.balancer.algorithm, 'p2c-ewma');
+    assert.equal(users.balancer.failurePenalty, 10);
+    assert.equal(users.balancer.slowStart.windowMs, 0);
     assert.equal(config.outbound.maxHeaderSizeBytes, 32_768);
     assert.equal(config.outbound.maxConnections, 'auto');
     assert.equal(config.drainTimeoutMs, 10_000);
@@ -99,7 +101,7 @@ services:
       'services.users.timeout',
     ]);
     assert.match(problems.find((p) => p.path === 'outbound.maxHeaderSize')!.message, /expected a size like "16KiB", got 16/);
-    assert.match(problems.find((p) => p.path === 'services.users.balancer.algorithm')!.message, /expected one of "round-robin", got "magic"/);
+    assert.match(problems.find((p) => p.path === 'services.users.balancer.algorithm')!.message, /expected one of "p2c-ewma", .*, got "magic"/);
   });
 
   it('checks what the schema cannot: duplicates, clashing listeners, mTLS-only endpoints', () => {
@@ -171,5 +173,16 @@ describe('socket addresses', () => {
     assert.match(String(parseSocketAddress('h:0', { allowPortZero: false })), /outside 1-65535/);
     assert.equal(typeof parseSocketAddress('h:0', { allowPortZero: true }), 'object');
     assert.match(String(parseSocketAddress('bad_host:1', { allowPortZero: false })), /neither/);
+  });
+});
+
+describe('balancer config', () => {
+  it('requires hashOn exactly for ring-hash', () => {
+    const missing = problemsOf('services:\n  s:\n    balancer: { algorithm: ring-hash }\n');
+    assert.deepEqual(missing.map((p) => p.path), ['services.s.balancer.hashOn']);
+    const stray = problemsOf('services:\n  s:\n    balancer: { hashOn: { header: x-user } }\n');
+    assert.match(stray[0]!.message, /only used by algorithm: ring-hash/);
+    const both = problemsOf('services:\n  s:\n    balancer: { algorithm: ring-hash, hashOn: { header: a, cookie: b } }\n');
+    assert.equal(both[0]!.path, 'services.s.balancer.hashOn');
   });
 });
