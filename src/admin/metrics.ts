@@ -31,6 +31,8 @@ export class Metrics implements DataPathObserver {
   private readonly inflight: Gauge<'service'>;
   private readonly resets: Counter<'service' | 'side'>;
   private readonly reloads: Counter<'result'>;
+  private readonly retries: Counter<'service' | 'reason'>;
+  private readonly budgetExhausted: Counter<'service'>;
   private readonly discoveryErrors: Counter<'service' | 'source'>;
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
@@ -57,6 +59,13 @@ export class Metrics implements DataPathObserver {
       name: 'meshd_resets_total',
       help: 'Exchanges cut short: the caller went away (client) or the response stream broke after it started (upstream).',
       labelNames: ['service', 'side'],
+      registers,
+    });
+    this.retries = new Counter({ name: 'meshd_retries_total', help: 'Retries sent, by the status or error that caused them.', labelNames: ['service', 'reason'], registers });
+    this.budgetExhausted = new Counter({
+      name: 'meshd_retry_budget_exhausted_total',
+      help: 'Retries not sent because the retry budget was spent.',
+      labelNames: ['service'],
       registers,
     });
     this.reloads = new Counter({ name: 'meshd_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
@@ -102,11 +111,14 @@ export class Metrics implements DataPathObserver {
     const finish = this.bind(service, 'none');
     const clientResets = this.resets.labels(service, 'client');
     const upstreamResets = this.resets.labels(service, 'upstream');
+    const exhausted = this.budgetExhausted.labels(service);
     return {
       started: () => inflight.inc(),
       ended: () => inflight.dec(),
       finishedWithoutEndpoint: finish.finished,
       reset: (side) => (side === 'client' ? clientResets : upstreamResets).inc(),
+      retried: (reason) => this.retries.labels(service, reason).inc(),
+      budgetExhausted: () => exhausted.inc(),
     };
   }
 

@@ -90,6 +90,15 @@ interface RawService {
   };
   timeout?: string;
   connectTimeout?: string;
+  retries?: {
+    attempts?: number;
+    retryOn?: number[];
+    backoff?: { base?: string; max?: string };
+    budget?: { ratio?: number; minPerSecond?: number; window?: string };
+    bufferLimit?: string;
+    perTryTimeout?: string;
+  };
+  limits?: { maxInFlight?: number; maxPendingPerEndpoint?: number };
   pool?: { maxConnections?: number; idleTimeout?: string };
 }
 interface RawConfig {
@@ -121,9 +130,25 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       balancer: normaliseBalancer(svc.balancer ?? {}, ['services', name, 'balancer'], report),
       timeoutMs: ms(svc.timeout, '15s'),
       connectTimeoutMs: ms(svc.connectTimeout, '2s'),
+      retries: {
+        attempts: svc.retries?.attempts ?? 3,
+        retryOn: svc.retries?.retryOn ?? [502, 503, 504],
+        backoffBaseMs: ms(svc.retries?.backoff?.base, '25ms'),
+        backoffMaxMs: ms(svc.retries?.backoff?.max, '250ms'),
+        budget: {
+          ratio: svc.retries?.budget?.ratio ?? 0.2,
+          minPerSecond: svc.retries?.budget?.minPerSecond ?? 10,
+          windowMs: ms(svc.retries?.budget?.window, '10s'),
+        },
+        bufferLimitBytes: bytes(svc.retries?.bufferLimit, '64KiB'),
+        perTryTimeoutMs: ms(svc.retries?.perTryTimeout, '0s'),
+      },
+      limits: { maxInFlight: svc.limits?.maxInFlight ?? 10_000, maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? 1_024 },
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
     if (ms(svc.timeout, '15s') === 0) report(['services', name, 'timeout'], 'must be greater than 0s');
+    if (ms(svc.retries?.budget?.window, '10s') === 0) report(['services', name, 'retries', 'budget', 'window'], 'must be greater than 0s');
+    if (ms(svc.retries?.backoff?.base, '25ms') > ms(svc.retries?.backoff?.max, '250ms')) report(['services', name, 'retries', 'backoff', 'base'], 'must not exceed backoff.max');
   }
   const admin = listenAddress(raw.admin?.listen, '127.0.0.1:9990');
   const outbound = listenAddress(raw.outbound?.listen, '127.0.0.1:4140');

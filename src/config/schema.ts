@@ -66,6 +66,30 @@ const service = {
     },
     timeout: duration,
     connectTimeout: duration,
+    retries: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        attempts: { type: 'integer', minimum: 1, maximum: 10 },
+        retryOn: { type: 'array', uniqueItems: true, items: { type: 'integer', minimum: 500, maximum: 599 } },
+        backoff: { type: 'object', additionalProperties: false, properties: { base: duration, max: duration } },
+        budget: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { ratio: { type: 'number', minimum: 0, maximum: 10 }, minPerSecond: { type: 'number', minimum: 0 }, window: duration },
+        },
+        bufferLimit: size,
+        perTryTimeout: duration,
+      },
+    },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxInFlight: { type: 'integer', minimum: 1 },
+        maxPendingPerEndpoint: { type: 'integer', minimum: 0 },
+      },
+    },
     pool: {
       type: 'object',
       additionalProperties: false,

@@ -39,6 +39,24 @@ export interface PoolConfig {
   readonly idleTimeoutMs: number;
 }
 
+export interface RetryConfig {
+  /** Total attempts including the first; 1 disables retries. */
+  readonly attempts: number;
+  readonly retryOn: readonly number[];
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly budget: { readonly ratio: number; readonly minPerSecond: number; readonly windowMs: number };
+  readonly bufferLimitBytes: number;
+  readonly perTryTimeoutMs: number;
+}
+
+export interface LimitsConfig {
+  /** Requests in flight for the whole service; excess gets 503 overloaded. */
+  readonly maxInFlight: number;
+  /** Requests that may queue per endpoint beyond its pool's connections. */
+  readonly maxPendingPerEndpoint: number;
+}
+
 export interface ServiceConfig {
   readonly name: string;
   readonly endpoints: readonly EndpointSpec[];
@@ -48,6 +66,8 @@ export interface ServiceConfig {
   /** Overall deadline for one request, from arrival to the last response byte. */
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  readonly retries: RetryConfig;
+  readonly limits: LimitsConfig;
   readonly pool: PoolConfig;
 }
 

@@ -3,6 +3,7 @@
  * latency average, a sliding window of outcomes, and the run of consecutive
  * failures. Time is always passed in, never read, so tests drive it exactly.
  */
+import { SlidingCounters } from '../util/sliding-window.ts';
 import { isEndpointFailure, OUTCOMES, type Outcome } from './outcome.ts';
 
 export interface EndpointStatsOptions {
@@ -12,6 +13,9 @@ export interface EndpointStatsOptions {
   readonly windowMs: number;
   readonly buckets: number;
 }
+
+const SUCCESSES = 0;
+const FAILURES = 1;
 
 export const DEFAULT_STATS_OPTIONS: EndpointStatsOptions = { decayMs: 10_000, windowMs: 10_000, buckets: 10 };
 
@@ -26,22 +30,17 @@ export interface EndpointStatsSnapshot {
 
 export class EndpointStats {
   private readonly options: EndpointStatsOptions;
-  private readonly bucketMs: number;
   private ewma = 0;
   private ewmaAt = Number.NaN;
-  private readonly successes: Float64Array;
-  private readonly failures: Float64Array;
-  private bucketStart = Number.NEGATIVE_INFINITY;
-  private bucketIndex = 0;
+  /** Series 0: successes, 1: failures. */
+  private readonly window: SlidingCounters;
   private consecutive = 0;
   private last: Outcome | undefined;
   private readonly totals: Record<Outcome, number>;
 
   constructor(options: EndpointStatsOptions = DEFAULT_STATS_OPTIONS) {
     this.options = options;
-    this.bucketMs = options.windowMs / options.buckets;
-    this.successes = new Float64Array(options.buckets);
-    this.failures = new Float64Array(options.buckets);
+    this.window = new SlidingCounters(options.windowMs, options.buckets, 2);
     this.totals = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
   }
 
@@ -50,12 +49,11 @@ export class EndpointStats {
     this.totals[outcome]++;
     this.last = outcome;
     if (outcome === 'client_abort') return;
-    this.advance(now);
     if (isEndpointFailure(outcome)) {
-      this.failures[this.bucketIndex]!++;
+      this.window.add(FAILURES, now);
       this.consecutive++;
     } else {
-      this.successes[this.bucketIndex]!++;
+      this.window.add(SUCCESSES, now);
       this.consecutive = 0;
     }
     if (Number.isNaN(this.ewmaAt)) {
@@ -68,13 +66,8 @@ export class EndpointStats {
   }
 
   snapshot(now: number): EndpointStatsSnapshot {
-    this.advance(now);
-    let ok = 0;
-    let failed = 0;
-    for (let i = 0; i < this.options.buckets; i++) {
-      ok += this.successes[i]!;
-      failed += this.failures[i]!;
-    }
+    const ok = this.window.sum(SUCCESSES, now);
+    const failed = this.window.sum(FAILURES, now);
     const requests = ok + failed;
     return {
       ewmaLatencyMs: Number.isNaN(this.ewmaAt) ? undefined : this.ewma,
@@ -84,19 +77,5 @@ export class EndpointStats {
       total: { ...this.totals },
       lastOutcome: this.last,
     };
-  }
-
-  /** Moves the window so that the current bucket covers `now`, clearing stale buckets. */
-  private advance(now: number): void {
-    if (now < this.bucketStart + this.bucketMs) return;
-    const steps = Number.isFinite(this.bucketStart) ? Math.floor((now - this.bucketStart) / this.bucketMs) : this.options.buckets;
-    const clear = Math.min(steps, this.options.buckets);
-    for (let i = 1; i <= clear; i++) {
-      const idx = (this.bucketIndex + i) % this.options.buckets;
-      this.successes[idx] = 0;
-      this.failures[idx] = 0;
-    }
-    this.bucketIndex = (this.bucketIndex + clear) % this.options.buckets;
-    this.bucketStart = Number.isFinite(this.bucketStart) ? this.bucketStart + steps * this.bucketMs : now;
   }
 }

@@ -16,6 +16,9 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'transfer-encoding',
   'upgrade',
   'expect',
+  // meshd's own request controls: consumed here, re-set by meshd where they apply.
+  'x-meshd-timeout-ms',
+  'x-meshd-retryable',
 ]);
 
 const VIA = '1.1 meshd';

@@ -7,6 +7,8 @@ import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import { MeshError } from '../errors.ts';
 import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.ts';
+import { RetryableStatus } from '../stack/retry.ts';
+import { TIMEOUT_HEADER } from '../stack/deadline.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
 import type { HttpUpstream } from './http-upstream.ts';
 
@@ -21,13 +23,15 @@ export function forwardHttp(ex: Exchange): Promise<void> {
       clientAddress: req.socket.remoteAddress,
       authority: ex.authority,
     });
+    // Tell the next hop how long this caller will still wait (deadline propagation).
+    if (Number.isFinite(ex.deadline)) headers.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
     try {
       endpoint.upstream.pool.dispatch(
         {
           path: ex.path,
           method: req.method ?? 'GET',
           headers,
-          body: hasBody(req.headers) ? req : null,
+          body: ex.body ?? (hasBody(req.headers) ? req : null),
           upgrade: null,
         },
         handler,
@@ -38,7 +42,7 @@ export function forwardHttp(ex: Exchange): Promise<void> {
   });
 }
 
-function hasBody(headers: { 'content-length'?: string | undefined; 'transfer-encoding'?: string | undefined }): boolean {
+export function hasBody(headers: { 'content-length'?: string | undefined; 'transfer-encoding'?: string | undefined }): boolean {
   if (headers['transfer-encoding'] !== undefined) return true;
   const length = headers['content-length'];
   return length !== undefined && length !== '0';
@@ -48,11 +52,15 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
   private readonly ex: Exchange;
   private readonly endpoint: Endpoint<HttpUpstream>;
   private readonly resolve: () => void;
-  private readonly reject: (err: MeshError) => void;
+  private readonly reject: (err: MeshError | RetryableStatus) => void;
   private controller: Dispatcher.DispatchController | undefined;
   private settled = false;
+  /** Why this attempt was cancelled (deadline, caller gone, per-try timeout). */
+  private cancelReason: MeshError | ClientGone | undefined;
+  /** A retryable status is being drained so the connection can be reused; nothing is relayed. */
+  private discardingStatus = 0;
 
-  constructor(ex: Exchange, endpoint: Endpoint<HttpUpstream>, resolve: () => void, reject: (err: MeshError) => void) {
+  constructor(ex: Exchange, endpoint: Endpoint<HttpUpstream>, resolve: () => void, reject: (err: MeshError | RetryableStatus) => void) {
     this.ex = ex;
     this.endpoint = endpoint;
     this.resolve = resolve;
@@ -61,6 +69,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
 
   cancel(reason: MeshError | ClientGone): void {
     if (this.settled) return;
+    this.cancelReason = reason;
     const err = reason instanceof MeshError ? reason : new Error('client closed the connection');
     if (this.controller !== undefined) this.controller.abort(err);
   }
@@ -79,11 +88,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       return;
     }
     this.ex.outcome = statusCode >= 500 ? 'http_5xx' : 'success';
+    if (this.ex.retryOnStatus?.(statusCode) === true) {
+      this.discardingStatus = statusCode;
+      return;
+    }
     this.ex.status = statusCode;
     res.writeHead(statusCode, statusMessage === undefined || statusMessage === '' ? undefined : statusMessage, downstreamResponseHeaders(headers));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.discardingStatus !== 0) return;
     if (!this.ex.res.write(chunk)) {
       controller.pause();
       this.ex.res.once('drain', () => controller.resume());
@@ -91,6 +105,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: HeaderObject): void {
+    if (this.discardingStatus !== 0) {
+      this.settle();
+      this.reject(new RetryableStatus(this.discardingStatus));
+      return;
+    }
     const res = this.ex.res;
     if (trailers !== null && typeof trailers === 'object') {
       for (const _ in trailers) {
@@ -107,7 +126,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
     if (this.settled) return;
     this.settle();
     const ex = this.ex;
-    const cancelled = ex.cancelled;
+    const cancelled = this.cancelReason ?? ex.cancelled;
     let failure: MeshError;
     if (cancelled instanceof MeshError) {
       ex.outcome = 'timeout';

@@ -21,7 +21,10 @@ import { sendRawError } from '../stack/respond.ts';
 import { forwardHttp } from '../proxy/http-forwarder.ts';
 import { HttpUpstream, sameUpstreamOptions, upstreamOptions } from '../proxy/http-upstream.ts';
 import { compose, type Handler } from '../stack/layer.ts';
-import { balanceLayer, deadlineLayer, observeLayer, respondLayer } from '../stack/layers.ts';
+import { deadlineLayer } from '../stack/deadline.ts';
+import { balanceLayer, limitLayer, observeLayer, respondLayer, type InFlightCount } from '../stack/layers.ts';
+import { retryLayer, type RetryPolicy } from '../stack/retry.ts';
+import { RetryBudget } from '../stack/retry-budget.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
 
 export interface ServiceDeps {
@@ -52,6 +55,8 @@ export interface ServiceState {
   timeoutMs: number;
   endpoints: EndpointState[];
   discovery: { static: number; file: EndpointsFileStatus | undefined };
+  inFlight: number;
+  retryBudget: { requests: number; retries: number; allowance: number };
 }
 
 type HttpEndpoint = Endpoint<HttpUpstream>;
@@ -66,6 +71,8 @@ export class ServiceRuntime {
   handler: Handler;
   private readonly endpoints = new Map<string, HttpEndpoint>();
   private readonly sourcesOf = new Map<string, string[]>();
+  private readonly inFlight: InFlightCount = { value: 0 };
+  private retryBudget: RetryBudget;
   private fileSource: EndpointsFileSource | undefined;
 
   private nodeZone: string | undefined;
@@ -77,6 +84,7 @@ export class ServiceRuntime {
     this.deps = deps;
     this.recorder = deps.observer.forService(config.name);
     this.balancer = createBalancer(config.balancer, nodeZone, deps.random);
+    this.retryBudget = new RetryBudget(config.retries.budget);
     this.handler = this.buildHandler();
   }
 
@@ -95,6 +103,7 @@ export class ServiceRuntime {
       const ewma = peakEwmaOptions(config.balancer);
       for (const e of this.endpoints.values()) e.load.setOptions(ewma);
     }
+    if (JSON.stringify(previous.retries.budget) !== JSON.stringify(config.retries.budget)) this.retryBudget = new RetryBudget(config.retries.budget);
     this.handler = this.buildHandler();
     if (previous.endpointsFile !== config.endpointsFile) {
       this.fileSource?.stop();
@@ -130,6 +139,8 @@ export class ServiceRuntime {
         pool: e.upstream.stats(),
       })),
       discovery: { static: this.config.endpoints.length, file: this.fileSource?.status() },
+      inFlight: this.inFlight.value,
+      retryBudget: this.retryBudget.snapshot(this.deps.clock()),
     };
   }
 
@@ -176,13 +187,24 @@ export class ServiceRuntime {
   }
 
   private buildHandler(): Handler {
-    const { name, timeoutMs } = this.config;
+    const { name, timeoutMs, retries, limits, pool } = this.config;
+    const { clock, random } = this.deps;
+    const policy: RetryPolicy = {
+      attempts: retries.attempts,
+      retryOn: new Set(retries.retryOn),
+      backoffBaseMs: retries.backoffBaseMs,
+      backoffMaxMs: retries.backoffMaxMs,
+      bufferLimitBytes: retries.bufferLimitBytes,
+      perTryTimeoutMs: retries.perTryTimeoutMs,
+    };
     return compose(
       [
-        observeLayer(this.recorder, this.deps.clock),
+        observeLayer(this.recorder, clock),
         respondLayer(name, this.deps.log),
+        limitLayer(name, limits.maxInFlight, this.inFlight),
         deadlineLayer(timeoutMs),
-        balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), this.deps.clock),
+        retryLayer(policy, this.retryBudget, this.recorder, clock, random),
+        balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), pool.maxConnections + limits.maxPendingPerEndpoint, clock),
       ],
       forwardHttp,
     );

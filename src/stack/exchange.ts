@@ -36,6 +36,17 @@ export class Exchange {
   status = 0;
   /** Set once the exchange was cancelled; later cancels are ignored. */
   cancelled: MeshError | ClientGone | undefined = undefined;
+  /** Attempt number, from 1; the retry layer increments it. */
+  attempt = 1;
+  /** The endpoint the previous attempt failed on; the balancer avoids it when it can. */
+  avoid: Endpoint | undefined = undefined;
+  /** The request body, buffered so that a retry can resend it; undefined streams `req`. */
+  body: Buffer | undefined = undefined;
+  /**
+   * Asked by the forwarder when an attempt's response has arrived: true means "do not relay
+   * this status, the retry layer has committed to another attempt". Unset when no retry is possible.
+   */
+  retryOnStatus: ((status: number) => boolean) | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, path: string, authority: string | undefined, startedAt: number) {
@@ -50,9 +61,15 @@ export class Exchange {
     this.canceller = canceller;
   }
 
+  /** Ends the exchange: deadline passed or caller gone. */
   cancel(reason: MeshError | ClientGone): void {
     if (this.cancelled !== undefined) return;
     this.cancelled = reason;
+    this.canceller?.cancel(reason);
+  }
+
+  /** Ends only the current attempt (per-try timeout); the retry layer may start another. */
+  cancelAttempt(reason: MeshError): void {
     this.canceller?.cancel(reason);
   }
 }

@@ -1,10 +1,10 @@
 /**
  * The layers of a service's outbound stack, outermost first:
- * observe → respond → deadline → balance → (proxy). Each does one job.
+ * observe → respond → limit → deadline (deadline.ts) → retry (retry.ts) → balance → (proxy).
+ * Each does one job.
  */
 import type { Balancer } from '../balancer/balancer.ts';
 import type { Clock } from '../clock.ts';
-import { formatDuration } from '../config/units.ts';
 import { MeshError, toMeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Exchange } from './exchange.ts';
@@ -52,34 +52,27 @@ function causeText(err: MeshError): string | undefined {
   return cause.code ?? cause.message;
 }
 
-/** Bounds the whole exchange, from arrival to the last response byte. */
-export function deadlineLayer(timeoutMs: number): Layer {
-  return (next) => async (ex) => {
-    ex.deadline = ex.startedAt + timeoutMs;
-    const timer = setTimeout(onDeadline, timeoutMs, ex, timeoutMs);
-    try {
-      await next(ex);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-}
-
-function onDeadline(ex: Exchange, timeoutMs: number): void {
-  ex.cancel(new MeshError('upstream_timeout', `no complete response within the ${formatDuration(timeoutMs)} timeout`));
-}
-
 /** Picks an endpoint, and accounts its in-flight load and the attempt's outcome and latency. */
 export function balanceLayer(
   service: string,
   balancer: () => Balancer,
   hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined,
+  endpointCapacity: number,
   clock: Clock,
 ): Layer {
   return (next) => async (ex) => {
-    const endpoint = balancer().pick(clock(), hashKey?.(ex.req.headers));
+    const now = clock();
+    const key = hashKey?.(ex.req.headers);
+    let endpoint = balancer().pick(now, key);
+    // A retry goes elsewhere when it can, and a full endpoint is passed over.
+    for (let i = 0; i < 3 && endpoint !== undefined && (endpoint === ex.avoid || endpoint.inFlight >= endpointCapacity); i++) {
+      endpoint = balancer().pick(now, key) ?? endpoint;
+    }
     if (endpoint === undefined) {
       throw new MeshError('no_endpoints', `service "${service}" has no available endpoints`, { retryAfterSeconds: 1 });
+    }
+    if (endpoint.inFlight >= endpointCapacity) {
+      throw new MeshError('overloaded', `every endpoint of "${service}" is at its limit of ${endpointCapacity} requests in flight`, { retryAfterSeconds: 1 });
     }
     ex.endpoint = endpoint;
     endpoint.inFlight++;
@@ -90,6 +83,26 @@ export function balanceLayer(
       endpoint.inFlight--;
       const now = clock();
       endpoint.record(ex.outcome, now - started, now);
+    }
+  };
+}
+
+/** Mutable count shared by a service's stacks across reloads. */
+export interface InFlightCount {
+  value: number;
+}
+
+/** Caps the requests a service has in flight (a circuit breaker): excess gets a fast 503. */
+export function limitLayer(service: string, maxInFlight: number, count: InFlightCount): Layer {
+  return (next) => async (ex) => {
+    if (count.value >= maxInFlight) {
+      throw new MeshError('overloaded', `service "${service}" is at its limit of ${maxInFlight} requests in flight`, { retryAfterSeconds: 1 });
+    }
+    count.value++;
+    try {
+      await next(ex);
+    } finally {
+      count.value--;
     }
   };
 }

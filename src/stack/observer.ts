@@ -11,6 +11,10 @@ export interface ServiceRecorder {
   finishedWithoutEndpoint(status: number, seconds: number): void;
   ended(): void;
   reset(side: 'client' | 'upstream'): void;
+  /** A retry was sent; `reason` is the status or error code that caused it. */
+  retried(reason: string): void;
+  /** A retry was wanted but the budget was spent. */
+  budgetExhausted(): void;
 }
 
 export interface DataPathObserver {

@@ -1,0 +1,52 @@
+/**
+ * The exchange deadline: the service timeout, shortened by what the caller
+ * says it will wait (`x-meshd-timeout-ms` from a calling meshd, or gRPC's
+ * `grpc-timeout`). The remaining time is sent on to the next hop, so no hop
+ * waits longer than the caller will.
+ */
+import { formatDuration } from '../config/units.ts';
+import { MeshError } from '../errors.ts';
+import type { Exchange } from './exchange.ts';
+import type { Layer } from './layer.ts';
+
+/** Milliseconds the caller will still wait; meshd sets it on every upstream request. */
+export const TIMEOUT_HEADER = 'x-meshd-timeout-ms';
+
+const GRPC_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
+
+/** Parses gRPC's `grpc-timeout` ("100m", "5S"; at most 8 digits); undefined when malformed. */
+export function parseGrpcTimeout(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
+  if (match === null) return undefined;
+  return Number(match[1]) * GRPC_UNIT_MS[match[2] as string]!;
+}
+
+/** The time budget the caller asked for, in ms; undefined when it set none (or nonsense). */
+export function callerTimeoutMs(headers: Exchange['req']['headers']): number | undefined {
+  let budget: number | undefined;
+  const own = headers[TIMEOUT_HEADER];
+  if (typeof own === 'string' && /^\d{1,9}$/.test(own)) budget = Number(own);
+  const grpc = parseGrpcTimeout(typeof headers['grpc-timeout'] === 'string' ? headers['grpc-timeout'] : undefined);
+  if (grpc !== undefined) budget = budget === undefined ? grpc : Math.min(budget, grpc);
+  return budget;
+}
+
+/** Bounds the whole exchange, from arrival to the last response byte. */
+export function deadlineLayer(timeoutMs: number): Layer {
+  return (next) => async (ex) => {
+    const asked = callerTimeoutMs(ex.req.headers);
+    const budget = asked === undefined ? timeoutMs : Math.min(timeoutMs, asked);
+    ex.deadline = ex.startedAt + budget;
+    const timer = setTimeout(onDeadline, budget, ex, budget);
+    try {
+      await next(ex);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+function onDeadline(ex: Exchange, budgetMs: number): void {
+  ex.cancel(new MeshError('upstream_timeout', `no complete response within the ${formatDuration(budgetMs)} deadline`));
+}
