@@ -122,11 +122,12 @@ export class Daemon {
   async drain(timeoutMs: number): Promise<{ abandoned: number }> {
     this.draining = true;
     this.outbound.startDrain();
+    this.services.stopAcceptingTcp();
     const deadline = this.deps.clock() + timeoutMs;
-    while (this.outbound.active > 0 && this.deps.clock() < deadline) {
+    while (this.inFlight > 0 && this.deps.clock() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
     }
-    const abandoned = this.outbound.active;
+    const abandoned = this.inFlight;
     this.outbound.closeAll();
     this.admin.close();
     this.upgrades.close();
@@ -134,8 +135,9 @@ export class Daemon {
     return { abandoned };
   }
 
+  /** HTTP exchanges, WebSocket tunnels and TCP connections still open. */
   get inFlight(): number {
-    return this.outbound.active;
+    return this.outbound.active + this.services.tcpActive;
   }
 
   readiness(): Readiness {

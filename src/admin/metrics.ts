@@ -33,6 +33,7 @@ export class Metrics implements DataPathObserver {
   private readonly reloads: Counter<'result'>;
   private readonly retries: Counter<'service' | 'reason'>;
   private readonly budgetExhausted: Counter<'service'>;
+  private readonly tcpConnections: Counter<'service' | 'endpoint' | 'result'>;
   private readonly discoveryErrors: Counter<'service' | 'source'>;
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
@@ -66,6 +67,12 @@ export class Metrics implements DataPathObserver {
       name: 'meshd_retry_budget_exhausted_total',
       help: 'Retries not sent because the retry budget was spent.',
       labelNames: ['service'],
+      registers,
+    });
+    this.tcpConnections = new Counter({
+      name: 'meshd_tcp_connections_total',
+      help: 'TCP connections through service listeners, by endpoint and result.',
+      labelNames: ['service', 'endpoint', 'result'],
       registers,
     });
     this.reloads = new Counter({ name: 'meshd_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
@@ -119,6 +126,7 @@ export class Metrics implements DataPathObserver {
       reset: (side) => (side === 'client' ? clientResets : upstreamResets).inc(),
       retried: (reason) => this.retries.labels(service, reason).inc(),
       budgetExhausted: () => exhausted.inc(),
+      tcpConnection: (endpoint, result) => this.tcpConnections.labels(service, endpoint, result).inc(),
     };
   }
 

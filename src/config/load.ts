@@ -99,6 +99,7 @@ interface RawService {
     perTryTimeout?: string;
   };
   limits?: { maxInFlight?: number; maxPendingPerEndpoint?: number };
+  tcp?: { listen: string; idleTimeout?: string; maxConnections?: number };
   pool?: { maxConnections?: number; idleTimeout?: string };
 }
 interface RawConfig {
@@ -143,6 +144,10 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
         bufferLimitBytes: bytes(svc.retries?.bufferLimit, '64KiB'),
         perTryTimeoutMs: ms(svc.retries?.perTryTimeout, '0s'),
       },
+      tcp:
+        svc.tcp === undefined
+          ? undefined
+          : { listen: listenAddress(svc.tcp.listen, ''), idleTimeoutMs: ms(svc.tcp.idleTimeout, '1h'), maxConnections: svc.tcp.maxConnections ?? 1_024 },
       limits: { maxInFlight: svc.limits?.maxInFlight ?? 10_000, maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? 1_024 },
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
@@ -154,6 +159,17 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
   const outbound = listenAddress(raw.outbound?.listen, '127.0.0.1:4140');
   if (admin.port !== 0 && admin.port === outbound.port && admin.host === outbound.host) {
     report(['admin', 'listen'], `same address as outbound.listen (${formatSocketAddress(admin)})`);
+  }
+  const taken = new Map<string, string>([
+    [formatSocketAddress(admin), 'admin.listen'],
+    [formatSocketAddress(outbound), 'outbound.listen'],
+  ]);
+  for (const [name, svc] of services) {
+    if (svc.tcp === undefined || svc.tcp.listen.port === 0) continue;
+    const key = formatSocketAddress(svc.tcp.listen);
+    const owner = taken.get(key);
+    if (owner !== undefined) report(['services', name, 'tcp', 'listen'], `same address as ${owner} (${key})`);
+    taken.set(key, `services.${name}.tcp.listen`);
   }
   return {
     source,

@@ -66,6 +66,12 @@ const service = {
     },
     timeout: duration,
     connectTimeout: duration,
+    tcp: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['listen'],
+      properties: { listen, idleTimeout: duration, maxConnections: { type: 'integer', minimum: 1 } },
+    },
     retries: {
       type: 'object',
       additionalProperties: false,

@@ -68,6 +68,8 @@ export interface ServiceConfig {
   readonly connectTimeoutMs: number;
   readonly retries: RetryConfig;
   readonly limits: LimitsConfig;
+  /** A loopback TCP port whose connections are balanced over this service's endpoints. */
+  readonly tcp: { readonly listen: SocketAddress; readonly idleTimeoutMs: number; readonly maxConnections: number } | undefined;
   readonly pool: PoolConfig;
 }
 

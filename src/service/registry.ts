@@ -40,6 +40,17 @@ export class ServiceRegistry {
     }
   }
 
+  /** Stops accepting on every TCP listener (drain). */
+  stopAcceptingTcp(): void {
+    for (const s of this.services.values()) s.stopAcceptingTcp();
+  }
+
+  get tcpActive(): number {
+    let n = 0;
+    for (const s of this.services.values()) n += s.tcpActive;
+    return n;
+  }
+
   async close(): Promise<void> {
     const all = [...this.services.values()];
     this.services.clear();

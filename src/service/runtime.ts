@@ -14,6 +14,9 @@ import { EndpointsFileSource, type EndpointsFileStatus } from '../discovery/endp
 import type { EndpointStatsSnapshot } from '../feedback/endpoint-stats.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { formatSocketAddress } from '../config/address.ts';
+import { TcpListener } from '../listeners/tcp.ts';
+import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
@@ -72,6 +75,8 @@ export class ServiceRuntime {
   private readonly endpoints = new Map<string, HttpEndpoint>();
   private readonly sourcesOf = new Map<string, string[]>();
   private readonly inFlight: InFlightCount = { value: 0 };
+  private tcpListener: TcpListener | undefined;
+  private tcpAddress: string | undefined;
   private retryBudget: RetryBudget;
   private fileSource: EndpointsFileSource | undefined;
 
@@ -91,6 +96,7 @@ export class ServiceRuntime {
   async start(): Promise<void> {
     await this.startFileSource();
     this.reconcile();
+    await this.syncTcpListener(true);
   }
 
   /** Applies a new config for this service without dropping requests in flight. */
@@ -111,11 +117,14 @@ export class ServiceRuntime {
       await this.startFileSource();
     }
     this.reconcile();
+    await this.syncTcpListener(false);
   }
 
   /** Stops discovery and closes every pool once its requests finish. */
   async close(): Promise<void> {
     this.fileSource?.stop();
+    this.tcpListener?.stopAccepting();
+    this.tcpListener?.destroyAll();
     const pools = [...this.endpoints.values()].map((e) => e.upstream.close());
     this.endpoints.clear();
     this.balancer.setEndpoints([]);
@@ -174,6 +183,89 @@ export class ServiceRuntime {
         sendRawError(socket, failure);
       }
     });
+  }
+
+  /** Stops accepting TCP connections (drain); open ones continue until close(). */
+  stopAcceptingTcp(): void {
+    this.tcpListener?.stopAccepting();
+  }
+
+  /** Open TCP connections through this service's listener. */
+  get tcpActive(): number {
+    return this.tcpListener?.active ?? 0;
+  }
+
+  /** Binds, moves or removes the service's TCP listener to match the config. */
+  private async syncTcpListener(failOnBindError: boolean): Promise<void> {
+    const want = this.config.tcp;
+    const key = want === undefined ? undefined : formatSocketAddress(want.listen);
+    if (key === this.tcpAddress) return;
+    let fresh: TcpListener | undefined;
+    if (want !== undefined) {
+      fresh = new TcpListener(this.name, want.maxConnections, (socket) => void this.openTcp(socket), this.deps.log);
+      try {
+        const bound = await fresh.listen(want.listen.host, want.listen.port);
+        this.deps.log.info({ listener: 'tcp', service: this.name, address: formatSocketAddress({ host: bound.address, port: bound.port }) }, 'listening');
+      } catch (err) {
+        if (failOnBindError) throw err;
+        this.deps.log.error({ service: this.name, address: key, err }, 'cannot bind the TCP listener; keeping the previous one');
+        return;
+      }
+    }
+    // Connections on a replaced listener continue; only new ones go to the new address.
+    this.tcpListener?.stopAccepting();
+    this.tcpListener = fresh;
+    this.tcpAddress = key;
+  }
+
+  /** Balances one TCP connection: connect failures are retried on other endpoints, then bytes are spliced. */
+  private async openTcp(client: Socket): Promise<void> {
+    const { clock, log } = this.deps;
+    const tcp = this.config.tcp;
+    if (tcp === undefined) return void client.destroy();
+    this.retryBudget.recordRequest(clock());
+    let avoid: Endpoint | undefined;
+    for (let attempt = 1; ; attempt++) {
+      // Every local client has the same address, so TCP is never hashed: the fallback spreads it.
+      let endpoint = this.balancer.pick(clock(), undefined);
+      if (endpoint === avoid) endpoint = this.balancer.pick(clock(), undefined) ?? endpoint;
+      if (endpoint === undefined) {
+        this.recorder.tcpConnection('none', 'no_endpoints');
+        log.warn({ service: this.name, code: 'no_endpoints' }, 'TCP connection refused: no available endpoints');
+        client.destroy();
+        return;
+      }
+      const started = clock();
+      endpoint.inFlight++;
+      let upstream: Socket;
+      try {
+        upstream = await connectTcp(endpoint.spec, this.config.connectTimeoutMs);
+      } catch (err) {
+        endpoint.inFlight--;
+        endpoint.record('connect_failed', clock() - started, clock());
+        this.recorder.tcpConnection(endpoint.address, 'connect_failed');
+        const retry = attempt < this.config.retries.attempts && !client.destroyed && this.retryBudget.tryWithdraw(clock());
+        log.warn({ service: this.name, endpoint: endpoint.address, code: 'connect_failed', cause: (err as NodeJS.ErrnoException).code, retry }, 'TCP connect failed');
+        if (!retry) {
+          client.destroy();
+          return;
+        }
+        this.recorder.retried('connect_failed');
+        avoid = endpoint;
+        continue;
+      }
+      const connected = endpoint;
+      connected.record('success', clock() - started, clock());
+      this.recorder.tcpConnection(connected.address, 'connected');
+      if (client.destroyed) {
+        upstream.destroy();
+        connected.inFlight--;
+        return;
+      }
+      splice(client, upstream, tcp.idleTimeoutMs, () => connected.inFlight--);
+      client.resume();
+      return;
+    }
   }
 
   /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */

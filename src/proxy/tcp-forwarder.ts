@@ -1,0 +1,57 @@
+/**
+ * Raw TCP through meshd: each accepted connection is balanced to an endpoint
+ * and spliced to it. A connect failure is retried on another endpoint (no
+ * byte has been sent yet); once connected, bytes flow both ways with
+ * backpressure, half-closes are passed on, and an idle connection is closed.
+ */
+import { connect, type Socket } from 'node:net';
+
+export interface TcpTarget {
+  host: string;
+  port: number;
+}
+
+/** Connects to `target`; resolves with the socket once connected, rejects on failure or timeout. */
+export function connectTcp(target: TcpTarget, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const upstream = connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
+    const timer = setTimeout(() => {
+      upstream.destroy();
+      reject(Object.assign(new Error(`connect timeout after ${timeoutMs}ms`), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      upstream.removeListener('error', onError);
+      resolve(upstream);
+    });
+    const onError = (err: Error): void => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    upstream.once('error', onError);
+  });
+}
+
+/** Splices two connected sockets; `onClose` runs once when both are gone. */
+export function splice(client: Socket, upstream: Socket, idleTimeoutMs: number, onClose: (error: Error | undefined) => void): void {
+  let closed = 0;
+  let firstError: Error | undefined;
+  const done = (): void => {
+    if (++closed === 2) onClose(firstError);
+  };
+  for (const [from, to] of [
+    [client, upstream],
+    [upstream, client],
+  ] as const) {
+    from.on('error', (err) => {
+      firstError ??= err;
+      to.destroy();
+    });
+    from.once('close', done);
+    from.setTimeout(idleTimeoutMs, () => {
+      from.destroy();
+      to.destroy();
+    });
+    from.pipe(to);
+  }
+}

@@ -1,0 +1,60 @@
+/** Raw TCP listeners: a loopback port per service, balanced per connection. */
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { describe, it } from 'node:test';
+import { closedPort, startRawBackend } from '../helpers/backend.ts';
+import { startDaemon } from '../helpers/daemon.ts';
+import { metricValue, request, splitAddress } from '../helpers/http.ts';
+
+/** Sends `text`, half-closes, and returns everything the server sent back. */
+function tcpRoundTrip(address: string, text: string): Promise<string> {
+  const [host, port] = splitAddress(address);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, allowHalfOpen: true });
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString()));
+    socket.on('end', () => resolve(got));
+    socket.on('error', reject);
+    socket.setTimeout(5_000, () => socket.destroy(new Error('tcp round trip timed out')));
+    socket.end(text);
+  });
+}
+
+describe('TCP listeners', () => {
+  it('carries a TCP conversation to the endpoints, balancing connections and skipping a dead one', async () => {
+    // Echo with the backend's port, after the client half-closes: exercises half-close both ways.
+    const echo = (tag: string) =>
+      startRawBackend((socket) => {
+        let got = '';
+        socket.on('data', (d: Buffer) => (got += d.toString()));
+        socket.on('end', () => socket.end(`${tag}:${got}`));
+      });
+    const a = await echo('a');
+    const b = await echo('b');
+    const dead = await closedPort();
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  db:
+    endpoints: [ { address: ${a.address} }, { address: ${b.address} }, { address: 127.0.0.1:${dead} } ]
+    balancer: { algorithm: round-robin }
+    tcp: { listen: 127.0.0.1:0 }
+`);
+    try {
+      const line = await meshd.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp');
+      const address = line['address'] as string;
+      const replies = [];
+      for (let i = 0; i < 9; i++) replies.push(await tcpRoundTrip(address, `ping ${i}`));
+      for (let i = 0; i < 9; i++) assert.match(replies[i]!, new RegExp(`^[ab]:ping ${i}$`));
+      assert.ok(replies.some((r) => r.startsWith('a:')) && replies.some((r) => r.startsWith('b:')), 'both live endpoints used');
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(metrics, 'meshd_tcp_connections_total', { service: 'db', result: 'connected' }), 9);
+      assert.ok(metricValue(metrics, 'meshd_tcp_connections_total', { service: 'db', result: 'connect_failed' }) >= 1);
+      assert.equal((await request(meshd.admin, { path: '/healthz' })).status, 200);
+    } finally {
+      await meshd.stop();
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
