@@ -84,7 +84,7 @@ export class Daemon {
     } catch (err) {
       this.admin.close();
       this.outbound.closeAll();
-      this.outbound.server.close();
+      this.outbound.acceptor.close();
       await this.services.close();
       throw err;
     }

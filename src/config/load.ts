@@ -79,6 +79,7 @@ interface RawEndpoint {
 interface RawService {
   endpoints?: RawEndpoint[];
   endpointsFile?: string;
+  protocol?: 'http1' | 'h2c';
   balancer?: {
     algorithm?: BalancerAlgorithm;
     decay?: string;
@@ -93,6 +94,7 @@ interface RawService {
   retries?: {
     attempts?: number;
     retryOn?: number[];
+    retryOnGrpc?: number[];
     backoff?: { base?: string; max?: string };
     budget?: { ratio?: number; minPerSecond?: number; window?: string };
     bufferLimit?: string;
@@ -128,12 +130,14 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       name,
       endpoints,
       endpointsFile: file === undefined ? undefined : isAbsolute(file) ? file : resolve(baseDir, file),
+      protocol: svc.protocol ?? 'http1',
       balancer: normaliseBalancer(svc.balancer ?? {}, ['services', name, 'balancer'], report),
       timeoutMs: ms(svc.timeout, '15s'),
       connectTimeoutMs: ms(svc.connectTimeout, '2s'),
       retries: {
         attempts: svc.retries?.attempts ?? 3,
         retryOn: svc.retries?.retryOn ?? [502, 503, 504],
+        retryOnGrpc: svc.retries?.retryOnGrpc ?? [14],
         backoffBaseMs: ms(svc.retries?.backoff?.base, '25ms'),
         backoffMaxMs: ms(svc.retries?.backoff?.max, '250ms'),
         budget: {

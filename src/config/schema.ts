@@ -37,6 +37,7 @@ const service = {
   properties: {
     endpoints: ENDPOINT_LIST_SCHEMA,
     endpointsFile: { type: 'string', minLength: 1 },
+    protocol: { enum: ['http1', 'h2c'] },
     balancer: {
       type: 'object',
       additionalProperties: false,
@@ -78,6 +79,7 @@ const service = {
       properties: {
         attempts: { type: 'integer', minimum: 1, maximum: 10 },
         retryOn: { type: 'array', uniqueItems: true, items: { type: 'integer', minimum: 500, maximum: 599 } },
+        retryOnGrpc: { type: 'array', uniqueItems: true, items: { type: 'integer', minimum: 1, maximum: 16 } },
         backoff: { type: 'object', additionalProperties: false, properties: { base: duration, max: duration } },
         budget: {
           type: 'object',

@@ -43,6 +43,7 @@ export interface RetryConfig {
   /** Total attempts including the first; 1 disables retries. */
   readonly attempts: number;
   readonly retryOn: readonly number[];
+  readonly retryOnGrpc: readonly number[];
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   readonly budget: { readonly ratio: number; readonly minPerSecond: number; readonly windowMs: number };
@@ -62,6 +63,8 @@ export interface ServiceConfig {
   readonly endpoints: readonly EndpointSpec[];
   /** Absolute path of a watched endpoints file, when configured. */
   readonly endpointsFile: string | undefined;
+  /** What meshd speaks to the endpoints: HTTP/1.1, or HTTP/2 in cleartext (gRPC needs h2c). */
+  readonly protocol: 'http1' | 'h2c';
   readonly balancer: BalancerConfig;
   /** Overall deadline for one request, from arrival to the last response byte. */
   readonly timeoutMs: number;

@@ -1,11 +1,14 @@
 /**
- * The outbound HTTP/1.1 listener local apps call. Sockets only: it parses the
- * request target, finds the service, and hands an Exchange to the service's
- * stack. Malformed input is answered here with a clear error code and never
- * reaches a service; connection caps keep descriptors for everything else.
+ * The outbound listener local apps call, HTTP/1.1 and h2c (prior knowledge)
+ * on one port: the first bytes of a connection pick the protocol. Sockets
+ * only: it parses the request target, finds the service, and hands an
+ * Exchange to the service's stack. Malformed input is answered here with a
+ * clear error code and never reaches a service; the connection cap keeps
+ * descriptors for everything else.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createH2Server, type Http2Server, type Http2Session } from 'node:http2';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { MeshError, type ErrorCode } from '../errors.ts';
@@ -26,8 +29,18 @@ export interface OutboundDeps {
   readonly clock: Clock;
 }
 
+/** HTTP/2 connections open with "PRI * HTTP/2.0"; no HTTP/1.1 method starts with "PRI". */
+const H2_PREFACE_START = Buffer.from('PRI');
+
 export class OutboundHttpListener {
+  /** Accepts sockets and enforces the connection cap. */
+  readonly acceptor: TcpServer;
+  /** HTTP/1.1 handling (never listens itself). */
   readonly server: Server;
+  /** h2c handling (never listens itself). */
+  readonly h2: Http2Server;
+  private readonly sessions = new Set<Http2Session>();
+  private readonly sniffTimeoutMs: number;
   private readonly deps: OutboundDeps;
   private draining = false;
   /** Requests whose response has not closed yet, plus open tunnels; drain waits for this to reach 0. */
@@ -46,11 +59,26 @@ export class OutboundHttpListener {
         requestTimeout: 0,
         connectionsCheckingInterval: Math.min(1_000, settings.headersTimeoutMs),
         noDelay: true,
+        // Only WebSocket upgrades are upgrades; "Upgrade: h2c" and others are served as HTTP/1.1.
+        shouldUpgradeCallback: (req) => /^websocket$/i.test(req.headers.upgrade ?? ''),
       },
       (req, res) => this.onRequest(req, res),
     );
-    this.server.maxConnections = maxConnections;
-    this.server.on('drop', () => deps.connectionRefused('outbound'));
+    this.h2 = createH2Server(
+      { maxSessionMemory: 64, settings: { maxHeaderListSize: settings.maxHeaderSizeBytes, enablePush: false } },
+      (req, res) => this.onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse),
+    );
+    this.h2.on('session', (session: Http2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      session.setTimeout(settings.idleTimeoutMs, () => session.close());
+      if (this.draining) session.close();
+    });
+    this.h2.on('sessionError', (err) => deps.log.info({ listener: 'outbound', err: err.message }, 'HTTP/2 session error'));
+    this.sniffTimeoutMs = settings.headersTimeoutMs;
+    this.acceptor = createTcpServer({ noDelay: true }, (socket) => this.route(socket));
+    this.acceptor.maxConnections = maxConnections;
+    this.acceptor.on('drop', () => deps.connectionRefused('outbound'));
     this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket as Socket));
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     this.server.on('connect', (_req, socket: Socket) => {
@@ -62,32 +90,57 @@ export class OutboundHttpListener {
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
-      this.server.once('error', onError);
-      this.server.listen({ host, port, backlog: 4096 }, () => {
-        this.server.off('error', onError);
+      this.acceptor.once('error', onError);
+      this.acceptor.listen({ host, port, backlog: 4096 }, () => {
+        this.acceptor.off('error', onError);
         // Errors after bind (EMFILE on accept) must not take the daemon down.
-        this.server.on('error', (err) => this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'));
-        resolve(this.server.address() as AddressInfo);
+        this.acceptor.on('error', (err) => this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'));
+        // The HTTP/1.1 server never binds; 'listening' starts its header and idle timeout checks.
+        this.server.emit('listening');
+        resolve(this.acceptor.address() as AddressInfo);
       });
     });
   }
 
-  /** Stops accepting, asks keep-alive callers to reconnect elsewhere, closes idle connections. */
+  /** Hands a new connection to the HTTP/1.1 or the h2c server, by its first bytes. */
+  private route(socket: Socket): void {
+    socket.on('error', () => {}); // until a server owns it, a reset needs no report
+    // A connection that never speaks is closed like one that never finishes its headers.
+    socket.setTimeout(this.sniffTimeoutMs, () => socket.destroy());
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause();
+      socket.setTimeout(0);
+      socket.unshift(chunk);
+      if (chunk.length >= 3 && chunk.subarray(0, 3).equals(H2_PREFACE_START)) {
+        // The HTTP/2 session reads the unshifted bytes from the socket's buffer itself.
+        this.h2.emit('connection', socket);
+      } else {
+        this.server.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  }
+
+  /** Stops accepting, asks callers to reconnect elsewhere (Connection: close, GOAWAY), closes idle connections. */
   startDrain(): void {
     this.draining = true;
-    this.server.close();
+    this.acceptor.close();
+    this.server.close(); // closes idle keep-alive connections and stops the timeout checks
     this.server.closeIdleConnections();
+    for (const session of this.sessions) session.close();
   }
 
   closeAll(): void {
     this.server.closeAllConnections();
+    for (const session of this.sessions) session.destroy();
     for (const socket of this.tunnels) socket.destroy();
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = this.deps.clock();
     if (this.draining) res.shouldKeepAlive = false;
-    const target = parseRequestTarget(req.url ?? '/', req.headers.host);
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
+    const target = parseRequestTarget(req.url ?? '/', host);
     if (target instanceof MeshError) {
       this.deps.clientError('outbound', target.code);
       this.answerWithoutService(res, target, started);
@@ -102,7 +155,7 @@ export class OutboundHttpListener {
     this.active++;
     res.once('close', () => {
       this.active--;
-      if (!res.writableFinished) ex.cancel(CLIENT_GONE);
+      if (!res.writableEnded) ex.cancel(CLIENT_GONE);
     });
     service.handler(ex).catch((err: unknown) => {
       this.deps.log.error({ err, service: target.service }, 'unhandled data path failure');

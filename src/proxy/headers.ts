@@ -49,8 +49,14 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], connection
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
     const value = rawHeaders[i + 1]!;
+    // HTTP/2 pseudo-headers (":method", ":authority"…) are rebuilt by the upstream client.
+    if (name.charCodeAt(0) === 58 /* ":" */) continue;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || extra?.has(lower) === true) continue;
+    if (HOP_BY_HOP.has(lower) || extra?.has(lower) === true) {
+      // "TE: trailers" is end-to-end in HTTP/2 and gRPC requires it.
+      if (lower === 'te' && value.trim().toLowerCase() === 'trailers') out.push('te', 'trailers');
+      continue;
+    }
     switch (lower) {
       case 'host':
         if (sawHost) continue;

@@ -6,9 +6,11 @@
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import { MeshError } from '../errors.ts';
+import { GRPC_SERVER_FAILURES } from '../feedback/outcome.ts';
 import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.ts';
 import { RetryableStatus } from '../stack/retry.ts';
 import { TIMEOUT_HEADER } from '../stack/deadline.ts';
+import { requestHasBody } from './request-body.ts';
 import { downstreamResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
 import type { HttpUpstream } from './http-upstream.ts';
 
@@ -21,7 +23,8 @@ export function forwardHttp(ex: Exchange): Promise<void> {
     const req = ex.req;
     const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
       clientAddress: req.socket.remoteAddress,
-      authority: ex.authority,
+      // An HTTP/2 caller names the service in :authority, which has no HTTP/1.1 Host to copy.
+      authority: ex.authority ?? (req.httpVersionMajor === 2 && req.headers.host === undefined ? (req.headers[':authority'] as string | undefined) : undefined),
     });
     // Tell the next hop how long this caller will still wait (deadline propagation).
     if (Number.isFinite(ex.deadline)) headers.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
@@ -31,7 +34,7 @@ export function forwardHttp(ex: Exchange): Promise<void> {
           path: ex.path,
           method: req.method ?? 'GET',
           headers,
-          body: ex.body ?? (hasBody(req.headers) ? req : null),
+          body: ex.body ?? (requestHasBody(req) ? req : null),
           upgrade: null,
         },
         handler,
@@ -40,12 +43,6 @@ export function forwardHttp(ex: Exchange): Promise<void> {
       handler.onResponseError(undefined, err as Error);
     }
   });
-}
-
-export function hasBody(headers: { 'content-length'?: string | undefined; 'transfer-encoding'?: string | undefined }): boolean {
-  if (headers['transfer-encoding'] !== undefined) return true;
-  const length = headers['content-length'];
-  return length !== undefined && length !== '0';
 }
 
 class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
@@ -57,8 +54,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
   private settled = false;
   /** Why this attempt was cancelled (deadline, caller gone, per-try timeout). */
   private cancelReason: MeshError | ClientGone | undefined;
-  /** A retryable status is being drained so the connection can be reused; nothing is relayed. */
-  private discardingStatus = 0;
+  /** A retryable response ("503", "grpc-14") being drained so the connection can be reused; nothing is relayed. */
+  private discarding: string | undefined;
 
   constructor(ex: Exchange, endpoint: Endpoint<HttpUpstream>, resolve: () => void, reject: (err: MeshError | RetryableStatus) => void) {
     this.ex = ex;
@@ -87,17 +84,33 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       controller.abort(new Error('client closed the connection'));
       return;
     }
-    this.ex.outcome = statusCode >= 500 ? 'http_5xx' : 'success';
-    if (this.ex.retryOnStatus?.(statusCode) === true) {
-      this.discardingStatus = statusCode;
+    // gRPC "trailers-only" responses carry their status in the headers.
+    const grpc = grpcStatusOf(headers);
+    this.ex.outcome = statusCode >= 500 ? 'http_5xx' : grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc) ? 'grpc_error' : 'success';
+    if (this.ex.retryOnStatus?.(statusCode, grpc) === true) {
+      this.discarding = grpc !== undefined && grpc !== 0 && statusCode < 500 ? `grpc-${grpc}` : String(statusCode);
       return;
     }
     this.ex.status = statusCode;
-    res.writeHead(statusCode, statusMessage === undefined || statusMessage === '' ? undefined : statusMessage, downstreamResponseHeaders(headers));
+    const out = downstreamResponseHeaders(headers);
+    if (grpc !== undefined) {
+      // A "trailers-only" gRPC answer is relayed as headers + trailers: the same status for every
+      // gRPC client, without depending on END_STREAM landing on the HEADERS frame.
+      const trailers: Record<string, string> = {};
+      for (const name of GRPC_TRAILER_FIELDS) {
+        const value = out[name];
+        if (typeof value === 'string') trailers[name] = value;
+        delete out[name];
+      }
+      res.addTrailers(trailers);
+    }
+    // HTTP/2 has no reason phrase; HTTP/1.1 keeps the upstream's.
+    if (statusMessage === undefined || statusMessage === '' || this.ex.req.httpVersionMajor === 2) res.writeHead(statusCode, out);
+    else res.writeHead(statusCode, statusMessage, out);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.discardingStatus !== 0) return;
+    if (this.discarding !== undefined) return;
     if (!this.ex.res.write(chunk)) {
       controller.pause();
       this.ex.res.once('drain', () => controller.resume());
@@ -105,13 +118,15 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: HeaderObject): void {
-    if (this.discardingStatus !== 0) {
+    if (this.discarding !== undefined) {
       this.settle();
-      this.reject(new RetryableStatus(this.discardingStatus));
+      this.reject(new RetryableStatus(this.discarding));
       return;
     }
     const res = this.ex.res;
     if (trailers !== null && typeof trailers === 'object') {
+      const grpc = grpcStatusOf(trailers);
+      if (grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc)) this.ex.outcome = 'grpc_error';
       for (const _ in trailers) {
         res.addTrailers(trailers as Record<string, string>);
         break;
@@ -151,6 +166,15 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
     this.settled = true;
     this.ex.onCancel(undefined);
   }
+}
+
+const GRPC_TRAILER_FIELDS = ['grpc-status', 'grpc-message', 'grpc-status-details-bin'] as const;
+
+function grpcStatusOf(headers: HeaderObject): number | undefined {
+  const value = headers['grpc-status'];
+  if (typeof value !== 'string') return undefined;
+  const n = Number(value);
+  return Number.isInteger(n) ? n : undefined;
 }
 
 function clientGone(ex: Exchange): boolean {

@@ -3,11 +3,12 @@
  * twice the requests per core of http-proxy-3's http.Agent path (see
  * docs/design.md), so the hot path uses it; http-proxy-3 keeps upgrades.
  */
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import type { Upstream } from '../balancer/endpoint.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 
 export interface HttpUpstreamOptions {
+  readonly protocol: 'http1' | 'h2c';
   readonly maxConnections: number;
   readonly idleTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -15,6 +16,7 @@ export interface HttpUpstreamOptions {
 
 export function upstreamOptions(service: ServiceConfig): HttpUpstreamOptions {
   return {
+    protocol: service.protocol,
     maxConnections: service.pool.maxConnections,
     idleTimeoutMs: service.pool.idleTimeoutMs,
     connectTimeoutMs: service.connectTimeoutMs,
@@ -22,7 +24,7 @@ export function upstreamOptions(service: ServiceConfig): HttpUpstreamOptions {
 }
 
 export function sameUpstreamOptions(a: HttpUpstreamOptions, b: HttpUpstreamOptions): boolean {
-  return a.maxConnections === b.maxConnections && a.idleTimeoutMs === b.idleTimeoutMs && a.connectTimeoutMs === b.connectTimeoutMs;
+  return a.protocol === b.protocol && a.maxConnections === b.maxConnections && a.idleTimeoutMs === b.idleTimeoutMs && a.connectTimeoutMs === b.connectTimeoutMs;
 }
 
 export class HttpUpstream implements Upstream {
@@ -41,6 +43,15 @@ export class HttpUpstream implements Upstream {
       // The service deadline (stack/layers.ts) bounds each exchange; undici's own timers stay off.
       headersTimeout: 0,
       bodyTimeout: 0,
+      // h2c: each pool connection is one multiplexed HTTP/2 session (prior knowledge); a new
+      // one opens only when a session has its maximum of concurrent streams in use.
+      ...(options.protocol === 'h2c'
+        ? {
+            allowH2: true,
+            h2Options: { useH2c: true, maxConcurrentStreams: 100 },
+            connect: buildConnector({ useH2c: true, timeout: options.connectTimeoutMs } as buildConnector.BuildOptions),
+          }
+        : {}),
     });
   }
 

@@ -284,6 +284,7 @@ export class ServiceRuntime {
     const policy: RetryPolicy = {
       attempts: retries.attempts,
       retryOn: new Set(retries.retryOn),
+      retryOnGrpc: new Set(retries.retryOnGrpc),
       backoffBaseMs: retries.backoffBaseMs,
       backoffMaxMs: retries.backoffMaxMs,
       bufferLimitBytes: retries.bufferLimitBytes,

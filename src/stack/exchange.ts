@@ -4,6 +4,7 @@
  * so that a deadline or a vanished client stops upstream work at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { MeshError } from '../errors.ts';
 import type { Outcome } from '../feedback/outcome.ts';
@@ -40,13 +41,13 @@ export class Exchange {
   attempt = 1;
   /** The endpoint the previous attempt failed on; the balancer avoids it when it can. */
   avoid: Endpoint | undefined = undefined;
-  /** The request body, buffered so that a retry can resend it; undefined streams `req`. */
-  body: Buffer | undefined = undefined;
+  /** The request body as the retry layer prepared it: buffered to resend, or re-assembled; undefined streams `req`. */
+  body: Buffer | Readable | undefined = undefined;
   /**
    * Asked by the forwarder when an attempt's response has arrived: true means "do not relay
    * this status, the retry layer has committed to another attempt". Unset when no retry is possible.
    */
-  retryOnStatus: ((status: number) => boolean) | undefined = undefined;
+  retryOnStatus: ((status: number, grpcStatus: number | undefined) => boolean) | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, path: string, authority: string | undefined, startedAt: number) {

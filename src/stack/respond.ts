@@ -4,7 +4,25 @@
  */
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { ERROR_HEADER, errorBody, type MeshError } from '../errors.ts';
+import { ERROR_HEADER, errorBody, type ErrorCode, type MeshError } from '../errors.ts';
+
+/** gRPC status for each meshd error, so gRPC callers get a status their library understands. */
+const GRPC_STATUS: Record<ErrorCode, number> = {
+  bad_request: 13, // INTERNAL: the request was malformed at the HTTP level
+  forbidden: 7, // PERMISSION_DENIED
+  unknown_service: 12, // UNIMPLEMENTED
+  method_not_allowed: 12,
+  request_timeout: 4, // DEADLINE_EXCEEDED
+  headers_too_large: 8, // RESOURCE_EXHAUSTED
+  internal: 13,
+  connect_failed: 14, // UNAVAILABLE
+  upstream_reset: 14,
+  upstream_protocol_error: 13,
+  no_endpoints: 14,
+  overloaded: 14,
+  draining: 14,
+  upstream_timeout: 4,
+};
 
 /** Sends `err` to the caller, or resets the stream when a response already started. */
 export function sendError(res: ServerResponse, err: MeshError, closeConnection = false): void {
@@ -13,6 +31,14 @@ export function sendError(res: ServerResponse, err: MeshError, closeConnection =
     return;
   }
   if (res.destroyed) return;
+  const contentType = res.req?.headers['content-type'];
+  if (typeof contentType === 'string' && contentType.startsWith('application/grpc')) {
+    // gRPC carries the status in trailers (HTTP status is always 200).
+    res.writeHead(200, { 'content-type': 'application/grpc', [ERROR_HEADER]: err.code });
+    res.addTrailers({ 'grpc-status': String(GRPC_STATUS[err.code]), 'grpc-message': encodeURIComponent(err.message) });
+    res.end();
+    return;
+  }
   const body = errorBody(err);
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',

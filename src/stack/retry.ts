@@ -6,7 +6,9 @@
  * budget, waits an exponential backoff with full jitter, must fit in the
  * deadline, and goes to another endpoint when there is one.
  */
+import { Readable } from 'node:stream';
 import type { Clock, Random } from '../clock.ts';
+import { requestHasBody } from '../proxy/request-body.ts';
 import { MeshError } from '../errors.ts';
 import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
@@ -14,10 +16,11 @@ import type { RetryBudget } from './retry-budget.ts';
 
 /** Raised by the forwarder for a response the retry layer chose to retry instead of relay. */
 export class RetryableStatus extends Error {
-  readonly status: number;
-  constructor(status: number) {
-    super(`retryable status ${status}`);
-    this.status = status;
+  /** "503", or "grpc-14" for a gRPC status. */
+  readonly reason: string;
+  constructor(reason: string) {
+    super(`retryable response ${reason}`);
+    this.reason = reason;
   }
 }
 
@@ -25,6 +28,8 @@ export interface RetryPolicy {
   /** Total attempts, the first included; 1 disables retries. */
   readonly attempts: number;
   readonly retryOn: ReadonlySet<number>;
+  /** gRPC status codes retried when they arrive as a trailers-only response (nothing was streamed). */
+  readonly retryOnGrpc: ReadonlySet<number>;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
   /** Request bodies up to this size are buffered so that they can be resent. */
@@ -67,7 +72,11 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
     for (let attempt = 1; ; attempt++) {
       ex.attempt = attempt;
       ex.outcome = 'success';
-      ex.retryOnStatus = safeToRepeat ? (status) => policy.retryOn.has(status) && commit(attempt) : undefined;
+      // gRPC UNAVAILABLE (and any configured code) means the call was not processed: resendable for any method.
+    ex.retryOnStatus =
+      body !== 'streaming'
+        ? (status, grpc) => ((safeToRepeat && policy.retryOn.has(status)) || (grpc !== undefined && policy.retryOnGrpc.has(grpc))) && commit(attempt)
+        : undefined;
       const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(onPerTryTimeout, policy.perTryTimeoutMs, ex, policy.perTryTimeoutMs) : undefined;
       let reason: string;
       try {
@@ -75,7 +84,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
         return;
       } catch (err) {
         if (err instanceof RetryableStatus) {
-          reason = String(err.status); // already committed by retryOnStatus
+          reason = err.reason; // already committed by retryOnStatus
         } else {
           const code = err instanceof MeshError ? err.code : undefined;
           const retryable =
@@ -99,20 +108,43 @@ function onPerTryTimeout(ex: Exchange, ms: number): void {
   ex.cancelAttempt(new MeshError('upstream_timeout', `no response within the ${ms}ms per-try timeout`));
 }
 
-/** Buffers a body of known length up to `limit` so that it can be resent; larger or chunked bodies stream. */
+/**
+ * Buffers a body up to `limit` so that it can be resent. A body declared larger streams as is;
+ * one of unknown length (chunked, HTTP/2) is read up to the limit and, if it goes on, streams
+ * on as the part already read followed by the rest.
+ */
 async function prepareBody(ex: Exchange, limit: number): Promise<BodyState> {
-  const headers = ex.req.headers;
-  if (headers['transfer-encoding'] !== undefined) return 'streaming';
-  const length = Number(headers['content-length'] ?? 0);
-  if (!(length > 0)) return 'none';
-  if (length > limit) return 'streaming';
+  const req = ex.req;
+  if (!requestHasBody(req)) return 'none';
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) return 'streaming';
   const chunks: Buffer[] = [];
+  let size = 0;
+  const reader = req[Symbol.asyncIterator]();
   try {
-    for await (const chunk of ex.req) chunks.push(chunk as Buffer);
+    for (;;) {
+      const { value, done } = await reader.next();
+      if (done === true) break;
+      chunks.push(value as Buffer);
+      size += (value as Buffer).length;
+      if (size > limit) {
+        ex.body = Readable.from(rest(chunks, reader), { objectMode: false });
+        return 'streaming';
+      }
+    }
   } catch (err) {
     ex.outcome = 'client_abort';
     throw new MeshError('bad_request', 'the request body ended early', { cause: err });
   }
   ex.body = Buffer.concat(chunks);
   return 'buffered';
+}
+
+async function* rest(head: Buffer[], reader: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
+  yield* head;
+  for (;;) {
+    const { value, done } = await reader.next();
+    if (done === true) return;
+    yield value as Buffer;
+  }
 }

@@ -19,8 +19,18 @@ describe('request headers', () => {
     );
     assert.deepEqual(out, [
       ['host', 'users'],
+      ['te', 'trailers'],
       ['Accept', 'a'],
       ['accept', 'b'],
+      ['via', '1.1 meshd'],
+    ]);
+  });
+
+  it('drops HTTP/2 pseudo-headers and a TE other than trailers', () => {
+    const out = pairs(upstreamRequestHeaders([':method', 'GET', ':authority', 'users', 'te', 'gzip', 'accept', '*/*'], undefined, { clientAddress: undefined, authority: 'users' }));
+    assert.deepEqual(out, [
+      ['accept', '*/*'],
+      ['host', 'users'],
       ['via', '1.1 meshd'],
     ]);
   });
