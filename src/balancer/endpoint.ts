@@ -30,6 +30,10 @@ export class Endpoint<U extends Upstream = Upstream> {
   readonly load: PeakEwma;
   /** When the endpoint (re)joined the set; slow start ramps its share from here. */
   warmingSince: number;
+  /** This endpoint's own ramp (set when it returns from ejection); 0 uses the service's slow start. */
+  warmupMs = 0;
+  /** Set by the feedback loop: false while ejected or failing health checks (unless in panic). */
+  available = true;
 
   constructor(spec: EndpointSpec, upstream: U, recorder: EndpointRecorder, now: number, stats = new EndpointStats(), load = new PeakEwma(DEFAULT_PEAK_EWMA, now)) {
     this.spec = spec;
@@ -47,8 +51,8 @@ export class Endpoint<U extends Upstream = Upstream> {
     if (outcome !== 'client_abort') this.load.observe(latencyMs, isEndpointFailure(outcome), now);
   }
 
-  /** Whether the balancer may choose this endpoint (the feedback loop will eject some). */
+  /** Whether the balancer may choose this endpoint. */
   get eligible(): boolean {
-    return true;
+    return this.available;
   }
 }

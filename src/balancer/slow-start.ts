@@ -17,9 +17,11 @@ export interface SlowStartOptions {
 export const NO_SLOW_START: SlowStartOptions = { windowMs: 0, aggression: 1, minWeight: 0.1 };
 
 export function slowStartFactor(endpoint: Endpoint, now: number, options: SlowStartOptions): number {
-  if (options.windowMs <= 0) return 1;
+  // An endpoint returning from ejection ramps over its own window even when slow start is off.
+  const window = endpoint.warmupMs > 0 ? endpoint.warmupMs : options.windowMs;
+  if (window <= 0) return 1;
   const elapsed = now - endpoint.warmingSince;
-  if (elapsed >= options.windowMs) return 1;
-  const ramp = Math.pow(Math.max(0, elapsed) / options.windowMs, 1 / options.aggression);
+  if (elapsed >= window) return 1;
+  const ramp = Math.pow(Math.max(0, elapsed) / window, 1 / options.aggression);
   return Math.max(options.minWeight, ramp);
 }
