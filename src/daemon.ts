@@ -50,6 +50,8 @@ export class Daemon {
       clock: deps.clock,
       random: deps.random,
       upgrades: this.upgrades,
+      decisions: metrics,
+      feedbackTickMs: 250,
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EndpointRecorder } from '../balancer/endpoint.ts';
+import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
 
 const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -24,7 +25,7 @@ export interface EndpointCount {
 type CounterChild = ReturnType<Counter<string>['labels']>;
 type HistogramChild = ReturnType<Histogram<string>['labels']>;
 
-export class Metrics implements DataPathObserver {
+export class Metrics implements DataPathObserver, DecisionRecorder {
   readonly registry = new Registry();
   private readonly requests: Counter<'service' | 'endpoint' | 'code_class'>;
   private readonly duration: Histogram<'service' | 'endpoint'>;
@@ -34,6 +35,7 @@ export class Metrics implements DataPathObserver {
   private readonly retries: Counter<'service' | 'reason'>;
   private readonly budgetExhausted: Counter<'service'>;
   private readonly tcpConnections: Counter<'service' | 'endpoint' | 'result'>;
+  private readonly decisions: Counter<'service' | 'decision' | 'reason'>;
   private readonly discoveryErrors: Counter<'service' | 'source'>;
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
@@ -73,6 +75,12 @@ export class Metrics implements DataPathObserver {
       name: 'meshd_tcp_connections_total',
       help: 'TCP connections through service listeners, by endpoint and result.',
       labelNames: ['service', 'endpoint', 'result'],
+      registers,
+    });
+    this.decisions = new Counter({
+      name: 'meshd_feedback_decisions_total',
+      help: 'Feedback-loop decisions (eject, eject_skipped, return, panic, limit_change, shed) by reason.',
+      labelNames: ['service', 'decision', 'reason'],
       registers,
     });
     this.reloads = new Counter({ name: 'meshd_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
@@ -137,6 +145,10 @@ export class Metrics implements DataPathObserver {
   removeEndpoint(service: string, endpoint: string): void {
     for (const c of CODE_CLASSES) this.requests.remove(service, endpoint, c);
     this.duration.remove(service, endpoint);
+  }
+
+  decision(service: string, decision: string, reason: string): void {
+    this.decisions.labels(service, decision, reason).inc();
   }
 
   configReloaded(success: boolean): void {

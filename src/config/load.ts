@@ -8,7 +8,7 @@ import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from './default.ts';
 import { CONFIG_SCHEMA, ENDPOINTS_FILE_SCHEMA } from './schema.ts';
-import type { BalancerAlgorithm, BalancerConfig, EndpointSpec, LogLevel, MeshConfig, ServiceConfig } from './types.ts';
+import type { BalancerAlgorithm, BalancerConfig, EndpointSpec, LogLevel, MeshConfig, OutlierSettings, ServiceConfig } from './types.ts';
 import { parseDuration, parseSize } from './units.ts';
 import { compileSchema, formatPath, parseYaml, schemaProblems, type PathSegment } from './validate.ts';
 
@@ -101,8 +101,24 @@ interface RawService {
     perTryTimeout?: string;
   };
   limits?: { maxInFlight?: number; maxPendingPerEndpoint?: number };
+  outlier?: RawOutlier;
   tcp?: { listen: string; idleTimeout?: string; maxConnections?: number };
   pool?: { maxConnections?: number; idleTimeout?: string };
+}
+interface RawOutlier {
+  enabled?: boolean;
+  consecutiveGatewayFailures?: number;
+  consecutiveServerErrors?: number;
+  failurePercentage?: { threshold?: number; minRequests?: number };
+  successRate?: { stdevFactor?: number; minRequests?: number; minHosts?: number };
+  latency?: { factor?: number; percentile?: number; floor?: string; minRequests?: number; minHosts?: number };
+  window?: string;
+  baseEjection?: string;
+  maxEjection?: string;
+  maxEjectionShare?: number;
+  panicThreshold?: number;
+  probation?: string;
+  returnRamp?: string;
 }
 interface RawConfig {
   node?: { name?: string; zone?: string };
@@ -152,10 +168,12 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
         svc.tcp === undefined
           ? undefined
           : { listen: listenAddress(svc.tcp.listen, ''), idleTimeoutMs: ms(svc.tcp.idleTimeout, '1h'), maxConnections: svc.tcp.maxConnections ?? 1_024 },
+      outlier: normaliseOutlier(svc.outlier ?? {}),
       limits: { maxInFlight: svc.limits?.maxInFlight ?? 10_000, maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? 1_024 },
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
     if (ms(svc.timeout, '15s') === 0) report(['services', name, 'timeout'], 'must be greater than 0s');
+    if (ms(svc.outlier?.window, '5s') === 0) report(['services', name, 'outlier', 'window'], 'must be greater than 0s');
     if (ms(svc.retries?.budget?.window, '10s') === 0) report(['services', name, 'retries', 'budget', 'window'], 'must be greater than 0s');
     if (ms(svc.retries?.backoff?.base, '25ms') > ms(svc.retries?.backoff?.max, '250ms')) report(['services', name, 'retries', 'backoff', 'base'], 'must not exceed backoff.max');
   }
@@ -189,6 +207,31 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
     services,
+  };
+}
+
+/** Defaults: see src/feedback/outlier.ts and docs/design.md for why each is what it is. */
+function normaliseOutlier(raw: RawOutlier): OutlierSettings {
+  return {
+    enabled: raw.enabled ?? true,
+    consecutiveGatewayFailures: raw.consecutiveGatewayFailures ?? 5,
+    consecutiveServerErrors: raw.consecutiveServerErrors ?? 5,
+    failurePercentage: { threshold: raw.failurePercentage?.threshold ?? 0.2, minRequests: raw.failurePercentage?.minRequests ?? 20 },
+    successRate: { stdevFactor: raw.successRate?.stdevFactor ?? 1.9, minRequests: raw.successRate?.minRequests ?? 50, minHosts: raw.successRate?.minHosts ?? 3 },
+    latency: {
+      factor: raw.latency?.factor ?? 3,
+      percentile: raw.latency?.percentile ?? 0.9,
+      floorMs: ms(raw.latency?.floor, '20ms'),
+      minRequests: raw.latency?.minRequests ?? 20,
+      minHosts: raw.latency?.minHosts ?? 2,
+    },
+    windowMs: ms(raw.window, '5s'),
+    baseEjectionMs: ms(raw.baseEjection, '10s'),
+    maxEjectionMs: ms(raw.maxEjection, '5m'),
+    maxEjectionShare: raw.maxEjectionShare ?? 0.5,
+    panicThreshold: raw.panicThreshold ?? 0.5,
+    probationMs: ms(raw.probation, '10s'),
+    returnRampMs: ms(raw.returnRamp, '10s'),
   };
 }
 

@@ -90,6 +90,43 @@ const service = {
         perTryTimeout: duration,
       },
     },
+    outlier: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        consecutiveGatewayFailures: { type: 'integer', minimum: 1 },
+        consecutiveServerErrors: { type: 'integer', minimum: 1 },
+        failurePercentage: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, minRequests: { type: 'integer', minimum: 1 } },
+        },
+        successRate: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { stdevFactor: { type: 'number', exclusiveMinimum: 0 }, minRequests: { type: 'integer', minimum: 1 }, minHosts: { type: 'integer', minimum: 2 } },
+        },
+        latency: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            factor: { type: 'number', minimum: 1 },
+            percentile: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+            floor: duration,
+            minRequests: { type: 'integer', minimum: 1 },
+            minHosts: { type: 'integer', minimum: 2 },
+          },
+        },
+        window: duration,
+        baseEjection: duration,
+        maxEjection: duration,
+        maxEjectionShare: { type: 'number', minimum: 0, maximum: 1 },
+        panicThreshold: { type: 'number', minimum: 0, maximum: 1 },
+        probation: duration,
+        returnRamp: duration,
+      },
+    },
     limits: {
       type: 'object',
       additionalProperties: false,

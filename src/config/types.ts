@@ -58,6 +58,23 @@ export interface LimitsConfig {
   readonly maxPendingPerEndpoint: number;
 }
 
+export interface OutlierSettings {
+  readonly enabled: boolean;
+  readonly consecutiveGatewayFailures: number;
+  readonly consecutiveServerErrors: number;
+  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number };
+  readonly successRate: { readonly stdevFactor: number; readonly minRequests: number; readonly minHosts: number };
+  readonly latency: { readonly factor: number; readonly percentile: number; readonly floorMs: number; readonly minRequests: number; readonly minHosts: number };
+  readonly windowMs: number;
+  readonly baseEjectionMs: number;
+  readonly maxEjectionMs: number;
+  readonly maxEjectionShare: number;
+  readonly panicThreshold: number;
+  readonly probationMs: number;
+  /** Slow-start ramp of an endpoint returning from ejection. */
+  readonly returnRampMs: number;
+}
+
 export interface ServiceConfig {
   readonly name: string;
   readonly endpoints: readonly EndpointSpec[];
@@ -71,6 +88,7 @@ export interface ServiceConfig {
   readonly connectTimeoutMs: number;
   readonly retries: RetryConfig;
   readonly limits: LimitsConfig;
+  readonly outlier: OutlierSettings;
   /** A loopback TCP port whose connections are balanced over this service's endpoints. */
   readonly tcp: { readonly listen: SocketAddress; readonly idleTimeoutMs: number; readonly maxConnections: number } | undefined;
   readonly pool: PoolConfig;

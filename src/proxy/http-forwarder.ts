@@ -84,6 +84,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       controller.abort(new Error('client closed the connection'));
       return;
     }
+    this.ex.upstreamStatus = statusCode;
+    this.ex.upstreamOverloaded = headers[OVERLOADED_HEADER] !== undefined;
     // gRPC "trailers-only" responses carry their status in the headers.
     const grpc = grpcStatusOf(headers);
     this.ex.outcome = statusCode >= 500 ? 'http_5xx' : grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc) ? 'grpc_error' : 'success';
@@ -167,6 +169,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
     this.ex.onCancel(undefined);
   }
 }
+
+/** Set by a meshd that shed the request because its local service is overloaded. */
+export const OVERLOADED_HEADER = 'x-meshd-overloaded';
 
 const GRPC_TRAILER_FIELDS = ['grpc-status', 'grpc-message', 'grpc-status-details-bin'] as const;
 

@@ -18,6 +18,9 @@ import { formatSocketAddress } from '../config/address.ts';
 import { TcpListener } from '../listeners/tcp.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
+import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
+import type { EndpointHealthView, OutlierConfig } from '../feedback/outlier.ts';
+import type { OutlierSettings } from '../config/types.ts';
 import type { Logger } from '../log.ts';
 import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { sendRawError } from '../stack/respond.ts';
@@ -36,6 +39,9 @@ export interface ServiceDeps {
   readonly clock: Clock;
   readonly random: Random;
   readonly upgrades: UpgradeForwarder;
+  readonly decisions: DecisionRecorder;
+  /** Evaluation period of the feedback loop. */
+  readonly feedbackTickMs: number;
   /** Counts a failed discovery read (file source). */
   discoveryFailed(service: string, source: string): void;
 }
@@ -46,7 +52,9 @@ export interface EndpointState {
   weight: number;
   labels: Readonly<Record<string, string>>;
   sources: string[];
-  state: 'active';
+  state: string;
+  available: boolean;
+  health: EndpointHealthView | undefined;
   inFlight: number;
   stats: EndpointStatsSnapshot;
   pool: { connected: number; free: number; pending: number; running: number };
@@ -75,6 +83,7 @@ export class ServiceRuntime {
   private readonly endpoints = new Map<string, HttpEndpoint>();
   private readonly sourcesOf = new Map<string, string[]>();
   private readonly inFlight: InFlightCount = { value: 0 };
+  private feedback: FeedbackController | undefined;
   private tcpListener: TcpListener | undefined;
   private tcpAddress: string | undefined;
   private retryBudget: RetryBudget;
@@ -90,10 +99,18 @@ export class ServiceRuntime {
     this.recorder = deps.observer.forService(config.name);
     this.balancer = createBalancer(config.balancer, nodeZone, deps.random);
     this.retryBudget = new RetryBudget(config.retries.budget);
+    this.feedback = this.createFeedback(config.outlier);
     this.handler = this.buildHandler();
   }
 
+  private createFeedback(settings: OutlierSettings): FeedbackController | undefined {
+    if (!settings.enabled) return undefined;
+    const { clock, log, decisions, feedbackTickMs } = this.deps;
+    return new FeedbackController(this.name, outlierConfig(settings), settings.returnRampMs, { clock, log, recorder: decisions, tickMs: feedbackTickMs });
+  }
+
   async start(): Promise<void> {
+    this.feedback?.start();
     await this.startFileSource();
     this.reconcile();
     await this.syncTcpListener(true);
@@ -110,6 +127,12 @@ export class ServiceRuntime {
       for (const e of this.endpoints.values()) e.load.setOptions(ewma);
     }
     if (JSON.stringify(previous.retries.budget) !== JSON.stringify(config.retries.budget)) this.retryBudget = new RetryBudget(config.retries.budget);
+    if (config.outlier.enabled !== previous.outlier.enabled) {
+      this.feedback?.stop();
+      for (const e of this.endpoints.values()) e.available = true;
+      this.feedback = this.createFeedback(config.outlier);
+      this.feedback?.start();
+    } else this.feedback?.reconfigure(outlierConfig(config.outlier), config.outlier.returnRampMs);
     this.handler = this.buildHandler();
     if (previous.endpointsFile !== config.endpointsFile) {
       this.fileSource?.stop();
@@ -122,6 +145,7 @@ export class ServiceRuntime {
 
   /** Stops discovery and closes every pool once its requests finish. */
   async close(): Promise<void> {
+    this.feedback?.stop();
     this.fileSource?.stop();
     this.tcpListener?.stopAccepting();
     this.tcpListener?.destroyAll();
@@ -142,7 +166,9 @@ export class ServiceRuntime {
         weight: e.spec.weight,
         labels: e.spec.labels,
         sources: this.sourcesOf.get(e.address) ?? [],
-        state: 'active' as const,
+        state: this.feedback?.detector.condition(e.address) ?? 'active',
+        available: e.available,
+        health: this.feedback?.view(e.address),
         inFlight: e.inFlight,
         stats: e.stats.snapshot(now),
         pool: e.upstream.stats(),
@@ -171,6 +197,7 @@ export class ServiceRuntime {
     const target = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     this.deps.upgrades.forward(req, socket, head, target, this.config.connectTimeoutMs, started, clock, (result) => {
       endpoint.record(result.outcome, result.handshakeMs, clock());
+      this.feedback?.observe(endpoint, result.outcome, result.handshakeMs, result.status ?? 0, false);
       const failure =
         result.error === undefined
           ? undefined
@@ -243,6 +270,7 @@ export class ServiceRuntime {
       } catch (err) {
         endpoint.inFlight--;
         endpoint.record('connect_failed', clock() - started, clock());
+        this.feedback?.observe(endpoint, 'connect_failed', clock() - started, 0, false);
         this.recorder.tcpConnection(endpoint.address, 'connect_failed');
         const retry = attempt < this.config.retries.attempts && !client.destroyed && this.retryBudget.tryWithdraw(clock());
         log.warn({ service: this.name, endpoint: endpoint.address, code: 'connect_failed', cause: (err as NodeJS.ErrnoException).code, retry }, 'TCP connect failed');
@@ -256,6 +284,7 @@ export class ServiceRuntime {
       }
       const connected = endpoint;
       connected.record('success', clock() - started, clock());
+      this.feedback?.observe(connected, 'success', clock() - started, 0, false);
       this.recorder.tcpConnection(connected.address, 'connected');
       if (client.destroyed) {
         upstream.destroy();
@@ -270,9 +299,14 @@ export class ServiceRuntime {
 
   /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */
   countByState(): Map<string, number> {
-    const counts = new Map<string, number>([['active', 0]]);
+    const counts = new Map<string, number>([
+      ['active', 0],
+      ['probation', 0],
+      ['ejected', 0],
+      ['unhealthy', 0],
+    ]);
     for (const e of this.endpoints.values()) {
-      const state = e.eligible ? 'active' : 'ineligible';
+      const state = this.feedback?.detector.condition(e.address) ?? 'active';
       counts.set(state, (counts.get(state) ?? 0) + 1);
     }
     return counts;
@@ -297,7 +331,9 @@ export class ServiceRuntime {
         limitLayer(name, limits.maxInFlight, this.inFlight),
         deadlineLayer(timeoutMs),
         retryLayer(policy, this.retryBudget, this.recorder, clock, random),
-        balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), pool.maxConnections + limits.maxPendingPerEndpoint, clock),
+        balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), pool.maxConnections + limits.maxPendingPerEndpoint, clock, (endpoint, ex, latencyMs) =>
+          this.feedback?.observe(endpoint, ex.outcome, latencyMs, ex.upstreamStatus, ex.upstreamOverloaded),
+        ),
       ],
       forwardHttp,
     );
@@ -365,8 +401,25 @@ export class ServiceRuntime {
     }
     for (const address of removed) this.sourcesOf.delete(address);
     this.balancer.setEndpoints([...this.endpoints.values()]);
+    this.feedback?.setEndpoints([...this.endpoints.values()]);
     if (added.length > 0 || removed.length > 0) {
       this.deps.log.info({ service: this.name, added, removed, endpoints: this.endpoints.size }, 'endpoints changed');
     }
   }
+}
+
+function outlierConfig(s: OutlierSettings): OutlierConfig {
+  return {
+    consecutiveGatewayFailures: s.consecutiveGatewayFailures,
+    consecutiveServerErrors: s.consecutiveServerErrors,
+    failurePercentage: s.failurePercentage,
+    successRate: s.successRate,
+    latency: s.latency,
+    windowMs: s.windowMs,
+    baseEjectionMs: s.baseEjectionMs,
+    maxEjectionMs: s.maxEjectionMs,
+    maxEjectionShare: s.maxEjectionShare,
+    panicThreshold: s.panicThreshold,
+    probationMs: s.probationMs,
+  };
 }

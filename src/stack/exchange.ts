@@ -35,6 +35,10 @@ export class Exchange {
   outcome: Outcome = 'success';
   /** Status sent to the caller (0 until headers are written). */
   status = 0;
+  /** Status of the current attempt's upstream response (0 when none arrived). */
+  upstreamStatus = 0;
+  /** The endpoint's meshd said it is overloaded (x-meshd-overloaded on its response). */
+  upstreamOverloaded = false;
   /** Set once the exchange was cancelled; later cancels are ignored. */
   cancelled: MeshError | ClientGone | undefined = undefined;
   /** Attempt number, from 1; the retry layer increments it. */

@@ -4,6 +4,7 @@
  * Each does one job.
  */
 import type { Balancer } from '../balancer/balancer.ts';
+import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import { MeshError, toMeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -53,12 +54,16 @@ function causeText(err: MeshError): string | undefined {
 }
 
 /** Picks an endpoint, and accounts its in-flight load and the attempt's outcome and latency. */
+/** Where the balance layer reports each attempt (the service's feedback loop). */
+export type AttemptObserver = (endpoint: Endpoint, ex: Exchange, latencyMs: number) => void;
+
 export function balanceLayer(
   service: string,
   balancer: () => Balancer,
   hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined,
   endpointCapacity: number,
   clock: Clock,
+  observeAttempt: AttemptObserver,
 ): Layer {
   return (next) => async (ex) => {
     const now = clock();
@@ -75,6 +80,8 @@ export function balanceLayer(
       throw new MeshError('overloaded', `every endpoint of "${service}" is at its limit of ${endpointCapacity} requests in flight`, { retryAfterSeconds: 1 });
     }
     ex.endpoint = endpoint;
+    ex.upstreamStatus = 0;
+    ex.upstreamOverloaded = false;
     endpoint.inFlight++;
     const started = clock();
     try {
@@ -83,6 +90,7 @@ export function balanceLayer(
       endpoint.inFlight--;
       const now = clock();
       endpoint.record(ex.outcome, now - started, now);
+      observeAttempt(endpoint, ex, now - started);
     }
   };
 }
