@@ -216,7 +216,7 @@ function normaliseOutlier(raw: RawOutlier): OutlierSettings {
     enabled: raw.enabled ?? true,
     consecutiveGatewayFailures: raw.consecutiveGatewayFailures ?? 5,
     consecutiveServerErrors: raw.consecutiveServerErrors ?? 5,
-    failurePercentage: { threshold: raw.failurePercentage?.threshold ?? 0.2, minRequests: raw.failurePercentage?.minRequests ?? 20 },
+    failurePercentage: { threshold: raw.failurePercentage?.threshold ?? 0.2, minRequests: raw.failurePercentage?.minRequests ?? 10 },
     successRate: { stdevFactor: raw.successRate?.stdevFactor ?? 1.9, minRequests: raw.successRate?.minRequests ?? 50, minHosts: raw.successRate?.minHosts ?? 3 },
     latency: {
       factor: raw.latency?.factor ?? 3,

@@ -40,7 +40,7 @@ export interface OutlierConfig {
 export const DEFAULT_OUTLIER: OutlierConfig = {
   consecutiveGatewayFailures: 5,
   consecutiveServerErrors: 5,
-  failurePercentage: { threshold: 0.2, minRequests: 20 },
+  failurePercentage: { threshold: 0.2, minRequests: 10 },
   successRate: { stdevFactor: 1.9, minRequests: 50, minHosts: 3 },
   latency: { factor: 3, percentile: 0.9, floorMs: 20, minRequests: 20, minHosts: 2 },
   windowMs: 5_000,

@@ -3,11 +3,11 @@
  * answers 10× slower; P2C + peak EWMA routes around it, round robin cannot.
  */
 import assert from 'node:assert/strict';
-import { Agent } from 'node:http';
 import { describe, it } from 'node:test';
 import { startBackend, type Backend } from '../helpers/backend.ts';
 import { startDaemon } from '../helpers/daemon.ts';
-import { request, sleep } from '../helpers/http.ts';
+import { request } from '../helpers/http.ts';
+import { openLoop } from '../helpers/load.ts';
 
 function delayed(ms: number, failEvery = 0) {
   let n = 0;
@@ -21,32 +21,8 @@ function delayed(ms: number, failEvery = 0) {
   };
 }
 
-/** Sends `total` requests at `ratePerSecond` (open loop) and returns which backend answered each. */
-async function openLoop(address: string, host: string, ratePerSecond: number, total: number): Promise<{ ports: number[]; statuses: number[] }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
-  const ports: number[] = [];
-  const statuses: number[] = [];
-  const inFlight: Promise<void>[] = [];
-  const interval = 1000 / ratePerSecond;
-  const start = Date.now();
-  for (let i = 0; i < total; i++) {
-    const due = start + i * interval;
-    const wait = due - Date.now();
-    if (wait > 0) await sleep(wait);
-    inFlight.push(
-      request(address, { headers: { host }, agent }).then((r) => {
-        statuses[i] = r.status;
-        ports[i] = r.status === 200 || r.status === 500 ? r.json<{ port: number }>().port : -1;
-      }),
-    );
-  }
-  await Promise.all(inFlight);
-  agent.destroy();
-  return { ports, statuses };
-}
-
 describe('latency-aware balancing', () => {
-  it('P2C + peak EWMA sends a 10× slower endpoint < 10 % of traffic; round robin sends it a third', async () => {
+  it('P2C + peak EWMA sends a 10× slower endpoint < 10 % of traffic; round robin sends it a third', async (t) => {
     const fast1 = await startBackend(delayed(5));
     const fast2 = await startBackend(delayed(5));
     const slow = await startBackend(delayed(50));
@@ -66,6 +42,7 @@ services:
       const rrShare = share(rr.ports);
       assert.ok(ewmaShare < 0.1, `p2c-ewma sent the slow endpoint ${(ewmaShare * 100).toFixed(1)} % after warm-up`);
       assert.ok(Math.abs(rrShare - 1 / 3) < 0.02, `round robin sent it ${(rrShare * 100).toFixed(1)} %`);
+      t.diagnostic(`10x slow endpoint share: p2c-ewma ${(ewmaShare * 100).toFixed(1)} %, round-robin ${(rrShare * 100).toFixed(1)} %`);
       const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { name: string; balancer: string }[] }>();
       assert.equal(state.services.find((s) => s.name === 'ewma')?.balancer, 'p2c-ewma');
     } finally {

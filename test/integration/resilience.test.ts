@@ -10,7 +10,7 @@ import { startDaemon } from '../helpers/daemon.ts';
 import { metricValue, request } from '../helpers/http.ts';
 
 describe('retries', () => {
-  it('hides a backend failing 30 % with 503s, within a budget of ≤ 1.25× upstream load', async () => {
+  it('hides a backend failing 30 % with 503s, within a budget of ≤ 1.25× upstream load', async (t) => {
     let served = 0;
     const flaky = await startBackend((_req, res) => {
       served++;
@@ -40,6 +40,7 @@ services:
       assert.equal(ok, total, `caller saw ${total - ok} failures`);
       const upstream = flaky.hits + healthy1.hits + healthy2.hits;
       assert.ok(upstream <= total * 1.25, `upstream requests ${upstream} for ${total} calls`);
+      t.diagnostic(`caller success ${ok}/${total}; upstream requests ${upstream} (${(upstream / total).toFixed(3)}x)`);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.ok(metricValue(metrics, 'meshd_retries_total', { service: 'api', reason: '503' }) > 0);
     } finally {
