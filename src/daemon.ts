@@ -52,6 +52,7 @@ export class Daemon {
       upgrades: this.upgrades,
       decisions: metrics,
       feedbackTickMs: 250,
+      concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());

@@ -36,6 +36,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   private readonly budgetExhausted: Counter<'service'>;
   private readonly tcpConnections: Counter<'service' | 'endpoint' | 'result'>;
   private readonly decisions: Counter<'service' | 'decision' | 'reason'>;
+  private readonly limits: Gauge<'service'>;
   private readonly discoveryErrors: Counter<'service' | 'source'>;
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
@@ -83,6 +84,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       labelNames: ['service', 'decision', 'reason'],
       registers,
     });
+    this.limits = new Gauge({ name: 'meshd_concurrency_limit', help: 'Adaptive concurrency limit per service.', labelNames: ['service'], registers });
     this.reloads = new Counter({ name: 'meshd_config_reloads_total', help: 'Config reloads by result.', labelNames: ['result'], registers });
     this.discoveryErrors = new Counter({
       name: 'meshd_discovery_errors_total',
@@ -149,6 +151,10 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
 
   decision(service: string, decision: string, reason: string): void {
     this.decisions.labels(service, decision, reason).inc();
+  }
+
+  concurrencyLimit(service: string, limit: number): void {
+    this.limits.labels(service).set(limit);
   }
 
   configReloaded(success: boolean): void {

@@ -102,6 +102,15 @@ interface RawService {
   };
   limits?: { maxInFlight?: number; maxPendingPerEndpoint?: number };
   outlier?: RawOutlier;
+  concurrency?: {
+    adaptive?: boolean;
+    initialLimit?: number;
+    minLimit?: number;
+    maxLimit?: number;
+    tolerance?: number;
+    window?: string;
+    queue?: { size?: number; maxWait?: string };
+  };
   tcp?: { listen: string; idleTimeout?: string; maxConnections?: number };
   pool?: { maxConnections?: number; idleTimeout?: string };
 }
@@ -169,10 +178,24 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
           ? undefined
           : { listen: listenAddress(svc.tcp.listen, ''), idleTimeoutMs: ms(svc.tcp.idleTimeout, '1h'), maxConnections: svc.tcp.maxConnections ?? 1_024 },
       outlier: normaliseOutlier(svc.outlier ?? {}),
+      concurrency: {
+        adaptive: svc.concurrency?.adaptive ?? true,
+        initialLimit: svc.concurrency?.initialLimit ?? 100,
+        minLimit: svc.concurrency?.minLimit ?? 8,
+        maxLimit: svc.concurrency?.maxLimit ?? 2_000,
+        tolerance: svc.concurrency?.tolerance ?? 1.5,
+        windowMs: ms(svc.concurrency?.window, '250ms'),
+        queue: { size: svc.concurrency?.queue?.size ?? 1_000, maxWaitMs: ms(svc.concurrency?.queue?.maxWait, '1s') },
+      },
       limits: { maxInFlight: svc.limits?.maxInFlight ?? 10_000, maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? 1_024 },
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
     if (ms(svc.timeout, '15s') === 0) report(['services', name, 'timeout'], 'must be greater than 0s');
+    const c = svc.concurrency;
+    if (c !== undefined && (c.minLimit ?? 8) > (c.maxLimit ?? 2_000)) report(['services', name, 'concurrency', 'minLimit'], 'must not exceed maxLimit');
+    if (c !== undefined && c.initialLimit !== undefined && (c.initialLimit < (c.minLimit ?? 8) || c.initialLimit > (c.maxLimit ?? 2_000))) {
+      report(['services', name, 'concurrency', 'initialLimit'], 'must lie between minLimit and maxLimit');
+    }
     if (ms(svc.outlier?.window, '5s') === 0) report(['services', name, 'outlier', 'window'], 'must be greater than 0s');
     if (ms(svc.retries?.budget?.window, '10s') === 0) report(['services', name, 'retries', 'budget', 'window'], 'must be greater than 0s');
     if (ms(svc.retries?.backoff?.base, '25ms') > ms(svc.retries?.backoff?.max, '250ms')) report(['services', name, 'retries', 'backoff', 'base'], 'must not exceed backoff.max');
@@ -221,7 +244,7 @@ function normaliseOutlier(raw: RawOutlier): OutlierSettings {
     latency: {
       factor: raw.latency?.factor ?? 3,
       percentile: raw.latency?.percentile ?? 0.9,
-      floorMs: ms(raw.latency?.floor, '20ms'),
+      floorMs: ms(raw.latency?.floor, '5ms'),
       minRequests: raw.latency?.minRequests ?? 20,
       minHosts: raw.latency?.minHosts ?? 2,
     },

@@ -90,6 +90,23 @@ const service = {
         perTryTimeout: duration,
       },
     },
+    concurrency: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        adaptive: { type: 'boolean' },
+        initialLimit: { type: 'integer', minimum: 1 },
+        minLimit: { type: 'integer', minimum: 1 },
+        maxLimit: { type: 'integer', minimum: 1 },
+        tolerance: { type: 'number', minimum: 1 },
+        window: duration,
+        queue: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { size: { type: 'integer', minimum: 0 }, maxWait: duration },
+        },
+      },
+    },
     outlier: {
       type: 'object',
       additionalProperties: false,

@@ -75,6 +75,16 @@ export interface OutlierSettings {
   readonly returnRampMs: number;
 }
 
+export interface ConcurrencySettings {
+  readonly adaptive: boolean;
+  readonly initialLimit: number;
+  readonly minLimit: number;
+  readonly maxLimit: number;
+  readonly tolerance: number;
+  readonly windowMs: number;
+  readonly queue: { readonly size: number; readonly maxWaitMs: number };
+}
+
 export interface ServiceConfig {
   readonly name: string;
   readonly endpoints: readonly EndpointSpec[];
@@ -89,6 +99,7 @@ export interface ServiceConfig {
   readonly retries: RetryConfig;
   readonly limits: LimitsConfig;
   readonly outlier: OutlierSettings;
+  readonly concurrency: ConcurrencySettings;
   /** A loopback TCP port whose connections are balanced over this service's endpoints. */
   readonly tcp: { readonly listen: SocketAddress; readonly idleTimeoutMs: number; readonly maxConnections: number } | undefined;
   readonly pool: PoolConfig;

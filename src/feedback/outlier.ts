@@ -42,7 +42,7 @@ export const DEFAULT_OUTLIER: OutlierConfig = {
   consecutiveServerErrors: 5,
   failurePercentage: { threshold: 0.2, minRequests: 10 },
   successRate: { stdevFactor: 1.9, minRequests: 50, minHosts: 3 },
-  latency: { factor: 3, percentile: 0.9, floorMs: 20, minRequests: 20, minHosts: 2 },
+  latency: { factor: 3, percentile: 0.9, floorMs: 5, minRequests: 20, minHosts: 2 },
   windowMs: 5_000,
   baseEjectionMs: 10_000,
   maxEjectionMs: 300_000,

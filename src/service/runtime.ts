@@ -30,6 +30,9 @@ import { compose, type Handler } from '../stack/layer.ts';
 import { deadlineLayer } from '../stack/deadline.ts';
 import { balanceLayer, limitLayer, observeLayer, respondLayer, type InFlightCount } from '../stack/layers.ts';
 import { retryLayer, type RetryPolicy } from '../stack/retry.ts';
+import { Admission, admissionLayer } from '../stack/admission.ts';
+import { GradientLimiter, DEFAULT_CONCURRENCY, type LimitChange } from '../feedback/concurrency.ts';
+import type { ConcurrencySettings } from '../config/types.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
 
@@ -42,6 +45,8 @@ export interface ServiceDeps {
   readonly decisions: DecisionRecorder;
   /** Evaluation period of the feedback loop. */
   readonly feedbackTickMs: number;
+  /** Publishes a service's current concurrency limit (gauge). */
+  concurrencyLimit(service: string, limit: number): void;
   /** Counts a failed discovery read (file source). */
   discoveryFailed(service: string, source: string): void;
 }
@@ -67,6 +72,7 @@ export interface ServiceState {
   endpoints: EndpointState[];
   discovery: { static: number; file: EndpointsFileStatus | undefined };
   inFlight: number;
+  concurrency: { limit: number; inFlight: number; queued: number } | undefined;
   retryBudget: { requests: number; retries: number; allowance: number };
 }
 
@@ -84,6 +90,10 @@ export class ServiceRuntime {
   private readonly sourcesOf = new Map<string, string[]>();
   private readonly inFlight: InFlightCount = { value: 0 };
   private feedback: FeedbackController | undefined;
+  private admission: Admission | undefined;
+  private lastLoggedLimit = 0;
+  private shedSinceLog = 0;
+  private shedLoggedAt = Number.NEGATIVE_INFINITY;
   private tcpListener: TcpListener | undefined;
   private tcpAddress: string | undefined;
   private retryBudget: RetryBudget;
@@ -100,7 +110,52 @@ export class ServiceRuntime {
     this.balancer = createBalancer(config.balancer, nodeZone, deps.random);
     this.retryBudget = new RetryBudget(config.retries.budget);
     this.feedback = this.createFeedback(config.outlier);
+    this.admission = this.createAdmission(config.concurrency);
     this.handler = this.buildHandler();
+  }
+
+  private createAdmission(settings: ConcurrencySettings): Admission | undefined {
+    if (!settings.adaptive) return undefined;
+    const limiter = new GradientLimiter({
+      ...DEFAULT_CONCURRENCY,
+      initialLimit: settings.initialLimit,
+      minLimit: settings.minLimit,
+      maxLimit: settings.maxLimit,
+      tolerance: settings.tolerance,
+      windowMs: settings.windowMs,
+    });
+    this.lastLoggedLimit = limiter.limit;
+    this.deps.concurrencyLimit(this.name, limiter.limit);
+    return new Admission(limiter, settings.queue, this.deps.clock, {
+      limitChanged: (change) => this.onLimitChange(change),
+      shed: (reason, limit, queued) => this.onShed(reason, limit, queued),
+    });
+  }
+
+  private onLimitChange(change: LimitChange): void {
+    const { log, decisions } = this.deps;
+    this.deps.concurrencyLimit(this.name, change.to);
+    decisions.decision(this.name, 'limit_change', change.to > change.from ? 'increase' : 'decrease');
+    // Explain big moves at info; the steady drift of a working limit at debug.
+    const big = Math.abs(change.to - this.lastLoggedLimit) >= Math.max(2, this.lastLoggedLimit * 0.2);
+    const fields = { event: 'limit_change', service: this.name, from: change.from, to: change.to, shortRttMs: round(change.shortRttMs), longRttMs: round(change.longRttMs), gradient: round(change.gradient), maxInFlight: change.maxInFlight };
+    if (big) {
+      this.lastLoggedLimit = change.to;
+      log.info(fields, `concurrency limit of ${this.name}: ${change.from} → ${change.to}`);
+    } else log.debug(fields, 'concurrency limit adjusted');
+  }
+
+  private onShed(reason: 'queue_full' | 'queue_timeout', limit: number, queued: number): void {
+    const { log, decisions, clock } = this.deps;
+    decisions.decision(this.name, 'shed', reason);
+    this.shedSinceLog++;
+    // One log line per second at most under sustained overload, with the count.
+    const now = clock();
+    if (now - this.shedLoggedAt >= 1_000) {
+      log.warn({ event: 'shed', service: this.name, reason, limit, queued, shedSinceLastLog: this.shedSinceLog }, `shedding load for ${this.name}: ${reason}`);
+      this.shedLoggedAt = now;
+      this.shedSinceLog = 0;
+    }
   }
 
   private createFeedback(settings: OutlierSettings): FeedbackController | undefined {
@@ -127,6 +182,7 @@ export class ServiceRuntime {
       for (const e of this.endpoints.values()) e.load.setOptions(ewma);
     }
     if (JSON.stringify(previous.retries.budget) !== JSON.stringify(config.retries.budget)) this.retryBudget = new RetryBudget(config.retries.budget);
+    if (JSON.stringify(config.concurrency) !== JSON.stringify(previous.concurrency)) this.admission = this.createAdmission(config.concurrency);
     if (config.outlier.enabled !== previous.outlier.enabled) {
       this.feedback?.stop();
       for (const e of this.endpoints.values()) e.available = true;
@@ -175,6 +231,7 @@ export class ServiceRuntime {
       })),
       discovery: { static: this.config.endpoints.length, file: this.fileSource?.status() },
       inFlight: this.inFlight.value,
+      concurrency: this.admission === undefined ? undefined : { limit: this.admission.limit, inFlight: this.admission.inFlight, queued: this.admission.queued },
       retryBudget: this.retryBudget.snapshot(this.deps.clock()),
     };
   }
@@ -330,6 +387,7 @@ export class ServiceRuntime {
         respondLayer(name, this.deps.log),
         limitLayer(name, limits.maxInFlight, this.inFlight),
         deadlineLayer(timeoutMs),
+        admissionLayer(() => this.admission, clock),
         retryLayer(policy, this.retryBudget, this.recorder, clock, random),
         balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), pool.maxConnections + limits.maxPendingPerEndpoint, clock, (endpoint, ex, latencyMs) =>
           this.feedback?.observe(endpoint, ex.outcome, latencyMs, ex.upstreamStatus, ex.upstreamOverloaded),
@@ -422,4 +480,8 @@ function outlierConfig(s: OutlierSettings): OutlierConfig {
     panicThreshold: s.panicThreshold,
     probationMs: s.probationMs,
   };
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
 }

@@ -31,8 +31,8 @@ describe('latency-aware balancing', () => {
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }
 services:
-  ewma: { endpoints: ${endpoints}, balancer: { algorithm: p2c-ewma } }
-  rr: { endpoints: ${endpoints}, balancer: { algorithm: round-robin } }
+  ewma: { endpoints: ${endpoints}, balancer: { algorithm: p2c-ewma }, outlier: { enabled: false } }
+  rr: { endpoints: ${endpoints}, balancer: { algorithm: round-robin }, outlier: { enabled: false } }
 `);
     try {
       const [ewma, rr] = await Promise.all([openLoop(meshd.outbound, 'ewma', 200, 800), openLoop(meshd.outbound, 'rr', 200, 800)]);
