@@ -183,7 +183,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
         initialLimit: svc.concurrency?.initialLimit ?? 100,
         minLimit: svc.concurrency?.minLimit ?? 8,
         maxLimit: svc.concurrency?.maxLimit ?? 2_000,
-        tolerance: svc.concurrency?.tolerance ?? 1.5,
+        tolerance: svc.concurrency?.tolerance ?? 1.15,
         windowMs: ms(svc.concurrency?.window, '250ms'),
         queue: { size: svc.concurrency?.queue?.size ?? 1_000, maxWaitMs: ms(svc.concurrency?.queue?.maxWait, '1s') },
       },

@@ -4,22 +4,27 @@
  * pure state machine: samples of request latency and in-flight count in,
  * limit changes out, time passed in.
  *
- * Every window the average latency (short) is compared with a slow
- * exponential average of past windows (long):
- *   gradient = clamp(tolerance × long / short, 0.5, 1)
+ * Every window the average latency (short) is compared with the baseline,
+ * the lowest window average seen over the last `baselineMs` (30 s):
+ *   gradient = clamp(tolerance × baseline / short, 0.5, 1)
  *   limit    = (1 − s)·limit + s·(limit × gradient + √limit)
  * Latency holding → gradient 1 → the limit grows by ~s·√limit per window
- * (s = 0.2); latency climbing → it shrinks, up to a quarter per window
- * (s = 0.5 when shrinking, so overload is met within about two seconds).
+ * (s = 0.2) while latency stays within half the tolerance, and holds between
+ * that and the tolerance; latency climbing past it → it shrinks, up to a
+ * quarter per window (s = 0.5 when shrinking, so overload is met within
+ * about two seconds).
  *
  * The traps of the anchors, avoided:
  * - No minimum-RTT probing (Envoy pins concurrency low to re-measure it,
- *   which itself sheds bursts: envoyproxy/envoy#38338); the baseline is the
- *   long average, which needs no probe.
- * - Recovery after a sustained degradation (envoyproxy/envoy#46532): the long
- *   average follows the new latency, so the gradient returns to 1 and the
- *   limit grows back; when latency then falls, long ≫ short and the long
- *   average is pulled down faster, so it cannot stay inflated.
+ *   which itself sheds bursts: envoyproxy/envoy#38338): the baseline is the
+ *   minimum of what ordinary traffic measured, so nothing is forced down.
+ * - Recovery after a sustained degradation (envoyproxy/envoy#46532): the
+ *   baseline is a sliding-window minimum, so 30 s into a lasting slowdown the
+ *   old fast minimum has expired, the slower latency becomes the baseline,
+ *   the gradient returns to 1 and the limit grows back.
+ * - Unlike Gradient2's exponential long average, the baseline does not creep
+ *   up during an overload (which would let the limit, and the queueing, grow
+ *   back while the backend is still saturated).
  * - Only a limit that is actually used grows: a window whose peak in-flight
  *   stayed under half the limit leaves it unchanged (no unbounded growth
  *   while idle, then a burst against a stale huge limit).
@@ -38,20 +43,20 @@ export interface ConcurrencyConfig {
   readonly windowMs: number;
   /** Samples a window needs before it counts. */
   readonly minSamples: number;
-  /** Weight of each window in the long average. */
-  readonly longAlpha: number;
+  /** Span of the sliding minimum that is the latency baseline. */
+  readonly baselineMs: number;
 }
 
 export const DEFAULT_CONCURRENCY: ConcurrencyConfig = {
   initialLimit: 100,
   minLimit: 8,
   maxLimit: 2_000,
-  tolerance: 1.5,
+  tolerance: 1.15,
   smoothing: 0.2,
   shrinkSmoothing: 0.5,
   windowMs: 250,
   minSamples: 10,
-  longAlpha: 0.05,
+  baselineMs: 30_000,
 };
 
 export interface LimitChange {
@@ -59,7 +64,7 @@ export interface LimitChange {
   from: number;
   to: number;
   shortRttMs: number;
-  longRttMs: number;
+  baselineRttMs: number;
   gradient: number;
   maxInFlight: number;
 }
@@ -67,7 +72,8 @@ export interface LimitChange {
 export class GradientLimiter {
   private readonly config: ConcurrencyConfig;
   private estimate: number;
-  private longRtt = Number.NaN;
+  /** Window averages of the last `baselineMs`, oldest first. */
+  private history: { at: number; rtt: number }[] = [];
   private windowStart = Number.NaN;
   private sum = 0;
   private count = 0;
@@ -83,9 +89,11 @@ export class GradientLimiter {
     return Math.floor(this.estimate);
   }
 
-  /** The service's usual latency (the long average), NaN until measured. */
+  /** The service's unloaded latency (the baseline), NaN until measured. */
   get baselineMs(): number {
-    return this.longRtt;
+    let min = Number.NaN;
+    for (const h of this.history) if (!(h.rtt >= min)) min = h.rtt;
+    return min;
   }
 
   /** One successful request that took `rttMs` with `inFlight` requests running; may close a window. */
@@ -106,22 +114,23 @@ export class GradientLimiter {
     this.sum = 0;
     this.count = 0;
     this.peakInFlight = 0;
-    if (Number.isNaN(this.longRtt)) {
-      this.longRtt = shortRtt;
-      return undefined;
-    }
-    this.longRtt = this.longRtt * (1 - c.longAlpha) + shortRtt * c.longAlpha;
-    // Latency fell well below the baseline (a degradation ended): let the baseline catch up fast.
-    if (this.longRtt / shortRtt > 2) this.longRtt *= 0.95;
-    const gradient = Math.max(0.5, Math.min(1, (c.tolerance * this.longRtt) / shortRtt));
+    const first = this.history.length === 0;
+    this.history.push({ at: now, rtt: shortRtt });
+    while (this.history.length > 0 && this.history[0]!.at < now - c.baselineMs) this.history.shift();
+    if (first) return undefined;
+    const baseline = this.baselineMs;
+    const gradient = Math.max(0.5, Math.min(1, (c.tolerance * baseline) / shortRtt));
     // An unused limit neither grows nor is judged by this window's latency.
     if (gradient >= 1 && peak < this.estimate / 2) return undefined;
-    const target = this.estimate * gradient + Math.sqrt(this.estimate);
+    // Hysteresis: grow only while latency is well inside the tolerance, hold near its edge, so
+    // the limit settles just under saturation instead of oscillating across it.
+    if (gradient >= 1 && shortRtt > baseline * (1 + (c.tolerance - 1) / 2)) return undefined;
+    const target = this.estimate * gradient + (gradient >= 1 ? Math.sqrt(this.estimate) : 0);
     const s = target < this.estimate ? c.shrinkSmoothing : c.smoothing;
     const next = Math.min(c.maxLimit, Math.max(c.minLimit, this.estimate * (1 - s) + target * s));
     const from = this.limit;
     this.estimate = next;
     if (this.limit === from) return undefined;
-    return { type: 'limit_change', from, to: this.limit, shortRttMs: shortRtt, longRttMs: this.longRtt, gradient, maxInFlight: peak };
+    return { type: 'limit_change', from, to: this.limit, shortRttMs: shortRtt, baselineRttMs: baseline, gradient, maxInFlight: peak };
   }
 }

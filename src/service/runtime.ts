@@ -138,7 +138,7 @@ export class ServiceRuntime {
     decisions.decision(this.name, 'limit_change', change.to > change.from ? 'increase' : 'decrease');
     // Explain big moves at info; the steady drift of a working limit at debug.
     const big = Math.abs(change.to - this.lastLoggedLimit) >= Math.max(2, this.lastLoggedLimit * 0.2);
-    const fields = { event: 'limit_change', service: this.name, from: change.from, to: change.to, shortRttMs: round(change.shortRttMs), longRttMs: round(change.longRttMs), gradient: round(change.gradient), maxInFlight: change.maxInFlight };
+    const fields = { event: 'limit_change', service: this.name, from: change.from, to: change.to, shortRttMs: round(change.shortRttMs), baselineRttMs: round(change.baselineRttMs), gradient: round(change.gradient), maxInFlight: change.maxInFlight };
     if (big) {
       this.lastLoggedLimit = change.to;
       log.info(fields, `concurrency limit of ${this.name}: ${change.from} → ${change.to}`);

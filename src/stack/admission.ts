@@ -3,7 +3,7 @@
  * its adaptive concurrency limit; otherwise it waits in a bounded FIFO queue
  * for a bounded time, then gets a fast 503 overloaded with Retry-After,
  * instead of piling up behind a saturated backend until everyone times out.
- * The wait is bounded by the service's usual latency (so admitted requests
+ * The wait is bounded by the service's unloaded latency (so admitted requests
  * keep their latency), by the configured maximum, and by the deadline.
  */
 import type { Clock } from '../clock.ts';
@@ -61,7 +61,8 @@ export class Admission {
       return Promise.reject(overloaded(this.limiter.limit));
     }
     const baseline = this.limiter.baselineMs;
-    const wait = Math.max(1, Math.min(this.queue.maxWaitMs, Number.isNaN(baseline) ? this.queue.maxWaitMs : Math.max(5, 2 * baseline), deadline - this.clock()));
+    // Half an unloaded service time: an admitted request never waits longer than a fraction of its own run.
+    const wait = Math.max(1, Math.min(this.queue.maxWaitMs, Number.isNaN(baseline) ? this.queue.maxWaitMs : Math.max(5, baseline / 2), deadline - this.clock()));
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { admit: resolve, timer: undefined };
       waiter.timer = setTimeout(() => {
