@@ -65,6 +65,8 @@ export class Daemon {
       connectionRefused: (listener) => metrics.connectionRefused(listener),
       log: deps.log,
       clock: deps.clock,
+      maxInFlight: () => this.config.limits.maxInFlight,
+      inFlight: () => this.inFlight,
     });
     this.admin = new AdminServer(
       {

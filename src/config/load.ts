@@ -102,6 +102,7 @@ interface RawService {
   };
   limits?: { maxInFlight?: number; maxPendingPerEndpoint?: number };
   outlier?: RawOutlier;
+  healthCheck?: { http?: { path: string }; tcp?: boolean; interval?: string; timeout?: string; unhealthyThreshold?: number; healthyThreshold?: number };
   concurrency?: {
     adaptive?: boolean;
     initialLimit?: number;
@@ -135,6 +136,7 @@ interface RawConfig {
   admin?: { listen?: string; maxConnections?: number };
   outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string };
   drainTimeout?: string;
+  limits?: { maxInFlight?: number };
   services?: Record<string, RawService>;
 }
 
@@ -178,6 +180,17 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
           ? undefined
           : { listen: listenAddress(svc.tcp.listen, ''), idleTimeoutMs: ms(svc.tcp.idleTimeout, '1h'), maxConnections: svc.tcp.maxConnections ?? 1_024 },
       outlier: normaliseOutlier(svc.outlier ?? {}),
+      healthCheck:
+        svc.healthCheck === undefined
+          ? undefined
+          : {
+              kind: svc.healthCheck.http !== undefined ? 'http' : 'tcp',
+              path: svc.healthCheck.http?.path ?? '/',
+              intervalMs: ms(svc.healthCheck.interval, '5s'),
+              timeoutMs: ms(svc.healthCheck.timeout, '1s'),
+              unhealthyThreshold: svc.healthCheck.unhealthyThreshold ?? 2,
+              healthyThreshold: svc.healthCheck.healthyThreshold ?? 2,
+            },
       concurrency: {
         adaptive: svc.concurrency?.adaptive ?? true,
         initialLimit: svc.concurrency?.initialLimit ?? 100,
@@ -191,6 +204,12 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
     if (ms(svc.timeout, '15s') === 0) report(['services', name, 'timeout'], 'must be greater than 0s');
+    const hc = svc.healthCheck;
+    if (hc !== undefined && (hc.http === undefined) === (hc.tcp !== true)) {
+      report(['services', name, 'healthCheck'], 'set exactly one of http: { path: /… } or tcp: true');
+    }
+    if (hc !== undefined && ms(hc.interval, '5s') < 100) report(['services', name, 'healthCheck', 'interval'], 'must be at least 100ms');
+    if (hc !== undefined && svc.outlier?.enabled === false) report(['services', name, 'healthCheck'], 'health checks act through the outlier detector; do not disable outlier');
     const c = svc.concurrency;
     if (c !== undefined && (c.minLimit ?? 8) > (c.maxLimit ?? 2_000)) report(['services', name, 'concurrency', 'minLimit'], 'must not exceed maxLimit');
     if (c !== undefined && c.initialLimit !== undefined && (c.initialLimit < (c.minLimit ?? 8) || c.initialLimit > (c.maxLimit ?? 2_000))) {
@@ -229,6 +248,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       idleTimeoutMs: ms(raw.outbound?.idleTimeout, '60s'),
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
+    limits: { maxInFlight: raw.limits?.maxInFlight ?? 20_000 },
     services,
   };
 }

@@ -90,6 +90,18 @@ const service = {
         perTryTimeout: duration,
       },
     },
+    healthCheck: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        http: { type: 'object', additionalProperties: false, required: ['path'], properties: { path: { type: 'string', pattern: '^/' } } },
+        tcp: { type: 'boolean' },
+        interval: duration,
+        timeout: duration,
+        unhealthyThreshold: { type: 'integer', minimum: 1 },
+        healthyThreshold: { type: 'integer', minimum: 1 },
+      },
+    },
     concurrency: {
       type: 'object',
       additionalProperties: false,
@@ -194,6 +206,11 @@ export const CONFIG_SCHEMA = {
       },
     },
     drainTimeout: duration,
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { maxInFlight: { type: 'integer', minimum: 1 } },
+    },
     services: {
       type: 'object',
       propertyNames: { pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },

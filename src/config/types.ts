@@ -100,6 +100,17 @@ export interface ServiceConfig {
   readonly limits: LimitsConfig;
   readonly outlier: OutlierSettings;
   readonly concurrency: ConcurrencySettings;
+  /** Active health checks; undefined when not configured. */
+  readonly healthCheck:
+    | {
+        readonly kind: 'http' | 'tcp';
+        readonly path: string;
+        readonly intervalMs: number;
+        readonly timeoutMs: number;
+        readonly unhealthyThreshold: number;
+        readonly healthyThreshold: number;
+      }
+    | undefined;
   /** A loopback TCP port whose connections are balanced over this service's endpoints. */
   readonly tcp: { readonly listen: SocketAddress; readonly idleTimeoutMs: number; readonly maxConnections: number } | undefined;
   readonly pool: PoolConfig;
@@ -120,5 +131,7 @@ export interface MeshConfig {
     readonly idleTimeoutMs: number;
   };
   readonly drainTimeoutMs: number;
+  /** Requests, tunnels and TCP connections in flight for the whole daemon (protects the host). */
+  readonly limits: { readonly maxInFlight: number };
   readonly services: ReadonlyMap<string, ServiceConfig>;
 }

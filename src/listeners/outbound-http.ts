@@ -27,6 +27,10 @@ export interface OutboundDeps {
   connectionRefused(listener: string): void;
   readonly log: Logger;
   readonly clock: Clock;
+  /** The daemon's global in-flight ceiling, read per request (it follows reloads). */
+  maxInFlight(): number;
+  /** Everything in flight in the daemon (HTTP, tunnels, TCP). */
+  inFlight(): number;
 }
 
 /** HTTP/2 connections open with "PRI * HTTP/2.0"; no HTTP/1.1 method starts with "PRI". */
@@ -139,6 +143,11 @@ export class OutboundHttpListener {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = this.deps.clock();
     if (this.draining) res.shouldKeepAlive = false;
+    if (this.deps.inFlight() >= this.deps.maxInFlight()) {
+      this.deps.clientError('outbound', 'overloaded');
+      this.answerWithoutService(res, new MeshError('overloaded', 'meshd is at its global in-flight limit', { retryAfterSeconds: 1 }), started);
+      return;
+    }
     const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
     const target = parseRequestTarget(req.url ?? '/', host);
     if (target instanceof MeshError) {

@@ -19,6 +19,7 @@ import { TcpListener } from '../listeners/tcp.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
+import { HealthChecker } from '../feedback/health-check.ts';
 import type { EndpointHealthView, OutlierConfig } from '../feedback/outlier.ts';
 import type { OutlierSettings } from '../config/types.ts';
 import type { Logger } from '../log.ts';
@@ -91,6 +92,7 @@ export class ServiceRuntime {
   private readonly inFlight: InFlightCount = { value: 0 };
   private feedback: FeedbackController | undefined;
   private admission: Admission | undefined;
+  private healthChecker: HealthChecker | undefined;
   private lastLoggedLimit = 0;
   private shedSinceLog = 0;
   private shedLoggedAt = Number.NEGATIVE_INFINITY;
@@ -166,6 +168,7 @@ export class ServiceRuntime {
 
   async start(): Promise<void> {
     this.feedback?.start();
+    this.syncHealthChecker(undefined);
     await this.startFileSource();
     this.reconcile();
     await this.syncTcpListener(true);
@@ -189,6 +192,7 @@ export class ServiceRuntime {
       this.feedback = this.createFeedback(config.outlier);
       this.feedback?.start();
     } else this.feedback?.reconfigure(outlierConfig(config.outlier), config.outlier.returnRampMs);
+    this.syncHealthChecker(previous);
     this.handler = this.buildHandler();
     if (previous.endpointsFile !== config.endpointsFile) {
       this.fileSource?.stop();
@@ -201,6 +205,7 @@ export class ServiceRuntime {
 
   /** Stops discovery and closes every pool once its requests finish. */
   async close(): Promise<void> {
+    this.healthChecker?.stop();
     this.feedback?.stop();
     this.fileSource?.stop();
     this.tcpListener?.stopAccepting();
@@ -267,6 +272,21 @@ export class ServiceRuntime {
         sendRawError(socket, failure);
       }
     });
+  }
+
+  /** Starts, restarts or stops active health checks to match the config. */
+  private syncHealthChecker(previous: ServiceConfig | undefined): void {
+    const want = this.config.healthCheck;
+    if (previous !== undefined && JSON.stringify(previous.healthCheck) === JSON.stringify(want) && previous.outlier.enabled === this.config.outlier.enabled) return;
+    this.healthChecker?.stop();
+    this.healthChecker = undefined;
+    if (want === undefined || this.feedback === undefined) return;
+    const feedback = this.feedback;
+    this.healthChecker = new HealthChecker(want, this.deps.random, (address, healthy) => {
+      this.deps.log.info({ event: 'health_check', service: this.name, endpoint: address, healthy }, `health check of ${address}: ${healthy ? 'passing' : 'failing'}`);
+      feedback.health(address, healthy);
+    });
+    this.healthChecker.setTargets([...this.endpoints.values()].map((e) => ({ address: e.address, host: e.spec.host, port: e.spec.port })));
   }
 
   /** Stops accepting TCP connections (drain); open ones continue until close(). */
@@ -460,6 +480,7 @@ export class ServiceRuntime {
     for (const address of removed) this.sourcesOf.delete(address);
     this.balancer.setEndpoints([...this.endpoints.values()]);
     this.feedback?.setEndpoints([...this.endpoints.values()]);
+    this.healthChecker?.setTargets([...this.endpoints.values()].map((e) => ({ address: e.address, host: e.spec.host, port: e.spec.port })));
     if (added.length > 0 || removed.length > 0) {
       this.deps.log.info({ service: this.name, added, removed, endpoints: this.endpoints.size }, 'endpoints changed');
     }

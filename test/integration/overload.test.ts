@@ -70,3 +70,70 @@ services:
     }
   });
 });
+
+describe('global in-flight ceiling', () => {
+  it('answers past the daemon-wide limit with fast 503s and keeps serving', async () => {
+    const slow = await startBackend((_req, res) => setTimeout(() => res.end('ok'), 400));
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+limits: { maxInFlight: 4 }
+services:
+  a: { endpoints: [ { address: ${slow.address} } ] }
+  b: { endpoints: [ { address: ${slow.address} } ] }
+`);
+    try {
+      const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => request(meshd.outbound, { headers: { host: i % 2 === 0 ? 'a' : 'b' } })));
+      assert.equal(replies.filter((r) => r.status === 200).length, 4);
+      const shed = replies.filter((r) => r.status === 503);
+      assert.equal(shed.length, 4);
+      assert.ok(shed.every((r) => r.headers['x-meshd-error'] === 'overloaded'));
+      assert.equal((await request(meshd.outbound, { headers: { host: 'a' } })).status, 200);
+    } finally {
+      await meshd.stop();
+      await slow.close();
+    }
+  });
+});
+
+describe('active health checks', () => {
+  it('hold out an endpoint whose health check fails and bring it back when it passes', async () => {
+    let healthy = true;
+    const flappy = await startBackend((req, res, b) => {
+      if (req.url === '/healthz') {
+        res.writeHead(healthy ? 200 : 503);
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ port: b.port }));
+    });
+    const steady = await startBackend((_req, res, b) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ port: b.port }));
+    });
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  api:
+    endpoints: [ { address: ${flappy.address} }, { address: ${steady.address} } ]
+    balancer: { algorithm: round-robin }
+    healthCheck: { http: { path: /healthz }, interval: 100ms, unhealthyThreshold: 2, healthyThreshold: 2 }
+    outlier: { returnRamp: 0s }
+`);
+    try {
+      healthy = false;
+      await meshd.waitForLog((l) => l['event'] === 'eject' && l['reason'] === 'health_check');
+      const out = await openLoop(meshd.outbound, 'api', 100, 50);
+      assert.ok(out.ports.every((p) => p === steady.port), 'no traffic to the failing endpoint');
+      healthy = true;
+      await meshd.waitForLog((l) => l['event'] === 'return' && l['reason'] === 'health_check_passed');
+      const back = await openLoop(meshd.outbound, 'api', 100, 50);
+      assert.ok(back.ports.some((p) => p === flappy.port), 'it is back');
+    } finally {
+      await meshd.stop();
+      await Promise.all([flappy.close(), steady.close()]);
+    }
+  });
+});

@@ -193,3 +193,14 @@ describe('outlier detection', () => {
     assert.equal(d.condition('e'), 'active');
   });
 });
+
+describe('health check verdicts', () => {
+  it('flips after the configured number of consecutive results, not on a single blip', async () => {
+    const { HealthVerdict } = await import('../../../src/feedback/health-check.ts');
+    const v = new HealthVerdict({ kind: 'http', path: '/', intervalMs: 1, timeoutMs: 1, unhealthyThreshold: 3, healthyThreshold: 2 });
+    assert.deepEqual([false, false, true, false, false].map((r) => v.record(r)), [undefined, undefined, undefined, undefined, undefined]);
+    assert.equal(v.record(false), false, 'third failure in a row');
+    assert.equal(v.record(true), undefined);
+    assert.equal(v.record(true), true);
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * Active health checks: every endpoint of a service is probed on an interval
+ * (an HTTP GET of a path, or a TCP connect); after `unhealthyThreshold`
+ * failures in a row it is held out, after `healthyThreshold` successes it may
+ * come back, through the outlier detector (which owns the decision). The
+ * threshold counting is pure; the checker owns the timers and sockets.
+ */
+import { request } from 'node:http';
+import { connect } from 'node:net';
+import type { Random } from '../clock.ts';
+
+export interface HealthCheckConfig {
+  readonly kind: 'http' | 'tcp';
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+}
+
+/** Consecutive-result counting for one endpoint; returns the new verdict when it flips. */
+export class HealthVerdict {
+  private healthy = true;
+  private streak = 0;
+  private readonly config: HealthCheckConfig;
+
+  constructor(config: HealthCheckConfig) {
+    this.config = config;
+  }
+
+  record(passed: boolean): boolean | undefined {
+    if (passed === this.healthy) {
+      this.streak = 0;
+      return undefined;
+    }
+    this.streak++;
+    const needed = this.healthy ? this.config.unhealthyThreshold : this.config.healthyThreshold;
+    if (this.streak < needed) return undefined;
+    this.healthy = passed;
+    this.streak = 0;
+    return passed;
+  }
+}
+
+export interface ProbeTarget {
+  address: string;
+  host: string;
+  port: number;
+}
+
+/** One probe: resolves true when the endpoint passed. */
+export function probe(target: ProbeTarget, config: HealthCheckConfig): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => resolve(ok);
+    if (config.kind === 'tcp') {
+      const socket = connect({ host: target.host, port: target.port });
+      socket.setTimeout(config.timeoutMs, () => {
+        socket.destroy();
+        done(false);
+      });
+      socket.once('connect', () => {
+        socket.destroy();
+        done(true);
+      });
+      socket.once('error', () => done(false));
+      return;
+    }
+    const req = request({ host: target.host, port: target.port, path: config.path, method: 'GET', agent: false, headers: { 'user-agent': 'meshd-health-check' } }, (res) => {
+      res.resume();
+      const status = res.statusCode ?? 0;
+      done(status >= 200 && status < 400);
+    });
+    req.setTimeout(config.timeoutMs, () => req.destroy(new Error('health check timed out')));
+    req.once('error', () => done(false));
+    req.end();
+  });
+}
+
+export class HealthChecker {
+  private readonly config: HealthCheckConfig;
+  private readonly onVerdict: (address: string, healthy: boolean) => void;
+  private readonly random: Random;
+  private readonly targets = new Map<string, { target: ProbeTarget; verdict: HealthVerdict; timer: NodeJS.Timeout }>();
+  private stopped = false;
+
+  constructor(config: HealthCheckConfig, random: Random, onVerdict: (address: string, healthy: boolean) => void) {
+    this.config = config;
+    this.random = random;
+    this.onVerdict = onVerdict;
+  }
+
+  /** Probes exactly these endpoints from now on. */
+  setTargets(targets: readonly ProbeTarget[]): void {
+    const wanted = new Map(targets.map((t) => [t.address, t]));
+    for (const [address, entry] of this.targets) {
+      if (wanted.has(address)) continue;
+      clearTimeout(entry.timer);
+      this.targets.delete(address);
+    }
+    for (const [address, target] of wanted) {
+      if (this.targets.has(address)) continue;
+      // A random first delay spreads the probes of many endpoints (and many hosts) apart.
+      const entry = { target, verdict: new HealthVerdict(this.config), timer: setTimeout(() => void this.run(address), this.random() * this.config.intervalMs) };
+      entry.timer.unref();
+      this.targets.set(address, entry);
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const entry of this.targets.values()) clearTimeout(entry.timer);
+    this.targets.clear();
+  }
+
+  private async run(address: string): Promise<void> {
+    const entry = this.targets.get(address);
+    if (entry === undefined || this.stopped) return;
+    const passed = await probe(entry.target, this.config);
+    if (this.targets.get(address) !== entry || this.stopped) return;
+    const flipped = entry.verdict.record(passed);
+    if (flipped !== undefined) this.onVerdict(address, flipped);
+    entry.timer = setTimeout(() => void this.run(address), this.config.intervalMs);
+    entry.timer.unref();
+  }
+}
