@@ -38,6 +38,14 @@ export class PeakEwma {
     this.stamp = now;
   }
 
+  /** Forgets the history: the endpoint is judged afresh (after it returns from ejection). */
+  reset(now: number): void {
+    this.rttMs = this.options.defaultRttMs;
+    this.failureRate = 0;
+    this.measured = false;
+    this.stamp = now;
+  }
+
   setOptions(options: PeakEwmaOptions): void {
     this.options = options;
   }

@@ -91,6 +91,8 @@ export class FeedbackController {
           recorder.decision(service, 'return', d.reason);
           const endpoint = this.endpoints.get(d.endpoint);
           if (endpoint !== undefined) {
+            // Back on probation with a clean slate for the balancer too; the ramp limits the risk.
+            endpoint.load.reset(clock());
             endpoint.warmingSince = clock();
             endpoint.warmupMs = this.returnRampMs;
           }
