@@ -3,7 +3,9 @@
  * dispatches; each command lives in its own module.
  */
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../config/units.ts';
 import { checkCommand } from './check.ts';
+import { demoCommand } from './demo.ts';
 import { runCommand } from './run.ts';
 import { VERSION } from './version.ts';
 
@@ -12,6 +14,7 @@ const USAGE = `meshd ${VERSION} — per-host service-mesh daemon
 Usage:
   meshd run [--config FILE]     run the daemon (no file: the embedded default config)
   meshd check --config FILE     validate a config file; exit 1 naming each problem
+  meshd demo [--duration 60s]   watch the feedback loop eject a slow and a failing host, live
   meshd --version               print the version
   meshd COMMAND --help          help for one command
 `;
@@ -30,6 +33,15 @@ Environment:
 
 Signals: SIGHUP reloads the config; SIGTERM/SIGINT drain requests in flight
 (up to drainTimeout) and exit 0.
+`,
+  demo: `Usage: meshd demo [--duration DURATION]
+
+Starts three demo backends (one steady, one that turns 10x slow for 30 s, one
+that fails 30 % of requests for 20 s, on a 90 s cycle), a meshd on an embedded
+demo config and a 200 req/s load generator, and shows each endpoint's share of
+traffic, latency, success rate and state, refreshed every second.
+
+  --duration, -d DURATION   stop by itself after this long (e.g. 60s); default: until Ctrl-C
 `,
   check: `Usage: meshd check --config FILE
 
@@ -54,16 +66,21 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`meshd: unknown command "${command}"\n\n${USAGE}`);
     return 2;
   }
-  let values: { config?: string | undefined; help?: boolean | undefined };
+  let values: { config?: string | undefined; help?: boolean | undefined; duration?: string | undefined };
   try {
     ({ values } = parseArgs({
       args: rest,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, duration: { type: 'string', short: 'd' }, help: { type: 'boolean', short: 'h' } },
       strict: true,
       allowPositionals: false,
     }));
   } catch (err) {
     process.stderr.write(`meshd ${command}: ${(err as Error).message}\n\n${help}`);
+    return 2;
+  }
+  const misplaced = command === 'demo' ? values.config : values.duration;
+  if (misplaced !== undefined) {
+    process.stderr.write(`meshd ${command}: ${command === 'demo' ? '--config' : '--duration'} does not apply to this command\n\n${help}`);
     return 2;
   }
   if (values.help === true) {
@@ -73,6 +90,14 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'run':
       return runCommand(values.config);
+    case 'demo': {
+      const duration = values.duration === undefined ? undefined : parseDuration(values.duration);
+      if (values.duration !== undefined && duration === undefined) {
+        process.stderr.write(`meshd demo: --duration expects a duration like "60s", got "${values.duration}"\n`);
+        return 2;
+      }
+      return demoCommand(duration);
+    }
     case 'check':
       if (values.config === undefined) {
         process.stderr.write(`meshd check: --config FILE is required\n\n${help}`);
@@ -86,5 +111,5 @@ async function main(argv: string[]): Promise<number> {
 
 const code = await main(process.argv.slice(2));
 // A stopped daemon exits at once (pino writes synchronously); other commands let stdout flush.
-if (process.argv[2] === 'run') process.exit(code);
+if (process.argv[2] === 'run' || process.argv[2] === 'demo') process.exit(code);
 process.exitCode = code;

@@ -322,3 +322,19 @@ describe('meshd command line', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('meshd demo', () => {
+  it('runs the live demonstration for a bounded time and stops cleanly', async () => {
+    const { code, stdout } = await runMeshd(['demo', '--duration', '3s']);
+    assert.equal(code, 0);
+    assert.match(stdout, /endpoint\s+behaviour\s+share/);
+    for (const name of ['steady', 'slowpoke', 'flaky']) assert.match(stdout, new RegExp(`^${name}\\s`, 'm'));
+    assert.match(stdout, /callers: \d+ requests in the last second/);
+    assert.match(stdout, /demo stopped/);
+  });
+
+  it('refuses options that do not apply', async () => {
+    assert.equal((await runMeshd(['demo', '--duration', 'soon'])).code, 2);
+    assert.equal((await runMeshd(['demo', '--config', 'x.yaml'])).code, 2);
+  });
+});
