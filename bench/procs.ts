@@ -302,6 +302,35 @@ export function cpuTicks(pid: number): number | undefined {
   }
 }
 
+/**
+ * This process's own CPU ticks and those of its reaped children (cutime+cstime):
+ * a child's CPU time lands in the latter when it exits, which is how wrk's is read.
+ */
+export function selfTicks(): { self: number; children: number } | undefined {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime 14, stime 15, cutime 16, cstime 17 (rest[0] is field 3).
+    return { self: Number(rest[11]) + Number(rest[12]), children: Number(rest[13]) + Number(rest[14]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Jiffies spent in user, nice, system and steal over all CPUs (the 'cpu' line of /proc/stat). */
+export function allCpuWorkJiffies(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('cpu '));
+    if (line === undefined) return undefined;
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    return (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[7] ?? 0);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Busy and total jiffies of one CPU from /proc/stat (busy = total − idle − iowait). */
 export function cpuCoreJiffies(cpu: number): { busy: number; total: number } | undefined {
   try {

@@ -4,8 +4,14 @@
  */
 import type { WrkResult } from './wrk.ts';
 
+/** The default (http1) scenario's targets, in table order. */
 export const TARGETS = ['direct', 'meshd', 'nginx', 'haproxy'] as const;
-export type Target = (typeof TARGETS)[number];
+/** The minimal forwarding engines of bench/engines.ts (the "engines" scenario). */
+export const MINIMAL_ENGINES = ['http-proxy-3', 'node-pipe', 'undici-pool'] as const;
+export type MinimalEngine = (typeof MINIMAL_ENGINES)[number];
+/** The "engines" scenario's targets, in table order. */
+export const ENGINE_TARGETS = ['direct', ...MINIMAL_ENGINES, 'meshd', 'nginx'] as const;
+export type Target = (typeof TARGETS)[number] | (typeof ENGINE_TARGETS)[number];
 
 export const SIZES = [
   { name: 'small', path: '/', bytes: 5 },
@@ -20,6 +26,8 @@ export interface RunResult {
   readonly serverCpuPct: number | undefined;
   /** Busy share of the core running backend + wrk (only when pinned), %. */
   readonly loadCorePct: number | undefined;
+  /** CPU used during the run by processes outside the benchmark (plus steal), % of one core. */
+  readonly otherCpuPct: number | undefined;
 }
 
 export interface Summary {
@@ -31,6 +39,7 @@ export interface Summary {
   readonly p99Ms: number;
   readonly serverCpuPct: number;
   readonly loadCorePct: number;
+  readonly otherCpuPct: number;
   readonly requests: number;
   readonly non2xx: number;
   readonly socket: { connect: number; read: number; write: number; timeout: number };
@@ -68,6 +77,7 @@ export function summarize(target: Target, size: Size['name'], results: readonly 
     p99Ms: median(runs.map((r) => r.p99Ms)),
     serverCpuPct: median(defined(results.map((r) => r.serverCpuPct))),
     loadCorePct: median(defined(results.map((r) => r.loadCorePct))),
+    otherCpuPct: median(defined(results.map((r) => r.otherCpuPct))),
     requests,
     non2xx,
     socket,
@@ -105,8 +115,8 @@ function fmtSocket(s: Summary): string {
 export function table(summaries: readonly Summary[]): string {
   const find = (t: Target, size: string): Summary | undefined => summaries.find((s) => s.target === t && s.size === size);
   const lines = [
-    '| target | size | req/s (median) | p50 | p99 | vs direct | meshd/nginx | meshd/haproxy | server CPU | load core busy | non-2xx/3xx | socket errors | requests |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| target | size | req/s (median) | p50 | p99 | vs direct | meshd/nginx | meshd/haproxy | server CPU | req/s per server core | load core busy | other CPU | non-2xx/3xx | socket errors | requests |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const size of SIZES) {
     for (const target of TARGETS) {
@@ -117,7 +127,7 @@ export function table(summaries: readonly Summary[]): string {
       lines.push(
         `| ${target} | ${size.name} | ${fmtRps(s.rps)} | ${fmtMs(s.p50Ms)} | ${fmtMs(s.p99Ms)} | ${fmtRatio(s.rps, direct?.rps)} | ` +
           `${isMeshd ? fmtRatio(s.rps, find('nginx', size.name)?.rps) : ''} | ${isMeshd ? fmtRatio(s.rps, find('haproxy', size.name)?.rps) : ''} | ` +
-          `${fmtPct(s.serverCpuPct)} | ${fmtPct(s.loadCorePct)} | ${s.non2xx} | ${fmtSocket(s)} | ${s.requests.toLocaleString('en-US')} |`,
+          `${fmtPct(s.serverCpuPct)} | ${fmtRps(s.serverCpuPct > 0 ? s.rps / (s.serverCpuPct / 100) : Number.NaN)} | ${fmtPct(s.loadCorePct)} | ${fmtPct(s.otherCpuPct)} | ${s.non2xx} | ${fmtSocket(s)} | ${s.requests.toLocaleString('en-US')} |`,
       );
     }
   }
@@ -126,4 +136,64 @@ export function table(summaries: readonly Summary[]): string {
 
 export function fmtMiB(kb: number | undefined): string {
   return kb === undefined ? 'n/a' : `${(kb / 1024).toFixed(1)} MiB`;
+}
+
+/** req/s one fully busy core of the server would give: req/s ÷ server CPU (medians of each). */
+export function perCore(s: Summary | undefined): number {
+  return s !== undefined && s.serverCpuPct > 0 ? s.rps / (s.serverCpuPct / 100) : Number.NaN;
+}
+
+/**
+ * The "engines" scenario's table: every target of `targets` per size, with
+ * req/s and per-core ratios against direct, nginx and http-proxy-3, and each
+ * server's RSS before load and at its peak (VmHWM over the whole run).
+ */
+export interface Memory {
+  /** VmRSS once ready, before any load. */
+  readonly startKb: number | undefined;
+  /** VmHWM at the end of the run. */
+  readonly hwmKb: number | undefined;
+}
+
+export function enginesTable(summaries: readonly Summary[], targets: readonly Target[], memory: ReadonlyMap<Target, Memory>): string {
+  const find = (t: Target, size: string): Summary | undefined => summaries.find((s) => s.target === t && s.size === size);
+  const lines = [
+    '| engine | size | req/s (median) | p50 | p99 | vs direct | vs nginx | server CPU | req/s per server core | per core vs nginx | per core vs http-proxy-3 | RSS before load | peak RSS (VmHWM) | load core busy | other CPU | non-2xx/3xx | socket errors | requests |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const size of SIZES) {
+    for (const target of targets) {
+      const s = find(target, size.name);
+      if (s === undefined) continue;
+      const nginx = target === 'nginx' ? undefined : find('nginx', size.name);
+      const hp3 = target === 'http-proxy-3' ? undefined : find('http-proxy-3', size.name);
+      const core = perCore(s);
+      lines.push(
+        `| ${target} | ${size.name} | ${fmtRps(s.rps)} | ${fmtMs(s.p50Ms)} | ${fmtMs(s.p99Ms)} | ` +
+          `${target === 'direct' ? '1.00×' : fmtRatio(s.rps, find('direct', size.name)?.rps)} | ${fmtRatio(s.rps, nginx?.rps)} | ` +
+          `${fmtPct(s.serverCpuPct)} | ${fmtRps(core)} | ${target === 'direct' ? '' : fmtRatio(core, perCore(nginx))} | ` +
+          `${target === 'direct' ? '' : fmtRatio(core, perCore(hp3))} | ${fmtMiB(memory.get(target)?.startKb)} | ${fmtMiB(memory.get(target)?.hwmKb)} | ` +
+          `${fmtPct(s.loadCorePct)} | ${fmtPct(s.otherCpuPct)} | ${s.non2xx} | ${fmtSocket(s)} | ${s.requests.toLocaleString('en-US')} |`,
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
+/** One line per size: the proxies ranked by req/s per server core, each relative to the best. */
+export function perCoreRanking(summaries: readonly Summary[], targets: readonly Target[]): string[] {
+  const lines: string[] = [];
+  for (const size of SIZES) {
+    const ranked = targets
+      .filter((t) => t !== 'direct')
+      .map((t) => ({ t, core: perCore(summaries.find((s) => s.target === t && s.size === size.name)) }))
+      .filter((r) => Number.isFinite(r.core))
+      .sort((a, b) => b.core - a.core);
+    const best = ranked[0];
+    if (best === undefined) continue;
+    lines.push(
+      `- ${size.name}: ${ranked.map((r, i) => `${r.t} ${fmtRps(r.core)}${i === 0 ? '' : ` (${fmtRatio(r.core, best.core)})`}`).join(' > ')}`,
+    );
+  }
+  return lines;
 }

@@ -1,11 +1,13 @@
 /**
- * The servers under test and their configs: the node backend, meshd, nginx
- * and HAProxy, each on its own 127.0.0.1 port, each a child process.
+ * The servers under test and their configs: the node backend, meshd, nginx,
+ * HAProxy and the minimal engines of engines.ts, each on its own 127.0.0.1
+ * port, each a child process.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startProcess, type Proc } from './procs.ts';
+import type { MinimalEngine } from './report.ts';
 
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -28,6 +30,30 @@ export function startBackend(tmp: string, port: number, cpu: number | undefined)
   return { name: 'backend', port, proc };
 }
 
+/** An environment for Node children without settings that would change how they run (or what meshd does). */
+function cleanNodeEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env['NOTIFY_SOCKET'];
+  delete env['MESHD_LOG_LEVEL'];
+  delete env['NODE_OPTIONS'];
+  delete env['FORCE_FETCH_PATH']; // would switch http-proxy-3 to its fetch() path
+  return env;
+}
+
+/** One of the minimal forwarding engines of engines.ts (the "engines" scenario), on the same Node as meshd. */
+export function startEngine(engine: MinimalEngine, tmp: string, port: number, backendPort: number, cpu: number | undefined): Server {
+  const proc = startProcess({
+    name: engine,
+    command: process.execPath,
+    args: [join(BENCH_DIR, 'engines.ts'), engine, String(port), String(backendPort)],
+    cpu,
+    logFile: join(tmp, `${engine}.log`),
+    env: cleanNodeEnv(),
+    cwd: REPO_DIR,
+  });
+  return { name: engine, port, proc };
+}
+
 export function meshdConfig(port: number, adminPort: number, backendPort: number): string {
   return [
     `admin: { listen: 127.0.0.1:${adminPort} }`,
@@ -44,10 +70,7 @@ export function meshdConfig(port: number, adminPort: number, backendPort: number
 export function startMeshd(tmp: string, port: number, adminPort: number, backendPort: number, cpu: number | undefined): Server {
   const config = join(tmp, 'meshd.yaml');
   writeFileSync(config, meshdConfig(port, adminPort, backendPort));
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env['NOTIFY_SOCKET'];
-  delete env['MESHD_LOG_LEVEL'];
-  delete env['NODE_OPTIONS'];
+  const env = cleanNodeEnv();
   const proc = startProcess({
     name: 'meshd',
     // The pinned Node that runs this harness; bin/meshd.js then loads the sources in-process.

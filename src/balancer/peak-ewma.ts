@@ -38,9 +38,13 @@ export class PeakEwma {
     this.stamp = now;
   }
 
-  /** Forgets the history: the endpoint is judged afresh (after it returns from ejection). */
-  reset(now: number): void {
-    this.rttMs = this.options.defaultRttMs;
+  /**
+   * Forgets the history: the endpoint is judged afresh (after it returns from ejection), starting
+   * from `rttMs` (its peers' typical latency) so that it competes evenly and slow start alone
+   * decides how fast its share grows.
+   */
+  reset(now: number, rttMs = this.options.defaultRttMs): void {
+    this.rttMs = rttMs;
     this.failureRate = 0;
     this.measured = false;
     this.stamp = now;

@@ -73,6 +73,7 @@ ${backends.map((b) => `      - { address: 127.0.0.1:${b.port} }`).join('\n')}
     timeout: 2s
     retries: { retryOn: [500, 502, 503, 504] }
     outlier: { baseEjection: 5s, returnRamp: 5s, probation: 5s }
+    concurrency: { adaptive: true }
 `,
     '<embedded demo config>',
     process.cwd(),

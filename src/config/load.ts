@@ -119,7 +119,7 @@ interface RawOutlier {
   enabled?: boolean;
   consecutiveGatewayFailures?: number;
   consecutiveServerErrors?: number;
-  failurePercentage?: { threshold?: number; minRequests?: number };
+  failurePercentage?: { threshold?: number; minRequests?: number; minFailures?: number };
   successRate?: { stdevFactor?: number; minRequests?: number; minHosts?: number };
   latency?: { factor?: number; percentile?: number; floor?: string; minRequests?: number; minHosts?: number };
   window?: string;
@@ -192,7 +192,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
               healthyThreshold: svc.healthCheck.healthyThreshold ?? 2,
             },
       concurrency: {
-        adaptive: svc.concurrency?.adaptive ?? true,
+        adaptive: svc.concurrency?.adaptive ?? false,
         initialLimit: svc.concurrency?.initialLimit ?? 100,
         minLimit: svc.concurrency?.minLimit ?? 8,
         maxLimit: svc.concurrency?.maxLimit ?? 2_000,
@@ -259,13 +259,17 @@ function normaliseOutlier(raw: RawOutlier): OutlierSettings {
     enabled: raw.enabled ?? true,
     consecutiveGatewayFailures: raw.consecutiveGatewayFailures ?? 5,
     consecutiveServerErrors: raw.consecutiveServerErrors ?? 5,
-    failurePercentage: { threshold: raw.failurePercentage?.threshold ?? 0.2, minRequests: raw.failurePercentage?.minRequests ?? 10 },
+    failurePercentage: {
+      threshold: raw.failurePercentage?.threshold ?? 0.2,
+      minRequests: raw.failurePercentage?.minRequests ?? 5,
+      minFailures: raw.failurePercentage?.minFailures ?? 3,
+    },
     successRate: { stdevFactor: raw.successRate?.stdevFactor ?? 1.9, minRequests: raw.successRate?.minRequests ?? 50, minHosts: raw.successRate?.minHosts ?? 3 },
     latency: {
       factor: raw.latency?.factor ?? 3,
       percentile: raw.latency?.percentile ?? 0.9,
       floorMs: ms(raw.latency?.floor, '5ms'),
-      minRequests: raw.latency?.minRequests ?? 20,
+      minRequests: raw.latency?.minRequests ?? 10,
       minHosts: raw.latency?.minHosts ?? 2,
     },
     windowMs: ms(raw.window, '5s'),

@@ -129,7 +129,11 @@ const service = {
         failurePercentage: {
           type: 'object',
           additionalProperties: false,
-          properties: { threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 }, minRequests: { type: 'integer', minimum: 1 } },
+          properties: {
+            threshold: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+            minRequests: { type: 'integer', minimum: 1 },
+            minFailures: { type: 'integer', minimum: 1 },
+          },
         },
         successRate: {
           type: 'object',

@@ -62,7 +62,7 @@ export interface OutlierSettings {
   readonly enabled: boolean;
   readonly consecutiveGatewayFailures: number;
   readonly consecutiveServerErrors: number;
-  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number };
+  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number; readonly minFailures: number };
   readonly successRate: { readonly stdevFactor: number; readonly minRequests: number; readonly minHosts: number };
   readonly latency: { readonly factor: number; readonly percentile: number; readonly floorMs: number; readonly minRequests: number; readonly minHosts: number };
   readonly windowMs: number;

@@ -73,6 +73,15 @@ export class FeedbackController {
     return this.detector.view(address, this.deps.clock());
   }
 
+  /** Median current latency estimate of the other available endpoints (undefined: none). */
+  private peerLatency(returning: Endpoint): number | undefined {
+    const now = this.deps.clock();
+    const peers = [...this.endpoints.values()].filter((e) => e !== returning && e.available).map((e) => e.load.rttAt(now));
+    if (peers.length === 0) return undefined;
+    peers.sort((a, b) => a - b);
+    return peers[peers.length >> 1];
+  }
+
   private apply(decisions: Decision[]): void {
     if (decisions.length === 0) return;
     const { log, recorder, clock } = this.deps;
@@ -92,7 +101,7 @@ export class FeedbackController {
           const endpoint = this.endpoints.get(d.endpoint);
           if (endpoint !== undefined) {
             // Back on probation with a clean slate for the balancer too; the ramp limits the risk.
-            endpoint.load.reset(clock());
+            endpoint.load.reset(clock(), this.peerLatency(endpoint));
             endpoint.warmingSince = clock();
             endpoint.warmupMs = this.returnRampMs;
           }

@@ -22,7 +22,7 @@ import { SlidingCounters } from '../util/sliding-window.ts';
 export interface OutlierConfig {
   readonly consecutiveGatewayFailures: number;
   readonly consecutiveServerErrors: number;
-  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number };
+  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number; readonly minFailures: number };
   readonly successRate: { readonly stdevFactor: number; readonly minRequests: number; readonly minHosts: number };
   readonly latency: { readonly factor: number; readonly percentile: number; readonly floorMs: number; readonly minRequests: number; readonly minHosts: number };
   /** Window of the rate and latency rules. */
@@ -40,9 +40,9 @@ export interface OutlierConfig {
 export const DEFAULT_OUTLIER: OutlierConfig = {
   consecutiveGatewayFailures: 5,
   consecutiveServerErrors: 5,
-  failurePercentage: { threshold: 0.2, minRequests: 10 },
+  failurePercentage: { threshold: 0.2, minRequests: 5, minFailures: 3 },
   successRate: { stdevFactor: 1.9, minRequests: 50, minHosts: 3 },
-  latency: { factor: 3, percentile: 0.9, floorMs: 5, minRequests: 20, minHosts: 2 },
+  latency: { factor: 3, percentile: 0.9, floorMs: 5, minRequests: 10, minHosts: 2 },
   windowMs: 5_000,
   baseEjectionMs: 10_000,
   maxEjectionMs: 300_000,
@@ -265,7 +265,7 @@ export class OutlierDetector {
       const failed = h.window.sum(FAILED, now);
       const total = ok + failed;
       const threshold = h.condition === 'probation' ? c.failurePercentage.threshold / 2 : c.failurePercentage.threshold;
-      if (total >= c.failurePercentage.minRequests && failed / total >= threshold) {
+      if (total >= c.failurePercentage.minRequests && failed >= c.failurePercentage.minFailures && failed / total >= threshold) {
         this.eject(address, h, 'failure_percentage', { failureRate: round(failed / total), threshold, requests: total }, now, decisions);
       }
     }

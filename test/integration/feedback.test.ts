@@ -6,18 +6,19 @@
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
 import { describe, it } from 'node:test';
+import { seededRandom } from '../../src/clock.ts';
 import { startBackend, type Backend } from '../helpers/backend.ts';
 import { startDaemon, type LogLine } from '../helpers/daemon.ts';
 import { request } from '../helpers/http.ts';
 import { openLoop } from '../helpers/load.ts';
 
 /** A backend whose behaviour the test changes as it goes. */
-async function switchable(): Promise<Backend & { mode: 'ok' | 'fail30' | 'slow5x' }> {
-  let n = 0;
+async function switchable(seed: number): Promise<Backend & { mode: 'ok' | 'fail30' | 'slow5x' }> {
+  const random = seededRandom(seed);
   const state = { mode: 'ok' as 'ok' | 'fail30' | 'slow5x' };
   const backend = await startBackend((_req, res: ServerResponse, b) => {
-    n++;
-    const fail = state.mode === 'fail30' && n % 10 < 3;
+    // Random failures (seeded per backend), not a pattern that front-loads them.
+    const fail = state.mode === 'fail30' && random() < 0.3;
     setTimeout(
       () => {
         res.writeHead(fail ? 500 : 200, { 'content-type': 'application/json' });
@@ -34,9 +35,9 @@ const time = (line: LogLine): number => Date.parse(String(line['time']));
 
 describe('feedback loop', () => {
   it('ejects a host failing 30 % within 2 s, hides it from callers, and brings it back to a full share', async (t) => {
-    const a = await switchable();
-    const b = await switchable();
-    const c = await switchable();
+    const a = await switchable(1);
+    const b = await switchable(2);
+    const c = await switchable(3);
     const meshd = await startDaemon(`
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }
@@ -44,7 +45,7 @@ services:
   api:
     endpoints: [ { address: ${a.address} }, { address: ${b.address} }, { address: ${c.address} } ]
     retries: { retryOn: [500, 502, 503, 504] }
-    outlier: { baseEjection: 2s, returnRamp: 2s, probation: 2s }
+    outlier: { baseEjection: 2s, returnRamp: 2s, probation: 2s, window: 2s }
 `);
     try {
       c.mode = 'fail30';
@@ -64,6 +65,8 @@ services:
 
       // Recovered: back after the 2 s backoff, then ramped over 2 s to a full share.
       c.mode = 'ok';
+      // Failures from before the fix may still be in the 2 s window and eject it once more.
+      await new Promise((r) => setTimeout(r, 2_500));
       const stateOfC = async (): Promise<string> =>
         (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { endpoints: { address: string; state: string }[] }[] }>().services[0]!.endpoints.find((e) => e.address === c.address)!.state;
       for (let i = 0; i < 100 && (await stateOfC()) === 'ejected'; i++) await new Promise((r) => setTimeout(r, 100));
@@ -71,7 +74,7 @@ services:
       await openLoop(meshd.outbound, 'api', 200, 400); // the 2 s ramp
       const after = await openLoop(meshd.outbound, 'api', 200, 600);
       const share = after.ports.filter((p) => p === c.port).length / after.ports.length;
-      assert.ok(share > 0.2, `recovered host share ${(share * 100).toFixed(1)} % (full share 33 %)`);
+      assert.ok(share > 0.2, `recovered host share ${(share * 100).toFixed(1)} % (full share 33 %); decisions ${JSON.stringify(meshd.logs.filter((l) => l['event'] !== undefined).map((l) => [l['time'], l['event'], l['endpoint'] === c.address ? 'c' : l['endpoint'], l['reason']]))}`);
       t.diagnostic(`recovered host share after backoff + ramp: ${(share * 100).toFixed(1)} %`);
     } finally {
       await meshd.stop();
@@ -80,9 +83,9 @@ services:
   });
 
   it('takes traffic off a host that turns 5× slower than its peers within 3 s', async (t) => {
-    const a = await switchable();
-    const b = await switchable();
-    const c = await switchable();
+    const a = await switchable(1);
+    const b = await switchable(2);
+    const c = await switchable(3);
     const meshd = await startDaemon(`
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }

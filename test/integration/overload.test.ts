@@ -43,7 +43,7 @@ services:
     endpoints: [ { address: ${backend.address} } ]
     timeout: 5s
     retries: { attempts: 1 }
-    concurrency: { initialLimit: 16, minLimit: 2 }
+    concurrency: { adaptive: true, initialLimit: 16, minLimit: 2 }
 `);
     try {
       const unloaded = await openLoop(meshd.outbound, 'api', 100, 300);

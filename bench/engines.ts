@@ -1,0 +1,208 @@
+/**
+ * Three minimal HTTP/1.1 forwarding engines for the "engines" benchmark
+ * scenario (BENCH_SCENARIO=engines, see bench/README.md). Each one is a
+ * node:http server that forwards every request to one backend, with the same
+ * server options, the same hop-by-hop header handling (where the engine lets
+ * us choose), and the same behaviour on errors (502 before the status line,
+ * reset after) and on client aborts (the upstream exchange is cancelled):
+ *
+ * - `http-proxy-3`: `proxy.web(req, res, { target }, onError)` on a keep-alive
+ *   `http.Agent({ keepAlive: true, maxSockets: 256 })` (http-proxy-3 does its
+ *   own header copying);
+ * - `node-pipe`: `http.request` on the same kind of agent, request piped up,
+ *   status and headers copied, response piped down;
+ * - `undici-pool`: one undici `Pool` (`connections: 256, pipelining: 1`,
+ *   undici's header/body timers off as in meshd), `pool.dispatch` with a handler
+ *   that writes the response with backpressure (pause on a full socket, resume
+ *   on 'drain') — the shape of meshd's src/proxy/http-forwarder.ts without the
+ *   rest of meshd's stack.
+ *
+ * This file is deliberately standalone (it imports nothing from the harness),
+ * and each engine loads only its own library (dynamic import), so an engine's
+ * RSS is the engine's, not the harness's or another engine's.
+ *
+ * Usage: node bench/engines.ts <http-proxy-3|node-pipe|undici-pool> LISTEN_PORT BACKEND_PORT
+ * (listens on 127.0.0.1 only; the backend is 127.0.0.1:BACKEND_PORT)
+ */
+import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Dispatcher } from 'undici';
+
+const ENGINES = ['http-proxy-3', 'node-pipe', 'undici-pool'] as const;
+type Engine = (typeof ENGINES)[number];
+
+const usage = (why: string): never => {
+  process.stderr.write(`engines: ${why}\nusage: node bench/engines.ts <${ENGINES.join('|')}> LISTEN_PORT BACKEND_PORT\n`);
+  process.exit(2);
+};
+
+const engine = process.argv[2] as Engine;
+if (!(ENGINES as readonly string[]).includes(engine)) usage(`unknown engine "${process.argv[2] ?? ''}"`);
+const port = Number(process.argv[3]);
+const backendPort = Number(process.argv[4]);
+for (const p of [port, backendPort]) if (!Number.isInteger(p) || p < 0 || p > 65535) usage(`bad port in "${process.argv.slice(3).join(' ')}"`);
+const BACKEND_HOST = '127.0.0.1';
+const TARGET = `http://${BACKEND_HOST}:${backendPort}`;
+const MAX_SOCKETS = 256;
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1): never forwarded by node-pipe and undici-pool. */
+const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+/** The end-to-end headers of a request or response (keys are already lower-case). */
+function endToEnd(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+  }
+  return out;
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && length !== '0';
+}
+
+/** 502 while no status line has gone out; otherwise the only honest signal left is a reset. */
+function fail(res: ServerResponse, err: Error): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = `bad gateway: ${err.message}\n`;
+  res.writeHead(502, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+async function httpProxy3(): Promise<Handler> {
+  const { createProxyServer } = await import('http-proxy-3');
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
+  const proxy = createProxyServer({ agent });
+  const onError = (err: Error, _req: IncomingMessage, res: ServerResponse | Socket): void => {
+    if ('writeHead' in res) fail(res, err);
+    else res.destroy();
+  };
+  return (req, res) => proxy.web(req, res, { target: TARGET }, onError);
+}
+
+// async only for the same shape as the others (node:http is already loaded).
+async function nodePipe(): Promise<Handler> {
+  const agent = new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
+  return (req, res) => {
+    const upstream = request(
+      { host: BACKEND_HOST, port: backendPort, method: req.method, path: req.url, headers: endToEnd(req.headers), agent },
+      (upRes) => {
+        const out = endToEnd(upRes.headers);
+        const message = upRes.statusMessage;
+        if (message === undefined || message === '') res.writeHead(upRes.statusCode ?? 502, out);
+        else res.writeHead(upRes.statusCode ?? 502, message, out);
+        upRes.on('error', (err) => fail(res, err));
+        upRes.pipe(res);
+      },
+    );
+    upstream.on('error', (err) => fail(res, err));
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    if (hasBody(req)) req.pipe(upstream);
+    else upstream.end();
+  };
+}
+
+class PoolHandler implements Dispatcher.DispatchHandler {
+  private readonly res: ServerResponse;
+  private controller: Dispatcher.DispatchController | undefined;
+  private done = false;
+
+  constructor(res: ServerResponse) {
+    this.res = res;
+    res.on('close', () => {
+      if (!this.done && !res.writableFinished) this.controller?.abort(new Error('client closed the connection'));
+    });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (statusCode < 200) return; // 1xx interim responses are not relayed
+    const out = endToEnd(headers);
+    if (statusMessage === undefined || statusMessage === '') this.res.writeHead(statusCode, out);
+    else this.res.writeHead(statusCode, statusMessage, out);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', () => controller.resume());
+    }
+  }
+
+  onResponseEnd(): void {
+    this.done = true;
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    fail(this.res, err);
+  }
+}
+
+async function undiciPool(): Promise<Handler> {
+  const { Pool } = await import('undici');
+  const pool = new Pool(TARGET, {
+    connections: MAX_SOCKETS,
+    pipelining: 1,
+    // Like meshd (and like the http.Agent engines, which have none): no per-request undici timers.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+  return (req, res) => {
+    const handler = new PoolHandler(res);
+    try {
+      pool.dispatch(
+        {
+          path: req.url ?? '/',
+          method: req.method ?? 'GET',
+          headers: endToEnd(req.headers) as Record<string, string | string[]>,
+          body: hasBody(req) ? req : null,
+        },
+        handler,
+      );
+    } catch (err) {
+      handler.onResponseError(undefined, err as Error);
+    }
+  };
+}
+
+const handlers: Record<Engine, () => Promise<Handler>> = {
+  'http-proxy-3': httpProxy3,
+  'node-pipe': nodePipe,
+  'undici-pool': undiciPool,
+};
+const handle = await handlers[engine]();
+
+// The same server options as bench/backend.ts (and, where it matters here, meshd's outbound listener).
+const server = createServer({ keepAlive: true, noDelay: true, keepAliveTimeout: 120_000, requestTimeout: 0 }, handle);
+server.keepAliveTimeout = 120_000;
+server.headersTimeout = 130_000;
+
+server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => {
+  const address = server.address();
+  const bound = typeof address === 'object' && address !== null ? address.port : port;
+  process.stdout.write(`${JSON.stringify({ msg: 'listening', engine, port: bound, backend: TARGET })}\n`);
+});
+
+const stop = (): void => {
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
