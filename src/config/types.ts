@@ -2,6 +2,8 @@
  * The validated, normalised config the daemon runs on: units resolved to
  * numbers, defaults filled in, deep-frozen. Only ./load.ts builds these.
  */
+import type { HealthCheckConfig } from '../feedback/health-check.ts';
+import type { OutlierConfig } from '../feedback/outlier.ts';
 import type { SocketAddress } from './address.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -58,19 +60,9 @@ export interface LimitsConfig {
   readonly maxPendingPerEndpoint: number;
 }
 
-export interface OutlierSettings {
+/** The outlier detector's settings, plus whether it runs and how a returning endpoint ramps. */
+export interface OutlierSettings extends OutlierConfig {
   readonly enabled: boolean;
-  readonly consecutiveGatewayFailures: number;
-  readonly consecutiveServerErrors: number;
-  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number; readonly minFailures: number };
-  readonly successRate: { readonly stdevFactor: number; readonly minRequests: number; readonly minHosts: number };
-  readonly latency: { readonly factor: number; readonly percentile: number; readonly floorMs: number; readonly minRequests: number; readonly minHosts: number };
-  readonly windowMs: number;
-  readonly baseEjectionMs: number;
-  readonly maxEjectionMs: number;
-  readonly maxEjectionShare: number;
-  readonly panicThreshold: number;
-  readonly probationMs: number;
   /** Slow-start ramp of an endpoint returning from ejection. */
   readonly returnRampMs: number;
 }
@@ -101,16 +93,7 @@ export interface ServiceConfig {
   readonly outlier: OutlierSettings;
   readonly concurrency: ConcurrencySettings;
   /** Active health checks; undefined when not configured. */
-  readonly healthCheck:
-    | {
-        readonly kind: 'http' | 'tcp';
-        readonly path: string;
-        readonly intervalMs: number;
-        readonly timeoutMs: number;
-        readonly unhealthyThreshold: number;
-        readonly healthyThreshold: number;
-      }
-    | undefined;
+  readonly healthCheck: HealthCheckConfig | undefined;
   /** A loopback TCP port whose connections are balanced over this service's endpoints. */
   readonly tcp: { readonly listen: SocketAddress; readonly idleTimeoutMs: number; readonly maxConnections: number } | undefined;
   readonly pool: PoolConfig;

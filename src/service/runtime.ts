@@ -20,7 +20,7 @@ import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import { HealthChecker } from '../feedback/health-check.ts';
-import type { EndpointHealthView, OutlierConfig } from '../feedback/outlier.ts';
+import type { EndpointHealthView } from '../feedback/outlier.ts';
 import type { OutlierSettings } from '../config/types.ts';
 import type { Logger } from '../log.ts';
 import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
@@ -163,7 +163,7 @@ export class ServiceRuntime {
   private createFeedback(settings: OutlierSettings): FeedbackController | undefined {
     if (!settings.enabled) return undefined;
     const { clock, log, decisions, feedbackTickMs } = this.deps;
-    return new FeedbackController(this.name, outlierConfig(settings), settings.returnRampMs, { clock, log, recorder: decisions, tickMs: feedbackTickMs });
+    return new FeedbackController(this.name, settings, settings.returnRampMs, { clock, log, recorder: decisions, tickMs: feedbackTickMs });
   }
 
   async start(): Promise<void> {
@@ -191,7 +191,7 @@ export class ServiceRuntime {
       for (const e of this.endpoints.values()) e.available = true;
       this.feedback = this.createFeedback(config.outlier);
       this.feedback?.start();
-    } else this.feedback?.reconfigure(outlierConfig(config.outlier), config.outlier.returnRampMs);
+    } else this.feedback?.reconfigure(config.outlier, config.outlier.returnRampMs);
     this.syncHealthChecker(previous);
     this.handler = this.buildHandler();
     if (previous.endpointsFile !== config.endpointsFile) {
@@ -487,21 +487,6 @@ export class ServiceRuntime {
   }
 }
 
-function outlierConfig(s: OutlierSettings): OutlierConfig {
-  return {
-    consecutiveGatewayFailures: s.consecutiveGatewayFailures,
-    consecutiveServerErrors: s.consecutiveServerErrors,
-    failurePercentage: s.failurePercentage,
-    successRate: s.successRate,
-    latency: s.latency,
-    windowMs: s.windowMs,
-    baseEjectionMs: s.baseEjectionMs,
-    maxEjectionMs: s.maxEjectionMs,
-    maxEjectionShare: s.maxEjectionShare,
-    panicThreshold: s.panicThreshold,
-    probationMs: s.probationMs,
-  };
-}
 
 function round(n: number): number {
   return Math.round(n * 100) / 100;
