@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../config/units.ts';
 import { checkCommand } from './check.ts';
 import { demoCommand } from './demo.ts';
+import { caCommand, certCommand } from './pki.ts';
 import { runCommand } from './run.ts';
 import { VERSION } from './version.ts';
 
@@ -15,6 +16,9 @@ Usage:
   meshd run [--config FILE]     run the daemon (no file: the embedded default config)
   meshd check --config FILE     validate a config file; exit 1 naming each problem
   meshd demo [--duration 60s]   watch the feedback loop eject a slow and a failing host, live
+  meshd ca init --dir DIR --trust-domain DOMAIN      create a root CA
+  meshd cert issue --ca DIR --identity ID --out DIR  issue a host certificate (SPIFFE ID in a URI SAN)
+  meshd cert inspect FILE                            show identity, issuer, validity, fingerprint
   meshd --version               print the version
   meshd COMMAND --help          help for one command
 `;
@@ -61,6 +65,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`meshd ${VERSION}\n`);
     return 0;
   }
+  if (command === 'ca') return caCommand(rest);
+  if (command === 'cert') return certCommand(rest);
   const help = COMMAND_HELP[command];
   if (help === undefined) {
     process.stderr.write(`meshd: unknown command "${command}"\n\n${USAGE}`);

@@ -338,3 +338,34 @@ describe('meshd demo', () => {
     assert.equal((await runMeshd(['demo', '--config', 'x.yaml'])).code, 2);
   });
 });
+
+describe('meshd ca / cert', () => {
+  it('creates a CA, issues a host certificate that openssl verifies, and inspects it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-pki-'));
+    try {
+      const ca = await runMeshd(['ca', 'init', '--dir', join(dir, 'ca'), '--trust-domain', 'prod.example']);
+      assert.equal(ca.code, 0, ca.stderr);
+      const again = await runMeshd(['ca', 'init', '--dir', join(dir, 'ca'), '--trust-domain', 'prod.example']);
+      assert.equal(again.code, 2, 'an existing CA is not overwritten without --force');
+      const issued = await runMeshd(['cert', 'issue', '--ca', join(dir, 'ca'), '--identity', 'spiffe://prod.example/host/web-1', '--ttl', '2h', '--out', join(dir, 'web-1')]);
+      assert.equal(issued.code, 0, issued.stderr);
+      const { statSync } = await import('node:fs');
+      assert.equal(statSync(join(dir, 'ca', 'ca-key.pem')).mode & 0o777, 0o600);
+      assert.equal(statSync(join(dir, 'web-1', 'key.pem')).mode & 0o777, 0o600);
+      const { execFileSync } = await import('node:child_process');
+      const verified = execFileSync('openssl', ['verify', '-CAfile', join(dir, 'ca', 'ca.pem'), join(dir, 'web-1', 'cert.pem')]).toString();
+      assert.match(verified, /OK/);
+      const inspect = await runMeshd(['cert', 'inspect', join(dir, 'web-1', 'cert.pem')]);
+      assert.equal(inspect.code, 0);
+      assert.match(inspect.stdout, /identity:\s+spiffe:\/\/prod\.example\/host\/web-1/);
+      assert.match(inspect.stdout, /\(valid\)/);
+      const wrongDomain = await runMeshd(['cert', 'issue', '--ca', join(dir, 'ca'), '--identity', 'spiffe://other.example/host/x', '--out', join(dir, 'x')]);
+      assert.equal(wrongDomain.code, 2);
+      assert.match(wrongDomain.stderr, /trust domain/);
+      writeFileSync(join(dir, 'garbage.pem'), 'not a certificate');
+      assert.equal((await runMeshd(['cert', 'inspect', join(dir, 'garbage.pem')])).code, 1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
