@@ -14,16 +14,23 @@ import { OutboundHttpListener } from './listeners/outbound-http.ts';
 import type { Logger } from './log.ts';
 import { UpgradeForwarder } from './proxy/upgrade-forwarder.ts';
 import { ServiceRegistry } from './service/registry.ts';
+import { InboundListener } from './listeners/inbound.ts';
+import { LocalService } from './service/local.ts';
+import { MeshTlsClient } from './tls/client.ts';
+import type { TlsState } from './tls/tls-state.ts';
 
 export interface DaemonDeps {
   readonly log: Logger;
   readonly clock: Clock;
   readonly random: Random;
+  /** This host's TLS material, loaded (and watched) by the caller; undefined without `tls`. */
+  readonly tls?: TlsState | undefined;
 }
 
 export interface BoundAddresses {
   outbound: string;
   admin: string;
+  inbound?: string;
 }
 
 export class Daemon {
@@ -32,6 +39,8 @@ export class Daemon {
   readonly metrics = new Metrics();
   private readonly services: ServiceRegistry;
   private readonly upgrades = new UpgradeForwarder();
+  private readonly inbound: InboundListener | undefined;
+  private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
   private readonly admin: AdminServer;
   private bound: BoundAddresses | undefined;
@@ -50,12 +59,28 @@ export class Daemon {
       clock: deps.clock,
       random: deps.random,
       upgrades: this.upgrades,
+      tls: deps.tls === undefined ? undefined : new MeshTlsClient(deps.tls),
       decisions: metrics,
       feedbackTickMs: 250,
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
+    const tls = deps.tls;
+    if (tls !== undefined) {
+      metrics.setCertificateSource(() => ({ identity: tls.current.identity, notAfter: tls.current.notAfter }));
+      tls.onRotation((ok) => metrics.tlsRotation(ok));
+    }
+    this.buildLocal(config);
+    if (config.inbound !== undefined && tls !== undefined) {
+      this.inbound = new InboundListener(tls, config.inbound, {
+        local: (name) => this.local.get(name),
+        handshakeError: (reason) => metrics.handshakeError('inbound', reason),
+        authorization: (service, allowed) => metrics.authorization(service, allowed),
+        log: deps.log,
+        clock: deps.clock,
+      });
+    }
     const cap = config.outbound.maxConnections;
     this.outboundConnectionCap = cap === 'auto' ? autoConnectionCap(openFileLimit()) : cap;
     this.outbound = new OutboundHttpListener(config.outbound, this.outboundConnectionCap, {
@@ -86,10 +111,17 @@ export class Daemon {
       const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port);
       const outbound = await this.outbound.listen(this.config.outbound.listen.host, this.config.outbound.listen.port);
       this.bound = { admin: formatAddress(admin), outbound: formatAddress(outbound) };
+      if (this.inbound !== undefined && this.config.inbound !== undefined) {
+        const inbound = await this.inbound.listen(this.config.inbound.listen.host, this.config.inbound.listen.port);
+        this.bound.inbound = formatAddress(inbound);
+        this.deps.log.info({ listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] }, 'listening');
+      }
     } catch (err) {
       this.admin.close();
       this.outbound.closeAll();
       this.outbound.acceptor.close();
+      this.inbound?.closeAll();
+      this.inbound?.server.close();
       await this.services.close();
       throw err;
     }
@@ -112,8 +144,12 @@ export class Daemon {
         this.deps.log.warn({ key: name, running: formatSocketAddress(before), configured: formatSocketAddress(after) }, 'listener address changes take effect at the next restart');
       }
     }
+    if (JSON.stringify(prev.tls) !== JSON.stringify(next.tls) || JSON.stringify(prev.inbound) !== JSON.stringify(next.inbound)) {
+      this.deps.log.warn({ key: 'tls/inbound' }, 'tls and inbound settings take effect at the next restart (certificate files are watched and rotate live)');
+    }
     this.config = next;
     this.deps.log.level = next.log.level;
+    this.buildLocal(next);
     await this.services.apply(next);
     this.recordReload(true);
   }
@@ -127,6 +163,7 @@ export class Daemon {
   async drain(timeoutMs: number): Promise<{ abandoned: number }> {
     this.draining = true;
     this.outbound.startDrain();
+    this.inbound?.startDrain();
     this.services.stopAcceptingTcp();
     const deadline = this.deps.clock() + timeoutMs;
     while (this.inFlight > 0 && this.deps.clock() < deadline) {
@@ -134,6 +171,8 @@ export class Daemon {
     }
     const abandoned = this.inFlight;
     this.outbound.closeAll();
+    this.inbound?.closeAll();
+    await Promise.allSettled([...this.local.values()].map((l) => l.close()));
     this.admin.close();
     this.upgrades.close();
     await this.services.close();
@@ -142,11 +181,30 @@ export class Daemon {
 
   /** HTTP exchanges, WebSocket tunnels and TCP connections still open. */
   get inFlight(): number {
-    return this.outbound.active + this.services.tcpActive;
+    return this.outbound.active + this.services.tcpActive + (this.inbound?.active ?? 0);
+  }
+
+  /** (Re)builds the local services; one whose settings did not change keeps its pool. */
+  private buildLocal(config: MeshConfig): void {
+    for (const [name, existing] of this.local) {
+      const next = config.local.get(name);
+      if (next !== undefined && JSON.stringify(next) === JSON.stringify(existing.config)) continue;
+      this.local.delete(name);
+      void existing.close();
+    }
+    for (const [name, lc] of config.local) {
+      if (this.local.has(name)) continue;
+      this.local.set(name, new LocalService(lc, { observer: this.metrics, decisions: this.metrics, log: this.deps.log, clock: this.deps.clock }));
+    }
   }
 
   readiness(): Readiness {
-    const checks = { listenersBound: this.bound !== undefined, configLoaded: true, notDraining: !this.draining };
+    const checks = {
+      listenersBound: this.bound !== undefined,
+      configLoaded: true,
+      notDraining: !this.draining,
+      certificateValid: this.deps.tls === undefined || !this.deps.tls.expired(),
+    };
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 
@@ -158,6 +216,17 @@ export class Daemon {
       startedAt: this.startedAt.toISOString(),
       config: { source: this.config.source, lastReload: this.lastReload },
       listeners: { ...this.bound, outboundConnectionCap: this.outboundConnectionCap },
+      tls:
+        this.deps.tls === undefined
+          ? undefined
+          : {
+              identity: this.deps.tls.current.identity,
+              notBefore: this.deps.tls.current.notBefore.toISOString(),
+              notAfter: this.deps.tls.current.notAfter.toISOString(),
+              fingerprint: this.deps.tls.current.fingerprint,
+              minVersion: this.deps.tls.settings.minVersion,
+            },
+      local: [...this.local.values()].map((l) => ({ name: l.config.name, target: `${l.config.target.host}:${l.config.target.port}`, allow: l.config.allow, deny: l.config.deny, tcp: l.config.tcp })),
       draining: this.draining,
       inFlight: this.outbound.active,
       services: this.services.state(now),

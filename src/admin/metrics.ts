@@ -41,6 +41,10 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
   private endpointCounts: () => EndpointCount[] = () => [];
+  private certificate: (() => { identity: string; notAfter: Date }) | undefined;
+  private readonly handshakeErrors: Counter<'listener' | 'reason'>;
+  private readonly authorizations: Counter<'service' | 'result'>;
+  private readonly rotations: Counter<'result'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
@@ -116,6 +120,36 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       },
     });
     for (const result of ['success', 'failure']) this.reloads.labels(result).inc(0);
+    this.handshakeErrors = new Counter({ name: 'meshd_tls_handshake_errors_total', help: 'Refused TLS handshakes by listener and reason.', labelNames: ['listener', 'reason'], registers });
+    this.authorizations = new Counter({ name: 'meshd_authorization_total', help: 'Inbound authorization decisions by local service.', labelNames: ['service', 'result'], registers });
+    this.rotations = new Counter({ name: 'meshd_tls_rotations_total', help: 'Certificate reloads applied (success) or rejected (failure).', labelNames: ['result'], registers });
+    new Gauge({
+      name: 'meshd_certificate_expiry_seconds',
+      help: "Seconds until this host's certificate expires (negative: expired).",
+      labelNames: ['identity'],
+      registers,
+      collect() {
+        this.reset();
+        const c = self.certificate?.();
+        if (c !== undefined) this.labels(c.identity).set(Math.floor((c.notAfter.getTime() - Date.now()) / 1000));
+      },
+    });
+  }
+
+  setCertificateSource(source: () => { identity: string; notAfter: Date }): void {
+    this.certificate = source;
+  }
+
+  handshakeError(listener: string, reason: string): void {
+    this.handshakeErrors.labels(listener, reason).inc();
+  }
+
+  authorization(service: string, allowed: boolean): void {
+    this.authorizations.labels(service, allowed ? 'allowed' : 'denied').inc();
+  }
+
+  tlsRotation(ok: boolean): void {
+    this.rotations.labels(ok ? 'success' : 'failure').inc();
   }
 
   /** Supplies the endpoint counts read at each scrape. */

@@ -12,6 +12,7 @@ import { ConfigError, formatProblems } from '../errors.ts';
 import { createLogger, effectiveLevel, type Logger } from '../log.ts';
 import { createNotifier, type Notifier } from '../systemd/notify.ts';
 import { FileWatch } from '../util/file-watch.ts';
+import { TlsState } from '../tls/tls-state.ts';
 
 const readText = (path: string): Promise<string> => readFile(path, 'utf8');
 
@@ -38,7 +39,18 @@ export async function runCommand(configPath: string | undefined): Promise<number
   });
 
   const notifier = createNotifier(process.env, log);
-  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random });
+  let tls: TlsState | undefined;
+  if (config.tls !== undefined) {
+    try {
+      tls = await TlsState.load(config.tls, log);
+    } catch (err) {
+      log.fatal({ reason: (err as Error).message }, 'cannot start: the TLS material is unusable');
+      process.stderr.write(`meshd: cannot start: ${(err as Error).message}\n`);
+      return 1;
+    }
+    tls.start();
+  }
+  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls });
   try {
     await daemon.start();
   } catch (err) {
@@ -50,7 +62,10 @@ export async function runCommand(configPath: string | undefined): Promise<number
   notifier.startWatchdog();
 
   const reloader = new Reloader(configPath, daemon, notifier, log, () => config, (c) => (config = c));
-  process.on('SIGHUP', () => reloader.request('SIGHUP'));
+  process.on('SIGHUP', () => {
+    reloader.request('SIGHUP');
+    void tls?.reload();
+  });
   let watch: FileWatch | undefined;
   if (configPath !== undefined) {
     watch = new FileWatch(configPath, { settleMs: 200, pollMs: 2_000 }, () => reloader.request('file change'), (err) =>
@@ -69,6 +84,7 @@ export async function runCommand(configPath: string | undefined): Promise<number
       }
       stopping = true;
       watch?.stop();
+      tls?.stop();
       log.info({ signal, inFlight: daemon.inFlight, drainTimeoutMs: config.drainTimeoutMs }, 'stopping: draining requests in flight');
       notifier.stopping('draining');
       void daemon.drain(config.drainTimeoutMs).then(async ({ abandoned }) => {

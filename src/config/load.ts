@@ -8,7 +8,7 @@ import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from './default.ts';
 import { CONFIG_SCHEMA, ENDPOINTS_FILE_SCHEMA } from './schema.ts';
-import type { BalancerAlgorithm, BalancerConfig, EndpointSpec, LogLevel, MeshConfig, OutlierSettings, ServiceConfig } from './types.ts';
+import type { BalancerAlgorithm, BalancerConfig, ConcurrencySettings, EndpointSpec, LocalServiceConfig, LogLevel, MeshConfig, OutlierSettings, ServiceConfig } from './types.ts';
 import { parseDuration, parseSize } from './units.ts';
 import { compileSchema, formatPath, parseYaml, schemaProblems, type PathSegment } from './validate.ts';
 
@@ -136,6 +136,9 @@ interface RawConfig {
   admin?: { listen?: string; maxConnections?: number };
   outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string };
   drainTimeout?: string;
+  inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
+  tls?: { cert: string; key: string; ca: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; expiryWarning?: string };
+  local?: Record<string, { target: string; allow?: string[]; deny?: string[]; tcp?: boolean; timeout?: string; concurrency?: RawService['concurrency'] }>;
   limits?: { maxInFlight?: number };
   services?: Record<string, RawService>;
 }
@@ -191,15 +194,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
               unhealthyThreshold: svc.healthCheck.unhealthyThreshold ?? 2,
               healthyThreshold: svc.healthCheck.healthyThreshold ?? 2,
             },
-      concurrency: {
-        adaptive: svc.concurrency?.adaptive ?? false,
-        initialLimit: svc.concurrency?.initialLimit ?? 100,
-        minLimit: svc.concurrency?.minLimit ?? 8,
-        maxLimit: svc.concurrency?.maxLimit ?? 2_000,
-        tolerance: svc.concurrency?.tolerance ?? 1.15,
-        windowMs: ms(svc.concurrency?.window, '250ms'),
-        queue: { size: svc.concurrency?.queue?.size ?? 1_000, maxWaitMs: ms(svc.concurrency?.queue?.maxWait, '1s') },
-      },
+      concurrency: normaliseConcurrency(svc.concurrency),
       limits: { maxInFlight: svc.limits?.maxInFlight ?? 10_000, maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? 1_024 },
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
@@ -219,6 +214,27 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
     if (ms(svc.retries?.budget?.window, '10s') === 0) report(['services', name, 'retries', 'budget', 'window'], 'must be greater than 0s');
     if (ms(svc.retries?.backoff?.base, '25ms') > ms(svc.retries?.backoff?.max, '250ms')) report(['services', name, 'retries', 'backoff', 'base'], 'must not exceed backoff.max');
   }
+  const local = new Map<string, LocalServiceConfig>();
+  for (const [name, l] of Object.entries(raw.local ?? {})) {
+    local.set(name, {
+      name,
+      target: parseSocketAddress(l.target, { allowPortZero: false }) as SocketAddress,
+      allow: l.allow ?? [],
+      deny: l.deny ?? [],
+      tcp: l.tcp ?? false,
+      timeoutMs: ms(l.timeout, '30s'),
+      concurrency: normaliseConcurrency(l.concurrency),
+    });
+  }
+  if (raw.tls === undefined) {
+    for (const [name, svc] of services) {
+      svc.endpoints.forEach((e, i) => {
+        if (e.identity !== undefined) report(['services', name, 'endpoints', i, 'identity'], 'an endpoint with an identity is reached over mTLS: configure tls (cert, key, ca)');
+      });
+    }
+  }
+  if (raw.inbound !== undefined && raw.tls === undefined) report(['inbound'], 'the inbound listener accepts mTLS only: configure tls (cert, key, ca)');
+  if (raw.local !== undefined && Object.keys(raw.local).length > 0 && raw.inbound === undefined) report(['local'], 'local services are reached through the inbound listener: configure inbound');
   const admin = listenAddress(raw.admin?.listen, '127.0.0.1:9990');
   const outbound = listenAddress(raw.outbound?.listen, '127.0.0.1:4140');
   if (admin.port !== 0 && admin.port === outbound.port && admin.host === outbound.host) {
@@ -248,8 +264,39 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       idleTimeoutMs: ms(raw.outbound?.idleTimeout, '60s'),
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
+    tls:
+      raw.tls === undefined
+        ? undefined
+        : {
+            cert: resolveFrom(baseDir, raw.tls.cert),
+            key: resolveFrom(baseDir, raw.tls.key),
+            ca: resolveFrom(baseDir, raw.tls.ca),
+            minVersion: raw.tls.minVersion ?? 'TLSv1.3',
+            expiryWarningMs: ms(raw.tls.expiryWarning, '24h'),
+          },
+    inbound:
+      raw.inbound === undefined
+        ? undefined
+        : {
+            listen: listenAddress(raw.inbound.listen, '0.0.0.0:4143'),
+            maxConnections: raw.inbound.maxConnections ?? 10_000,
+            handshakeTimeoutMs: ms(raw.inbound.handshakeTimeout, '5s'),
+          },
+    local,
     limits: { maxInFlight: raw.limits?.maxInFlight ?? 20_000 },
     services,
+  };
+}
+
+function normaliseConcurrency(raw: RawService['concurrency']): ConcurrencySettings {
+  return {
+    adaptive: raw?.adaptive ?? false,
+    initialLimit: raw?.initialLimit ?? 100,
+    minLimit: raw?.minLimit ?? 8,
+    maxLimit: raw?.maxLimit ?? 2_000,
+    tolerance: raw?.tolerance ?? 1.15,
+    windowMs: ms(raw?.window, '250ms'),
+    queue: { size: raw?.queue?.size ?? 1_000, maxWaitMs: ms(raw?.queue?.maxWait, '1s') },
   };
 }
 
@@ -313,12 +360,13 @@ function normaliseEndpoints(list: readonly RawEndpoint[], path: PathSegment[], r
     const first = seen.get(address);
     if (first !== undefined) report([...path, i, 'address'], `duplicate of ${formatPath([...path, first])} (${address})`);
     seen.set(address, i);
-    if (e.identity !== undefined) {
-      report([...path, i, 'identity'], 'endpoints with an identity are reached over mTLS, which this build does not provide yet; remove the identity to call the endpoint in plain text');
-    }
     out.push({ address, host: addr.host, port: addr.port, zone: e.zone, weight: e.weight ?? 1, labels: { ...(e.labels ?? {}) }, identity: e.identity });
   });
   return out;
+}
+
+function resolveFrom(baseDir: string, file: string): string {
+  return isAbsolute(file) ? file : resolve(baseDir, file);
 }
 
 function deepFreeze<T>(value: T): T {

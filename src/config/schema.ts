@@ -209,6 +209,52 @@ export const CONFIG_SCHEMA = {
         idleTimeout: duration,
       },
     },
+    inbound: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { listen, maxConnections: { type: 'integer', minimum: 1 }, handshakeTimeout: duration },
+    },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cert', 'key', 'ca'],
+      properties: {
+        cert: { type: 'string', minLength: 1 },
+        key: { type: 'string', minLength: 1 },
+        ca: { type: 'string', minLength: 1 },
+        minVersion: { enum: ['TLSv1.2', 'TLSv1.3'] },
+        expiryWarning: duration,
+      },
+    },
+    local: {
+      type: 'object',
+      propertyNames: { pattern: '^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$' },
+      additionalProperties: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['target'],
+        properties: {
+          target: { type: 'string', format: 'endpoint-address' },
+          allow: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
+          deny: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
+          tcp: { type: 'boolean' },
+          timeout: duration,
+          concurrency: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              adaptive: { type: 'boolean' },
+              initialLimit: { type: 'integer', minimum: 1 },
+              minLimit: { type: 'integer', minimum: 1 },
+              maxLimit: { type: 'integer', minimum: 1 },
+              tolerance: { type: 'number', minimum: 1 },
+              window: duration,
+              queue: { type: 'object', additionalProperties: false, properties: { size: { type: 'integer', minimum: 0 }, maxWait: duration } },
+            },
+          },
+        },
+      },
+    },
     drainTimeout: duration,
     limits: {
       type: 'object',

@@ -5,6 +5,7 @@
 import type { HealthCheckConfig } from '../feedback/health-check.ts';
 import type { OutlierConfig } from '../feedback/outlier.ts';
 import type { SocketAddress } from './address.ts';
+import type { TlsSettings } from '../tls/tls-state.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 export type BalancerAlgorithm = 'p2c-ewma' | 'least-request' | 'round-robin' | 'weighted-round-robin' | 'ring-hash';
@@ -99,6 +100,18 @@ export interface ServiceConfig {
   readonly pool: PoolConfig;
 }
 
+/** A service this host serves to callers arriving over mTLS. */
+export interface LocalServiceConfig {
+  readonly name: string;
+  readonly target: SocketAddress;
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  /** Raw TCP (routed by SNI) instead of HTTP (routed by Host). */
+  readonly tcp: boolean;
+  readonly timeoutMs: number;
+  readonly concurrency: ConcurrencySettings;
+}
+
 export interface MeshConfig {
   /** The file it came from, or "<embedded default>". */
   readonly source: string;
@@ -114,6 +127,10 @@ export interface MeshConfig {
     readonly idleTimeoutMs: number;
   };
   readonly drainTimeoutMs: number;
+  /** This host's identity; required by inbound and by endpoints that have an identity. */
+  readonly tls: TlsSettings | undefined;
+  readonly inbound: { readonly listen: SocketAddress; readonly maxConnections: number; readonly handshakeTimeoutMs: number } | undefined;
+  readonly local: ReadonlyMap<string, LocalServiceConfig>;
   /** Requests, tunnels and TCP connections in flight for the whole daemon (protects the host). */
   readonly limits: { readonly maxInFlight: number };
   readonly services: ReadonlyMap<string, ServiceConfig>;

@@ -19,6 +19,8 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   // meshd's own request controls: consumed here, re-set by meshd where they apply.
   'x-meshd-timeout-ms',
   'x-meshd-retryable',
+  // Only the inbound listener may assert who the caller is; a client-sent value is a spoof.
+  'x-meshd-peer-identity',
 ]);
 
 const VIA = '1.1 meshd';

@@ -26,6 +26,7 @@ export function forwardHttp(ex: Exchange): Promise<void> {
       // An HTTP/2 caller names the service in :authority, which has no HTTP/1.1 Host to copy.
       authority: ex.authority ?? (req.httpVersionMajor === 2 && req.headers.host === undefined ? (req.headers[':authority'] as string | undefined) : undefined),
     });
+    if (ex.extraHeaders !== undefined) headers.push(...ex.extraHeaders);
     // Tell the next hop how long this caller will still wait (deadline propagation).
     if (Number.isFinite(ex.deadline)) headers.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
     try {
@@ -209,7 +210,9 @@ const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_HEADERS_TIMEOUT', '
 /** Maps an undici or socket error to meshd's stable error code. */
 export function classify(err: Error, endpoint: string): MeshError {
   const code = (err as { code?: string }).code ?? '';
-  if (CONNECT_CODES.has(code)) return new MeshError('connect_failed', `cannot connect to ${endpoint}`, { cause: err });
+  if (code === 'ERR_MESHD_IDENTITY_MISMATCH') return new MeshError('connect_failed', `${endpoint}: ${err.message}`, { cause: err });
+  // A failed TLS handshake: nothing was sent, like a refused connection.
+  if (CONNECT_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code.startsWith('CERT_') || code.startsWith('UNABLE_TO_') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || code === 'SELF_SIGNED_CERT_IN_CHAIN') return new MeshError('connect_failed', `cannot connect to ${endpoint}`, { cause: err });
   if (TIMEOUT_CODES.has(code)) return new MeshError('upstream_timeout', `${endpoint} did not answer in time`, { cause: err });
   if (err.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
     return new MeshError('upstream_protocol_error', `${endpoint} sent an invalid HTTP response`, { cause: err });

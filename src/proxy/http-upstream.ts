@@ -6,6 +6,7 @@
 import { buildConnector, Pool } from 'undici';
 import type { Upstream } from '../balancer/endpoint.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
+import type { MeshTlsClient } from '../tls/client.ts';
 
 export interface HttpUpstreamOptions {
   readonly protocol: 'http1' | 'h2c';
@@ -31,10 +32,15 @@ export class HttpUpstream implements Upstream {
   readonly pool: Pool;
   readonly options: HttpUpstreamOptions;
 
-  constructor(spec: EndpointSpec, options: HttpUpstreamOptions) {
+  /** True when the endpoint is another meshd, reached over mTLS. */
+  readonly secure: boolean;
+
+  constructor(spec: EndpointSpec, options: HttpUpstreamOptions, tls: MeshTlsClient | undefined) {
     this.options = options;
     const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
-    this.pool = new Pool(`http://${host}:${spec.port}`, {
+    this.secure = spec.identity !== undefined;
+    if (this.secure && tls === undefined) throw new Error(`endpoint ${spec.address} has an identity but no TLS material is configured`);
+    this.pool = new Pool(`${this.secure ? 'https' : 'http'}://${host}:${spec.port}`, {
       connections: options.maxConnections,
       pipelining: 1,
       keepAliveTimeout: options.idleTimeoutMs,
@@ -43,9 +49,11 @@ export class HttpUpstream implements Upstream {
       // The service deadline (stack/layers.ts) bounds each exchange; undici's own timers stay off.
       headersTimeout: 0,
       bodyTimeout: 0,
+      // Another meshd: mTLS with this host's certificate, the peer's identity checked.
+      ...(this.secure ? { connect: (tls as MeshTlsClient).undiciConnect(spec.identity as string, options.connectTimeoutMs) } : {}),
       // h2c: each pool connection is one multiplexed HTTP/2 session (prior knowledge); a new
       // one opens only when a session has its maximum of concurrent streams in use.
-      ...(options.protocol === 'h2c'
+      ...(options.protocol === 'h2c' && !this.secure
         ? {
             allowH2: true,
             h2Options: { useH2c: true, maxConcurrentStreams: 100 },

@@ -5,21 +5,32 @@
  * backpressure, half-closes are passed on, and an idle connection is closed.
  */
 import { connect, type Socket } from 'node:net';
+import type { MeshTlsClient } from '../tls/client.ts';
 
 export interface TcpTarget {
   host: string;
   port: number;
+  /** Set when the endpoint is another meshd: the stream goes over mTLS to its `service`. */
+  identity?: string | undefined;
 }
 
-/** Connects to `target`; resolves with the socket once connected, rejects on failure or timeout. */
-export function connectTcp(target: TcpTarget, timeoutMs: number): Promise<Socket> {
+/**
+ * Connects to `target`; resolves with the socket once connected (after the TLS handshake for a
+ * meshd endpoint), rejects on failure or timeout.
+ */
+export function connectTcp(target: TcpTarget, timeoutMs: number, service: string, tls: MeshTlsClient | undefined): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const upstream = connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
+    const secure = target.identity !== undefined;
+    if (secure && tls === undefined) {
+      reject(Object.assign(new Error('an endpoint with an identity needs TLS material'), { code: 'ERR_MESHD_NO_TLS' }));
+      return;
+    }
+    const upstream: Socket = secure ? (tls as MeshTlsClient).connectTcp(target.host, target.port, service, target.identity as string) : connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
     const timer = setTimeout(() => {
       upstream.destroy();
       reject(Object.assign(new Error(`connect timeout after ${timeoutMs}ms`), { code: 'ETIMEDOUT' }));
     }, timeoutMs);
-    upstream.once('connect', () => {
+    upstream.once(secure ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       upstream.removeListener('error', onError);
       resolve(upstream);

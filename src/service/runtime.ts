@@ -15,6 +15,7 @@ import type { EndpointStatsSnapshot } from '../feedback/endpoint-stats.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { formatSocketAddress } from '../config/address.ts';
+import type { MeshTlsClient } from '../tls/client.ts';
 import { TcpListener } from '../listeners/tcp.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
@@ -43,6 +44,8 @@ export interface ServiceDeps {
   readonly clock: Clock;
   readonly random: Random;
   readonly upgrades: UpgradeForwarder;
+  /** Originates mTLS to endpoints that have an identity; undefined without TLS material. */
+  readonly tls: MeshTlsClient | undefined;
   readonly decisions: DecisionRecorder;
   /** Evaluation period of the feedback loop. */
   readonly feedbackTickMs: number;
@@ -343,7 +346,7 @@ export class ServiceRuntime {
       endpoint.inFlight++;
       let upstream: Socket;
       try {
-        upstream = await connectTcp(endpoint.spec, this.config.connectTimeoutMs);
+        upstream = await connectTcp(endpoint.spec, this.config.connectTimeoutMs, this.name, this.deps.tls);
       } catch (err) {
         endpoint.inFlight--;
         endpoint.record('connect_failed', clock() - started, clock());
@@ -454,7 +457,7 @@ export class ServiceRuntime {
     // Pool settings changed: a fresh pool, but the endpoint keeps its history.
     const carried = new Map<string, HttpEndpoint>();
     for (const [address, endpoint] of this.endpoints) {
-      if (wanted.has(address) && sameUpstreamOptions(endpoint.upstream.options, options)) continue;
+      if (wanted.has(address) && sameUpstreamOptions(endpoint.upstream.options, options) && wanted.get(address)!.spec.identity === endpoint.spec.identity) continue;
       this.endpoints.delete(address);
       void endpoint.upstream.close();
       if (wanted.has(address)) carried.set(address, endpoint);
@@ -472,7 +475,7 @@ export class ServiceRuntime {
       }
       const recorder = this.deps.observer.forEndpoint(this.name, address);
       const old = carried.get(address);
-      const fresh = new Endpoint(spec, new HttpUpstream(spec, options), recorder, now, old?.stats, old?.load ?? new PeakEwma(ewma, now));
+      const fresh = new Endpoint(spec, new HttpUpstream(spec, options, this.deps.tls), recorder, now, old?.stats, old?.load ?? new PeakEwma(ewma, now));
       if (old !== undefined) fresh.warmingSince = old.warmingSince;
       this.endpoints.set(address, fresh);
       if (old === undefined) added.push(address);

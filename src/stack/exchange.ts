@@ -52,6 +52,8 @@ export class Exchange {
    * this status, the retry layer has committed to another attempt". Unset when no retry is possible.
    */
   retryOnStatus: ((status: number, grpcStatus: number | undefined) => boolean) | undefined = undefined;
+  /** Headers meshd adds upstream as [name, value, …] (the verified peer identity on inbound). */
+  extraHeaders: string[] | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, path: string, authority: string | undefined, startedAt: number) {

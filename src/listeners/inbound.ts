@@ -1,0 +1,197 @@
+/**
+ * The inbound listener: mTLS only. A client certificate is required and
+ * verified against the trust bundle (TLS 1.3 by default); the peer identity
+ * is its SPIFFE URI SAN. HTTP requests name the local service in the Host
+ * header; raw TCP streams (ALPN "meshd-tcp") name it in the SNI. Each local
+ * service's policy decides who gets in; a refused call gets 403 `forbidden`
+ * and the identity goes to the log, not the body. Any identity header the
+ * client sent is dropped and the verified one set.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Clock } from '../clock.ts';
+import { MeshError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { splice } from '../proxy/tcp-forwarder.ts';
+import type { LocalService } from '../service/local.ts';
+import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
+import { sendError, sendRawError } from '../stack/respond.ts';
+import { TCP_ALPN } from '../tls/client.ts';
+import { authorize, peerIdentity } from '../tls/identity.ts';
+import { secureOptions } from '../tls/material.ts';
+import type { TlsState } from '../tls/tls-state.ts';
+import { serviceName } from './request-target.ts';
+
+/** The verified caller, as the local service sees it. */
+export const PEER_IDENTITY_HEADER = 'x-meshd-peer-identity';
+
+export interface InboundDeps {
+  local(name: string): LocalService | undefined;
+  handshakeError(reason: string): void;
+  authorization(service: string, allowed: boolean): void;
+  readonly log: Logger;
+  readonly clock: Clock;
+}
+
+export class InboundListener {
+  readonly server: TlsServer;
+  private readonly http: HttpServer;
+  private readonly identities = new WeakMap<Socket, string>();
+  private readonly streams = new Set<Socket>();
+  private readonly deps: InboundDeps;
+  active = 0;
+
+  constructor(tls: TlsState, settings: { maxConnections: number; handshakeTimeoutMs: number }, deps: InboundDeps) {
+    this.deps = deps;
+    this.server = createTlsServer({
+      ...secureOptions(tls.current, tls.settings.minVersion),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: ['http/1.1', TCP_ALPN],
+      handshakeTimeout: settings.handshakeTimeoutMs,
+    });
+    this.server.maxConnections = settings.maxConnections;
+    // Rotation: new handshakes use the new material; established connections keep theirs.
+    tls.subscribe((m) => this.server.setSecureContext(secureOptions(m, tls.settings.minVersion)));
+    this.server.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
+    this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const reason = handshakeReason(err);
+      deps.handshakeError(reason);
+      deps.log.info({ listener: 'inbound', reason, detail: err.message, remote: socket.remoteAddress }, `TLS handshake refused: ${reason}`);
+      socket.destroy();
+    });
+    this.http = createHttpServer({ headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
+    this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+      sendRawError(socket, new MeshError(err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request', 'malformed HTTP request'));
+    });
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, backlog: 4096 }, () => {
+        this.server.off('error', reject);
+        this.server.on('error', (err) => this.deps.log.error({ listener: 'inbound', err }, 'listener error; still serving'));
+        this.http.emit('listening');
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  startDrain(): void {
+    this.server.close();
+    this.http.close();
+    this.http.closeIdleConnections();
+  }
+
+  closeAll(): void {
+    this.http.closeAllConnections();
+    for (const s of this.streams) s.destroy();
+  }
+
+  private onSecureConnection(socket: TLSSocket): void {
+    socket.on('error', () => {});
+    const identity = peerIdentity(socket.getPeerCertificate());
+    if (identity === undefined) {
+      this.deps.handshakeError('no_identity');
+      this.deps.log.info({ listener: 'inbound', remote: socket.remoteAddress }, 'TLS peer refused: its certificate carries no SPIFFE identity');
+      socket.destroy();
+      return;
+    }
+    if (socket.alpnProtocol === TCP_ALPN) {
+      this.onTcpStream(socket, identity);
+      return;
+    }
+    this.identities.set(socket, identity);
+    this.http.emit('connection', socket);
+  }
+
+  private onTcpStream(socket: TLSSocket, identity: string): void {
+    const name = typeof socket.servername === 'string' ? socket.servername : '';
+    const local = this.deps.local(name);
+    if (local === undefined || !local.config.tcp) {
+      this.deps.log.warn({ listener: 'inbound', service: name, identity }, 'TCP stream for an unknown local TCP service refused');
+      socket.destroy();
+      return;
+    }
+    const verdict = authorize(local.config, identity);
+    this.deps.authorization(name, verdict.allowed);
+    if (!verdict.allowed) {
+      this.deps.log.warn({ event: 'forbidden', service: name, identity, rule: verdict.rule }, `refused ${identity} for ${name}: ${verdict.rule}`);
+      socket.destroy();
+      return;
+    }
+    socket.pause();
+    const target = connect({ host: local.config.target.host, port: local.config.target.port, allowHalfOpen: true });
+    this.streams.add(socket);
+    this.active++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.streams.delete(socket);
+      this.active--;
+    };
+    target.once('connect', () => {
+      splice(socket, target, 3_600_000, release);
+      socket.resume();
+    });
+    target.once('error', (err) => {
+      this.deps.log.warn({ service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: (err as NodeJS.ErrnoException).code }, 'local TCP target refused the connection');
+      socket.destroy();
+      release();
+    });
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const started = this.deps.clock();
+    const identity = this.identities.get(req.socket);
+    const name = serviceName(req.headers.host ?? '');
+    const local = name === undefined ? undefined : this.deps.local(name);
+    if (identity === undefined) {
+      sendError(res, new MeshError('forbidden', 'no verified peer identity'));
+      return;
+    }
+    if (local === undefined || local.config.tcp) {
+      sendError(res, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
+      return;
+    }
+    const verdict = authorize(local.config, identity);
+    this.deps.authorization(local.config.name, verdict.allowed);
+    if (!verdict.allowed) {
+      this.deps.log.warn({ event: 'forbidden', service: local.config.name, identity, rule: verdict.rule }, `refused ${identity} for ${local.config.name}: ${verdict.rule}`);
+      sendError(res, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
+      return;
+    }
+    const url = req.url ?? '/';
+    const ex = new Exchange(req, res, url.startsWith('/') ? url : '/', undefined, started);
+    ex.extraHeaders = [PEER_IDENTITY_HEADER, identity];
+    this.active++;
+    res.once('close', () => {
+      this.active--;
+      if (!res.writableEnded) ex.cancel(CLIENT_GONE);
+    });
+    local.handler(ex).catch((err: unknown) => {
+      this.deps.log.error({ err, service: local.config.name }, 'unhandled inbound failure');
+      sendError(res, new MeshError('internal', 'internal error'));
+    });
+  }
+}
+
+/** A stable reason for a refused handshake, for logs and the metric. */
+function handshakeReason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? '';
+  const text = err.message;
+  if (code === 'ECONNRESET') return 'reset';
+  if (/peer did not return a certificate|PEER_DID_NOT_RETURN_A_CERTIFICATE|certificate required/i.test(text)) return 'no_client_certificate';
+  if (/certificate has expired|CERTIFICATE_EXPIRED/i.test(text)) return 'certificate_expired';
+  if (/not yet valid|CERTIFICATE_NOT_YET_VALID/i.test(text)) return 'certificate_not_yet_valid';
+  if (/unknown ca|UNKNOWN_CA|unable to get (local )?issuer|self.signed|certificate verify failed/i.test(text)) return 'untrusted_certificate';
+  if (/version|PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/i.test(text)) return 'protocol_version';
+  if (/wrong version number|http request|WRONG_VERSION_NUMBER|HTTP_REQUEST|packet length|record/i.test(text)) return 'not_tls';
+  if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') return 'untrusted_certificate';
+  if (/timeout|timed out/i.test(text)) return 'handshake_timeout';
+  return 'handshake_failed';
+}

@@ -1,0 +1,61 @@
+/**
+ * Originating mTLS to other meshd hosts: this host's certificate, the trust
+ * bundle, and a check that the server's URI SAN is exactly the identity
+ * discovery promised for that endpoint (anything else is a failed connect).
+ * Connectors follow rotation: a new material builds a new connector (with its
+ * own TLS session cache) for new connections; open ones are left alone.
+ */
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { buildConnector } from 'undici';
+import type { TlsMaterial } from './material.ts';
+import { peerIdentity } from './identity.ts';
+import type { TlsState } from './tls-state.ts';
+
+/** ALPN protocol of raw TCP carried over the mTLS hop; the SNI names the local service. */
+export const TCP_ALPN = 'meshd-tcp';
+
+export function identityMismatch(expected: string, cert: PeerCertificate): Error | undefined {
+  const actual = peerIdentity(cert);
+  if (actual === expected) return undefined;
+  return Object.assign(new Error(`the server presented identity ${actual ?? '(none)'} instead of ${expected}`), { code: 'ERR_MESHD_IDENTITY_MISMATCH' });
+}
+
+function clientOptions(m: TlsMaterial, state: TlsState, expected: string): ConnectionOptions {
+  return {
+    cert: m.certPem,
+    key: m.keyPem,
+    ca: m.caPem,
+    minVersion: state.settings.minVersion,
+    // The chain is verified against the bundle; the name check is the SPIFFE identity, not DNS.
+    checkServerIdentity: (_host, cert) => identityMismatch(expected, cert),
+  };
+}
+
+export class MeshTlsClient {
+  private readonly state: TlsState;
+  private readonly connectors = new Map<string, { material: TlsMaterial; connector: buildConnector.connector }>();
+
+  constructor(state: TlsState) {
+    this.state = state;
+  }
+
+  /** An undici `connect` function for an endpoint that must present `identity`. */
+  undiciConnect(identity: string, timeoutMs: number): buildConnector.connector {
+    const key = `${identity}\u0000${timeoutMs}`;
+    return (options, callback) => {
+      const material = this.state.current;
+      let entry = this.connectors.get(key);
+      if (entry === undefined || entry.material !== material) {
+        const connector = buildConnector({ ...clientOptions(material, this.state, identity), timeout: timeoutMs, maxCachedSessions: 256 } as buildConnector.BuildOptions);
+        entry = { material, connector };
+        this.connectors.set(key, entry);
+      }
+      return entry.connector(options, callback);
+    };
+  }
+
+  /** A TLS connection for raw TCP to the `service` on a meshd that must present `identity`. */
+  connectTcp(host: string, port: number, service: string, identity: string): TLSSocket {
+    return tlsConnect({ host, port, servername: service, ALPNProtocols: [TCP_ALPN], ...clientOptions(this.state.current, this.state, identity) });
+  }
+}

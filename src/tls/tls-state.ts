@@ -1,0 +1,111 @@
+/**
+ * The TLS material in force, and its rotation. The certificate, key and
+ * bundle files are watched (including Kubernetes' atomic symlink swaps); a
+ * change is loaded and checked as a whole, then handed to the listeners and
+ * upstream pools, which build fresh secure contexts for new connections while
+ * established ones carry on. A bad or mismatched set is logged and counted,
+ * and the old material keeps serving.
+ */
+import type { Logger } from '../log.ts';
+import { FileWatch } from '../util/file-watch.ts';
+import { loadTlsMaterial, TlsMaterialError, type TlsMaterial, type TlsPaths } from './material.ts';
+
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+export interface TlsSettings extends TlsPaths {
+  readonly minVersion: TlsVersion;
+  /** Log a warning when the certificate has less than this left. */
+  readonly expiryWarningMs: number;
+}
+
+export class TlsState {
+  private material: TlsMaterial;
+  readonly settings: TlsSettings;
+  private readonly log: Logger;
+  private readonly subscribers: ((m: TlsMaterial) => void)[] = [];
+  private readonly watches: FileWatch[] = [];
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private reloading: Promise<void> = Promise.resolve();
+  private onRotationResult: (ok: boolean) => void = () => {};
+
+  private constructor(material: TlsMaterial, settings: TlsSettings, log: Logger) {
+    this.material = material;
+    this.settings = settings;
+    this.log = log;
+  }
+
+  /** Loads the material; throws TlsMaterialError when it is unusable. */
+  static async load(settings: TlsSettings, log: Logger): Promise<TlsState> {
+    const material = await loadTlsMaterial(settings);
+    return new TlsState(material, settings, log);
+  }
+
+  get current(): TlsMaterial {
+    return this.material;
+  }
+
+  subscribe(fn: (m: TlsMaterial) => void): void {
+    this.subscribers.push(fn);
+  }
+
+  /** Counts rotations (true) and rejected material (false). */
+  onRotation(fn: (ok: boolean) => void): void {
+    this.onRotationResult = fn;
+  }
+
+  expired(now = Date.now()): boolean {
+    return now >= this.material.notAfter.getTime() || now < this.material.notBefore.getTime();
+  }
+
+  start(): void {
+    for (const path of new Set([this.settings.cert, this.settings.key, this.settings.ca])) {
+      const watch = new FileWatch(path, { settleMs: 300, pollMs: 5_000 }, () => this.reload(), (err) =>
+        this.log.warn({ file: path, err: err.message }, 'cannot watch a TLS file; rotation needs a reload'),
+      );
+      watch.start();
+      this.watches.push(watch);
+    }
+    this.checkExpiry();
+    this.expiryTimer = setInterval(() => this.checkExpiry(), 60_000);
+    this.expiryTimer.unref();
+  }
+
+  stop(): void {
+    for (const w of this.watches) w.stop();
+    clearInterval(this.expiryTimer);
+  }
+
+  /** Reloads the files now (also on SIGHUP). */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(async () => {
+      let next: TlsMaterial;
+      try {
+        next = await loadTlsMaterial(this.settings);
+      } catch (err) {
+        const reason = err instanceof TlsMaterialError ? err.message : String(err);
+        this.onRotationResult(false);
+        this.log.error({ event: 'tls_rejected', reason, keeping: this.material.fingerprint }, 'new TLS material rejected; the current certificate keeps serving');
+        return;
+      }
+      if (next.fingerprint === this.material.fingerprint && next.caPem === this.material.caPem && next.keyPem === this.material.keyPem) return;
+      const previous = this.material;
+      this.material = next;
+      this.onRotationResult(true);
+      this.log.info(
+        { event: 'tls_rotated', identity: next.identity, notAfter: next.notAfter.toISOString(), fingerprint: next.fingerprint, previous: previous.fingerprint },
+        'TLS material rotated; new connections use it',
+      );
+      for (const fn of this.subscribers) fn(next);
+      this.checkExpiry();
+    });
+    return this.reloading;
+  }
+
+  private checkExpiry(): void {
+    const left = this.material.notAfter.getTime() - Date.now();
+    if (left <= 0) this.log.error({ identity: this.material.identity, notAfter: this.material.notAfter.toISOString() }, 'certificate EXPIRED; peers will refuse this host');
+    else if (left < this.settings.expiryWarningMs) {
+      this.log.warn({ identity: this.material.identity, notAfter: this.material.notAfter.toISOString(), secondsLeft: Math.floor(left / 1000) }, 'certificate expires soon');
+    }
+  }
+}
