@@ -47,7 +47,10 @@ export class InboundListener {
     this.server = createTlsServer({
       ...secureOptions(tls.current, tls.settings.minVersion),
       requestCert: true,
-      rejectUnauthorized: true,
+      // Verified below, on the finished handshake, so that each refusal is logged with its reason
+      // (OpenSSL's own rejection reaches Node as a bare "socket hang up"); no byte of an
+      // unverified peer is ever read.
+      rejectUnauthorized: false,
       ALPNProtocols: ['http/1.1', TCP_ALPN],
       handshakeTimeout: settings.handshakeTimeoutMs,
     });
@@ -93,6 +96,14 @@ export class InboundListener {
 
   private onSecureConnection(socket: TLSSocket): void {
     socket.on('error', () => {});
+    if (!socket.authorized) {
+      const cert = socket.getPeerCertificate();
+      const reason = cert === null || Object.keys(cert).length === 0 ? 'no_client_certificate' : verifyReason(String(socket.authorizationError));
+      this.deps.handshakeError(reason);
+      this.deps.log.info({ listener: 'inbound', reason, detail: String(socket.authorizationError), remote: socket.remoteAddress }, `TLS handshake refused: ${reason}`);
+      socket.destroy();
+      return;
+    }
     const identity = peerIdentity(socket.getPeerCertificate());
     if (identity === undefined) {
       this.deps.handshakeError('no_identity');
@@ -180,6 +191,25 @@ export class InboundListener {
   }
 }
 
+/** A stable reason for a client certificate that failed verification. */
+function verifyReason(code: string): string {
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'certificate_expired';
+    case 'CERT_NOT_YET_VALID':
+      return 'certificate_not_yet_valid';
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+      return 'untrusted_certificate';
+    default:
+      return 'invalid_certificate';
+  }
+}
+
 /** A stable reason for a refused handshake, for logs and the metric. */
 function handshakeReason(err: NodeJS.ErrnoException): string {
   const code = err.code ?? '';
@@ -189,7 +219,7 @@ function handshakeReason(err: NodeJS.ErrnoException): string {
   if (/certificate has expired|CERTIFICATE_EXPIRED/i.test(text)) return 'certificate_expired';
   if (/not yet valid|CERTIFICATE_NOT_YET_VALID/i.test(text)) return 'certificate_not_yet_valid';
   if (/unknown ca|UNKNOWN_CA|unable to get (local )?issuer|self.signed|certificate verify failed/i.test(text)) return 'untrusted_certificate';
-  if (/version|PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/i.test(text)) return 'protocol_version';
+  if (/version|unsupported protocol|UNSUPPORTED_PROTOCOL/i.test(text)) return 'protocol_version';
   if (/wrong version number|http request|WRONG_VERSION_NUMBER|HTTP_REQUEST|packet length|record/i.test(text)) return 'not_tls';
   if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') return 'untrusted_certificate';
   if (/timeout|timed out/i.test(text)) return 'handshake_timeout';
