@@ -247,3 +247,67 @@ services:
     assert.equal((await request(A.outbound, { headers: { host: 'web' } })).status, 200);
   });
 });
+
+describe('inbound backpressure across hosts', () => {
+  it('sheds an overloaded local service with 503 + x-meshd-overloaded, and the caller’s meshd ejects that host', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-shed-'));
+    const ca = await newCa();
+    const a = await writeHost(dir, 'a', ca, ca.certPem);
+    const b = await writeHost(dir, 'b', ca, ca.certPem);
+    const c = await writeHost(dir, 'c', ca, ca.certPem);
+    const slow = await startBackend((_req, res, self) => setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ port: self.port }));
+    }, 200));
+    const fast = await startBackend((_req, res, self) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ port: self.port }));
+    });
+    // B fronts a slow app with a tight limit; C fronts a fast one.
+    const B = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0 }
+${tlsBlock(b.dir)}
+local:
+  api: { target: ${slow.address}, concurrency: { adaptive: true, initialLimit: 2, minLimit: 1, maxLimit: 2, queue: { size: 0 } } }
+`);
+    const C = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0 }
+${tlsBlock(c.dir)}
+local:
+  api: { target: ${fast.address} }
+`);
+    const [inB, inC] = [await inboundOf(B), await inboundOf(C)];
+    const A = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+${tlsBlock(a.dir)}
+services:
+  api:
+    endpoints: [ { address: ${inB}, identity: ${b.identity} }, { address: ${inC}, identity: ${c.identity} } ]
+    balancer: { algorithm: round-robin }
+    retries: { attempts: 1 }
+`);
+    try {
+      // Round robin sends B four of eight concurrent calls: two over its limit, shed with the header.
+      const burst = await Promise.all(Array.from({ length: 8 }, () => request(A.outbound, { headers: { host: 'api' } })));
+      const shed = burst.filter((r) => r.status === 503);
+      assert.ok(shed.length >= 1 && shed.every((r) => r.headers['x-meshd-error'] === 'overloaded'), JSON.stringify(burst.map((r) => r.status)));
+      const line = await A.waitForLog((l) => l['event'] === 'eject' && l['reason'] === 'overloaded', 10_000);
+      assert.equal(line['endpoint'], inB);
+      const metrics = (await request(B.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_feedback_decisions_total', { service: 'local:api', decision: 'shed' }) >= 1);
+      // While B is out, A's callers are served by C.
+      const after = await Promise.all(Array.from({ length: 6 }, () => request(A.outbound, { headers: { host: 'api' } })));
+      assert.ok(after.every((r) => r.status === 200));
+    } finally {
+      await A.stop();
+      await Promise.all([B.stop(), C.stop()]);
+      await Promise.all([slow.close(), fast.close()]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
