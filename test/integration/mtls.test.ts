@@ -311,3 +311,46 @@ services:
     }
   });
 });
+
+describe('certificate validity and readiness', () => {
+  it('reports not ready, and says so loudly, when its certificate has expired', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-expired-'));
+    const ca = await newCa();
+    const host = await writeHost(dir, 'old', ca, ca.certPem, { now: new Date(Date.now() - 48 * 3_600_000), ttlMs: 3_600_000 });
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0 }
+${tlsBlock(host.dir)}
+`);
+    try {
+      const ready = await request(meshd.admin, { path: '/readyz' });
+      assert.equal(ready.status, 503);
+      assert.equal(ready.json<{ checks: { certificateValid: boolean } }>().checks.certificateValid, false);
+      await meshd.waitForLog((l) => l.msg.startsWith('certificate EXPIRED'));
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_certificate_expiry_seconds', { identity: host.identity }) < 0);
+    } finally {
+      await meshd.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start on unusable TLS material, naming the problem', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-badtls-'));
+    const ca = await newCa();
+    const other = await newCa();
+    const host = await writeHost(dir, 'x', ca, other.certPem); // chains to a root the bundle lacks
+    const { runMeshd } = await import('../helpers/daemon.ts');
+    const config = join(dir, 'meshd.yaml');
+    writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\ninbound: { listen: 127.0.0.1:0 }\n${tlsBlock(host.dir)}\n`);
+    const result = await runMeshd(['run', '--config', config]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /not signed by any certificate in the trust bundle/);
+    writeFileSync(join(host.dir, 'key.pem'), 'garbage');
+    const garbage = await runMeshd(['run', '--config', config]);
+    assert.equal(garbage.code, 1);
+    assert.match(garbage.stderr, /key/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
