@@ -134,6 +134,7 @@ services:
       ['another CA', ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(stranger.dir, 'cert.pem'), '-key', join(stranger.dir, 'key.pem')], 'untrusted_certificate'],
       ['expired', ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(expired.dir, 'cert.pem'), '-key', join(expired.dir, 'key.pem')], 'certificate_expired'],
       ['not yet valid', ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(future.dir, 'cert.pem'), '-key', join(future.dir, 'key.pem')], 'certificate_not_yet_valid'],
+      ['TLS 1.0', ['s_client', '-connect', target, '-tls1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'protocol_version'],
       ['TLS 1.1', ['s_client', '-connect', target, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'protocol_version'],
       ['TLS 1.2 (1.3 required by default)', ['s_client', '-connect', target, '-tls1_2', '-cert', join(hostA.dir, 'cert.pem'), '-key', join(hostA.dir, 'key.pem')], 'protocol_version'],
     ];
