@@ -62,6 +62,7 @@ export async function demoCommand(durationMs: number | undefined): Promise<numbe
     await startBackend('flaky', `fails 30% ${FLAKY_FROM / 1000}-${FLAKY_UNTIL / 1000}s`, (t) => ({ delayMs: 5, fail: t >= FLAKY_FROM && t < FLAKY_UNTIL && Math.random() < 0.3 }), started),
   ];
   const byPort = new Map(backends.map((b) => [`127.0.0.1:${b.port}`, b]));
+  const named = (text: string): string => text.replace(/127\.0\.0\.1:\d+/g, (address) => byPort.get(address)?.name ?? address);
   const config = parseConfig(
     `
 admin: { listen: 127.0.0.1:0 }
@@ -71,6 +72,9 @@ services:
     endpoints:
 ${backends.map((b) => `      - { address: 127.0.0.1:${b.port} }`).join('\n')}
     timeout: 2s
+    # Round robin on purpose: P2C + EWMA would starve the bad hosts before the outlier rules
+    # see enough traffic, and the newcomer would watch shares move without a single decision.
+    balancer: { algorithm: round-robin }
     retries: { retryOn: [500, 502, 503, 504] }
     outlier: { baseEjection: 5s, returnRamp: 5s, probation: 5s }
     concurrency: { adaptive: true }
@@ -87,7 +91,7 @@ ${backends.map((b) => `      - { address: 127.0.0.1:${b.port} }`).join('\n')}
         if (line === '') continue;
         try {
           const e = JSON.parse(line) as { event?: string; msg: string; time: string };
-          if (e.event !== undefined && e.event !== 'limit_change') decisions.push(`${e.time.slice(11, 19)}  ${e.msg}`);
+          if (e.event !== undefined && e.event !== 'limit_change') decisions.push(`${e.time.slice(11, 19)}  ${named(e.msg)}`);
         } catch {
           /* not JSON: ignore */
         }
