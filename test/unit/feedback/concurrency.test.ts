@@ -86,6 +86,20 @@ describe('admission queue', () => {
     assert.deepEqual(order, [3, 4]);
   });
 
+  it('does not shed an ordinary burst with the default queue (linkerd/linkerd2#11055)', async () => {
+    const e = events();
+    const gate = new Admission(limiter(100), { size: 1_000, maxWaitMs: 1_000 }, () => 0, { limitChanged: () => {}, shed: (r) => e.shed.push(r) });
+    // 300 requests at once, each finishing 2 ms after it starts: 2× and 3× over the limit.
+    const all = Array.from({ length: 300 }, async () => {
+      const waiting = gate.acquire(1e9);
+      if (waiting !== undefined) await waiting;
+      await new Promise((r) => setTimeout(r, 2));
+      gate.release(2, true);
+    });
+    await Promise.all(all);
+    assert.deepEqual(e.shed, []);
+  });
+
   it('sheds a queued request after the wait bound', async () => {
     const e = events();
     const gate = new Admission(limiter(1), { size: 10, maxWaitMs: 20 }, () => 0, { limitChanged: () => {}, shed: (r) => e.shed.push(r) });

@@ -80,6 +80,17 @@ describe('outlier detection', () => {
     assert.ok(first.at < 2_000, `ejected at ${first.at} ms`);
   });
 
+  it('ejects a success-rate outlier (below mean − 1.9σ of five peers) that stays under the failure bar', () => {
+    const five = ['a', 'b', 'c', 'd', 'e'];
+    const d = detector({}, five);
+    // e fails every 8th request (12.5 %: under the 20 % failure-percentage bar); the rest never do.
+    const events = drive(d, 0, 4_000, 400, (host, i) => [host === 'e' && Math.floor(i / 5) % 8 === 0 ? 'http_5xx' : 'success', 5], five);
+    const ejected = ejections(events);
+    assert.equal(ejected.length, 1, JSON.stringify(ejected));
+    const e = ejected[0]!.d;
+    assert.ok(e.type === 'eject' && e.endpoint === 'e' && e.reason === 'success_rate', JSON.stringify(e));
+  });
+
   it('ejects a host 5× slower than its peers on latency', () => {
     const d = detector();
     const random = seededRandom(7);
