@@ -76,6 +76,7 @@ export class Daemon {
       this.inbound = new InboundListener(tls, config.inbound, {
         local: (name) => this.local.get(name),
         handshakeError: (reason) => metrics.handshakeError('inbound', reason),
+        handshake: (resumed) => metrics.handshake('inbound', resumed),
         authorization: (service, allowed) => metrics.authorization(service, allowed),
         log: deps.log,
         clock: deps.clock,

@@ -45,6 +45,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   private readonly handshakeErrors: Counter<'listener' | 'reason'>;
   private readonly authorizations: Counter<'service' | 'result'>;
   private readonly rotations: Counter<'result'>;
+  private readonly handshakes: Counter<'listener' | 'resumed'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
@@ -122,6 +123,12 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
     for (const result of ['success', 'failure']) this.reloads.labels(result).inc(0);
     this.handshakeErrors = new Counter({ name: 'meshd_tls_handshake_errors_total', help: 'Refused TLS handshakes by listener and reason.', labelNames: ['listener', 'reason'], registers });
     this.authorizations = new Counter({ name: 'meshd_authorization_total', help: 'Inbound authorization decisions by local service.', labelNames: ['service', 'result'], registers });
+    this.handshakes = new Counter({
+      name: 'meshd_tls_handshakes_total',
+      help: 'Completed TLS handshakes by listener; resumed="true" when a session was reused.',
+      labelNames: ['listener', 'resumed'],
+      registers,
+    });
     this.rotations = new Counter({ name: 'meshd_tls_rotations_total', help: 'Certificate reloads applied (success) or rejected (failure).', labelNames: ['result'], registers });
     new Gauge({
       name: 'meshd_certificate_expiry_seconds',
@@ -142,6 +149,10 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
 
   handshakeError(listener: string, reason: string): void {
     this.handshakeErrors.labels(listener, reason).inc();
+  }
+
+  handshake(listener: string, resumed: boolean): void {
+    this.handshakes.labels(listener, resumed ? 'true' : 'false').inc();
   }
 
   authorization(service: string, allowed: boolean): void {

@@ -29,6 +29,8 @@ export const PEER_IDENTITY_HEADER = 'x-meshd-peer-identity';
 export interface InboundDeps {
   local(name: string): LocalService | undefined;
   handshakeError(reason: string): void;
+  /** A completed handshake; `resumed` when a TLS session was reused (no full handshake). */
+  handshake(resumed: boolean): void;
   authorization(service: string, allowed: boolean): void;
   readonly log: Logger;
   readonly clock: Clock;
@@ -104,6 +106,7 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    this.deps.handshake(socket.isSessionReused());
     const identity = peerIdentity(socket.getPeerCertificate());
     if (identity === undefined) {
       this.deps.handshakeError('no_identity');
