@@ -25,6 +25,8 @@ export interface DaemonDeps {
   readonly random: Random;
   /** This host's TLS material, loaded (and watched) by the caller; undefined without `tls`. */
   readonly tls?: TlsState | undefined;
+  /** Listening sockets inherited from systemd or a previous meshd, by name (outbound, inbound, admin). */
+  readonly inheritedFds?: ReadonlyMap<string, number>;
 }
 
 export interface BoundAddresses {
@@ -109,11 +111,12 @@ export class Daemon {
   async start(): Promise<BoundAddresses> {
     await this.services.apply(this.config);
     try {
-      const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port);
-      const outbound = await this.outbound.listen(this.config.outbound.listen.host, this.config.outbound.listen.port);
+      const fds = this.deps.inheritedFds;
+      const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, fds?.get('admin'));
+      const outbound = await this.outbound.listen(this.config.outbound.listen.host, this.config.outbound.listen.port, fds?.get('outbound'));
       this.bound = { admin: formatAddress(admin), outbound: formatAddress(outbound) };
       if (this.inbound !== undefined && this.config.inbound !== undefined) {
-        const inbound = await this.inbound.listen(this.config.inbound.listen.host, this.config.inbound.listen.port);
+        const inbound = await this.inbound.listen(this.config.inbound.listen.host, this.config.inbound.listen.port, fds?.get('inbound'));
         this.bound.inbound = formatAddress(inbound);
         this.deps.log.info({ listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] }, 'listening');
       }

@@ -37,10 +37,11 @@ export class AdminServer {
     this.server.on('clientError', (_err, socket) => socket.destroy());
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
+  /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
+  listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
+      this.server.listen(fd === undefined ? { host, port } : { fd }, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => this.log.error({ listener: 'admin', err }, 'listener error; still serving'));
         resolve(this.server.address() as AddressInfo);

@@ -13,6 +13,7 @@ import { createLogger, effectiveLevel, type Logger } from '../log.ts';
 import { createNotifier, type Notifier } from '../systemd/notify.ts';
 import { FileWatch } from '../util/file-watch.ts';
 import { TlsState } from '../tls/tls-state.ts';
+import { inheritedListeners } from '../systemd/listen-fds.ts';
 
 const readText = (path: string): Promise<string> => readFile(path, 'utf8');
 
@@ -50,7 +51,9 @@ export async function runCommand(configPath: string | undefined): Promise<number
     }
     tls.start();
   }
-  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls });
+  const inheritedFds = inheritedListeners(process.env);
+  if (inheritedFds.size > 0) log.info({ listeners: Object.fromEntries(inheritedFds) }, 'using inherited listening sockets');
+  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, inheritedFds });
   try {
     await daemon.start();
   } catch (err) {

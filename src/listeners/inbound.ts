@@ -73,10 +73,11 @@ export class InboundListener {
     });
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
+  /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
+  listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port, backlog: 4096 }, () => {
+      this.server.listen(fd === undefined ? { host, port, backlog: 4096 } : { fd }, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => this.deps.log.error({ listener: 'inbound', err }, 'listener error; still serving'));
         this.http.emit('listening');

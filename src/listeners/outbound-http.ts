@@ -91,11 +91,12 @@ export class OutboundHttpListener {
     });
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
+  /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
+  listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       this.acceptor.once('error', onError);
-      this.acceptor.listen({ host, port, backlog: 4096 }, () => {
+      this.acceptor.listen(fd === undefined ? { host, port, backlog: 4096 } : { fd }, () => {
         this.acceptor.off('error', onError);
         // Errors after bind (EMFILE on accept) must not take the daemon down.
         this.acceptor.on('error', (err) => this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'));

@@ -40,7 +40,10 @@ describe('systemd unit', () => {
       const unit = readFileSync(UNIT, 'utf8').replace('/opt/meshd/', ROOT).replace('/opt/meshd/', ROOT);
       const copy = join(dir, 'meshd.service');
       writeFileSync(copy, unit);
-      const verify = await analyze(['verify', copy]);
+      for (const socket of ['meshd-outbound.socket', 'meshd-inbound.socket']) {
+        writeFileSync(join(dir, socket), readFileSync(new URL(`../../systemd/${socket}`, import.meta.url), 'utf8'));
+      }
+      const verify = await analyze(['verify', copy, join(dir, 'meshd-outbound.socket'), join(dir, 'meshd-inbound.socket')]);
       assert.equal(verify.code, 0, verify.out);
       assert.doesNotMatch(verify.out, /meshd\.service/, `no complaint about the unit: ${verify.out}`);
       const security = await analyze(['security', '--offline=yes', copy]);

@@ -1,0 +1,87 @@
+/**
+ * Restarts without refusing connections: the listening socket is inherited
+ * (socket activation), a new meshd starts on it, the old one drains and
+ * exits. Under steady load, no connection is refused and no request fails.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startBackend } from '../helpers/backend.ts';
+import { MESHD_BIN } from '../helpers/daemon.ts';
+import { request, sleep } from '../helpers/http.ts';
+
+describe('restart under load with an inherited listening socket', () => {
+  it('refuses no connection and fails no request while one meshd hands over to the next', async (t) => {
+    const backend = await startBackend((_req, res) => setTimeout(() => res.end('ok'), 30));
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-restart-'));
+    const config = join(dir, 'meshd.yaml');
+    writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\ndrainTimeout: 5s\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`);
+    const harness = spawn('python3', [fileURLToPath(new URL('../helpers/socket-activate.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const events: Record<string, unknown>[] = [];
+    createInterface({ input: harness.stdout! }).on('line', (line) => {
+      try {
+        events.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        /* not JSON */
+      }
+    });
+    const waitFor = async (pred: (e: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> => {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const found = events.find(pred);
+        if (found !== undefined) return found;
+        if (Date.now() > until) throw new Error(`event not seen; got ${JSON.stringify(events.slice(-5))}`);
+        await sleep(20);
+      }
+    };
+    const send = (cmd: object): void => void harness.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    const argv = [process.execPath, MESHD_BIN, 'run', '--config', config];
+    try {
+      const port = (await waitFor((e) => typeof e['port'] === 'number'))['port'] as number;
+      send({ op: 'start', argv });
+      const first = (await waitFor((e) => typeof e['started'] === 'number'))['started'] as number;
+      await waitFor((e) => e['msg'] === 'meshd ready' && e['pid'] === first);
+      // Steady load on fresh connections: every request needs an accept.
+      let running = true;
+      let ok = 0;
+      const failures: string[] = [];
+      const loops = Array.from({ length: 6 }, async () => {
+        const stopAt = Date.now() + 20_000;
+        while (running && Date.now() < stopAt) {
+          try {
+            const r = await request(`127.0.0.1:${port}`, { headers: { host: 'api' } });
+            if (r.status === 200) ok++;
+            else failures.push(String(r.status));
+          } catch (err) {
+            failures.push((err as NodeJS.ErrnoException).code ?? (err as Error).message);
+          }
+        }
+      });
+      await sleep(500);
+      send({ op: 'start', argv });
+      const second = (await waitFor((e) => typeof e['started'] === 'number' && e['started'] !== first))['started'] as number;
+      await waitFor((e) => e['msg'] === 'meshd ready' && e['pid'] === second);
+      send({ op: 'stop', pid: first });
+      const exited = await waitFor((e) => e['exited'] === first);
+      await sleep(500);
+      running = false;
+      await Promise.all(loops);
+      t.diagnostic(`${ok} requests across the hand-over, ${failures.length} failed; old meshd exited with ${String(exited['code'])}`);
+      assert.equal(exited['code'], 0);
+      assert.deepEqual(failures, []);
+      assert.ok(ok > 50, `load ran (${ok})`);
+      send({ op: 'stop', pid: second });
+      await waitFor((e) => e['exited'] === second);
+    } finally {
+      harness.stdin!.end();
+      harness.kill();
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
