@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
-import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
+import { formatSocketAddress, isLoopback, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from './default.ts';
 import { CONFIG_SCHEMA, ENDPOINTS_FILE_SCHEMA } from './schema.ts';
 import type { BalancerAlgorithm, BalancerConfig, ConcurrencySettings, EndpointSpec, LocalServiceConfig, LogLevel, MeshConfig, OutlierSettings, ServiceConfig } from './types.ts';
@@ -134,7 +134,7 @@ interface RawConfig {
   node?: { name?: string; zone?: string };
   log?: { level?: LogLevel };
   admin?: { listen?: string; maxConnections?: number };
-  outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string };
+  outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string; allowFrom?: string[] };
   drainTimeout?: string;
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
   tls?: { cert: string; key: string; ca: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; expiryWarning?: string };
@@ -240,6 +240,10 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
   if (admin.port !== 0 && admin.port === outbound.port && admin.host === outbound.host) {
     report(['admin', 'listen'], `same address as outbound.listen (${formatSocketAddress(admin)})`);
   }
+  // Off loopback, the outbound listener would be an open proxy for other hosts without a source list.
+  if (!isLoopback(outbound.host) && raw.outbound?.allowFrom === undefined) {
+    report(['outbound', 'listen'], `${formatSocketAddress(outbound)} is reachable from other hosts: set outbound.allowFrom to the callers' ranges (e.g. the node's pod CIDR)`);
+  }
   const taken = new Map<string, string>([
     [formatSocketAddress(admin), 'admin.listen'],
     [formatSocketAddress(outbound), 'outbound.listen'],
@@ -262,6 +266,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       maxHeaderSizeBytes: bytes(raw.outbound?.maxHeaderSize, '16KiB'),
       headersTimeoutMs: ms(raw.outbound?.headersTimeout, '10s'),
       idleTimeoutMs: ms(raw.outbound?.idleTimeout, '60s'),
+      allowFrom: raw.outbound?.allowFrom,
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
     tls:

@@ -207,6 +207,7 @@ export const CONFIG_SCHEMA = {
         maxHeaderSize: size,
         headersTimeout: duration,
         idleTimeout: duration,
+        allowFrom: { type: 'array', minItems: 1, items: { type: 'string', format: 'cidr' } },
       },
     },
     inbound: {

@@ -125,6 +125,8 @@ export interface MeshConfig {
     readonly maxHeaderSizeBytes: number;
     readonly headersTimeoutMs: number;
     readonly idleTimeoutMs: number;
+    /** Source ranges allowed to connect; undefined: anyone who can reach a loopback listener. */
+    readonly allowFrom: readonly string[] | undefined;
   };
   readonly drainTimeoutMs: number;
   /** This host's identity; required by inbound and by endpoints that have an identity. */

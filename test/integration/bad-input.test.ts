@@ -239,3 +239,34 @@ services:
     }
   });
 });
+
+describe('outbound source allow-list (never an open proxy)', () => {
+  it('refuses connections from sources outside outbound.allowFrom and serves the ones inside', async () => {
+    const ok = await startBackend();
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0, allowFrom: [ "127.0.0.2/32", "10.244.0.0/16" ] }
+services:
+  ok: { endpoints: [ { address: ${ok.address} } ] }
+`);
+    try {
+      const [host, port] = splitAddress(meshd.outbound);
+      const from = (localAddress: string): Promise<number | string> =>
+        new Promise((resolve) => {
+          const req = httpRequest({ host, port, localAddress, headers: { host: 'ok' }, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          });
+          req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+          req.end();
+        });
+      assert.equal(await from('127.0.0.2'), 200);
+      assert.notEqual(await from('127.0.0.1'), 200);
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_connections_refused_total', { listener: 'outbound_source' }) >= 1);
+    } finally {
+      await meshd.stop();
+      await ok.close();
+    }
+  });
+});

@@ -186,3 +186,13 @@ describe('balancer config', () => {
     assert.equal(both[0]!.path, 'services.s.balancer.hashOn');
   });
 });
+
+describe('outbound exposure', () => {
+  it('requires a source allow-list when the outbound listener leaves loopback', () => {
+    const problems = problemsOf('outbound: { listen: 0.0.0.0:4140 }\n');
+    assert.equal(problems[0]?.path, 'outbound.listen');
+    assert.match(problems[0]!.message, /allowFrom/);
+    assert.equal(parseConfig('outbound: { listen: 0.0.0.0:4140, allowFrom: [ 10.244.0.0/16, "fd00::/8" ] }\n', 't', '/').outbound.allowFrom?.length, 2);
+    assert.match(problemsOf('outbound: { listen: 127.0.0.1:4140, allowFrom: [ 10.0.0.0/33 ] }\n')[0]!.message, /address range/);
+  });
+});
