@@ -37,7 +37,7 @@ describe('systemd unit', () => {
     // Point ExecStart at this checkout so that verify can check the executable exists.
     const dir = mkdtempSync(join(tmpdir(), 'meshd-unit-'));
     try {
-      const unit = readFileSync(UNIT, 'utf8').replace('/opt/meshd/', ROOT).replace('/opt/meshd/', ROOT);
+      const unit = readFileSync(UNIT, 'utf8').replaceAll('/opt/meshd/current/', ROOT);
       const copy = join(dir, 'meshd.service');
       writeFileSync(copy, unit);
       for (const socket of ['meshd-outbound.socket', 'meshd-inbound.socket']) {
