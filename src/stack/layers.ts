@@ -27,7 +27,8 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock): Layer {
       if (ex.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
       else ex.endpoint.recorder.finished(status, seconds);
       if (ex.outcome === 'client_abort') recorder.reset('client');
-      else if (ex.res.headersSent && !ex.res.writableFinished) recorder.reset('upstream');
+      // end() not called after headers went out: the stream was cut (finish may lag behind end).
+      else if (ex.res.headersSent && !ex.res.writableEnded) recorder.reset('upstream');
     }
   };
 }

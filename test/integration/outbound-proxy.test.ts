@@ -184,6 +184,9 @@ services:
     assert.equal(metricValue(metrics, 'meshd_endpoints', { service: 'users', state: 'active' }), 2);
     assert.match(metrics, /meshd_inflight_requests\{service="users"\} 0/);
     assert.match(metrics, /meshd_process_cpu_seconds_total/);
+    // Complete responses are not resets (end() may precede 'finish').
+    assert.equal(metricValue(metrics, 'meshd_resets_total', { service: 'users', side: 'upstream' }), 0);
+    assert.equal(metricValue(metrics, 'meshd_resets_total', { service: 'stream', side: 'upstream' }), 0);
   });
 
   it('shows services and endpoint observations in /debug/state', async () => {
