@@ -8,6 +8,21 @@ const duration = { type: 'string', format: 'duration' } as const;
 const size = { type: 'string', format: 'size' } as const;
 const listen = { type: 'string', format: 'listen-address' } as const;
 
+/** Adaptive concurrency, for outbound services and local services alike. */
+const concurrency = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    adaptive: { type: 'boolean' },
+    initialLimit: { type: 'integer', minimum: 1 },
+    minLimit: { type: 'integer', minimum: 1 },
+    maxLimit: { type: 'integer', minimum: 1 },
+    tolerance: { type: 'number', minimum: 1 },
+    window: duration,
+    queue: { type: 'object', additionalProperties: false, properties: { size: { type: 'integer', minimum: 0 }, maxWait: duration } },
+  },
+} as const;
+
 const endpoint = {
   type: 'object',
   additionalProperties: false,
@@ -102,23 +117,7 @@ const service = {
         healthyThreshold: { type: 'integer', minimum: 1 },
       },
     },
-    concurrency: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        adaptive: { type: 'boolean' },
-        initialLimit: { type: 'integer', minimum: 1 },
-        minLimit: { type: 'integer', minimum: 1 },
-        maxLimit: { type: 'integer', minimum: 1 },
-        tolerance: { type: 'number', minimum: 1 },
-        window: duration,
-        queue: {
-          type: 'object',
-          additionalProperties: false,
-          properties: { size: { type: 'integer', minimum: 0 }, maxWait: duration },
-        },
-      },
-    },
+    concurrency,
     outlier: {
       type: 'object',
       additionalProperties: false,
@@ -240,19 +239,7 @@ export const CONFIG_SCHEMA = {
           deny: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
           tcp: { type: 'boolean' },
           timeout: duration,
-          concurrency: {
-            type: 'object',
-            additionalProperties: false,
-            properties: {
-              adaptive: { type: 'boolean' },
-              initialLimit: { type: 'integer', minimum: 1 },
-              minLimit: { type: 'integer', minimum: 1 },
-              maxLimit: { type: 'integer', minimum: 1 },
-              tolerance: { type: 'number', minimum: 1 },
-              window: duration,
-              queue: { type: 'object', additionalProperties: false, properties: { size: { type: 'integer', minimum: 0 }, maxWait: duration } },
-            },
-          },
+          concurrency,
         },
       },
     },
