@@ -214,11 +214,11 @@ export interface HttpAnswer {
   readonly body: Buffer;
 }
 
-/** One GET to 127.0.0.1:port with `Host: bench`, on a fresh connection, bounded by `timeoutMs`. */
-export function httpGet(port: number, path: string, timeoutMs: number): Promise<HttpAnswer> {
+/** One GET to 127.0.0.1:port with `headers` (default `Host: bench`), on a fresh connection, bounded by `timeoutMs`. */
+export function httpGet(port: number, path: string, timeoutMs: number, headers: Readonly<Record<string, string>> = { host: 'bench' }): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port, path, method: 'GET', headers: { host: 'bench' }, agent: false, timeout: timeoutMs },
+      { host: '127.0.0.1', port, path, method: 'GET', headers: { ...headers }, agent: false, timeout: timeoutMs },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -233,10 +233,18 @@ export function httpGet(port: number, path: string, timeoutMs: number): Promise<
 }
 
 /**
- * Polls `port` until GET `path` answers 200 with a body of `expectLength`
- * bytes, or fails after `deadlineMs` (or as soon as `proc` exits).
+ * Polls `port` until GET `path` (with `headers`, default `Host: bench`) answers
+ * 200 with a body of `expectLength` bytes, or fails after `deadlineMs` (or as
+ * soon as `proc` exits).
  */
-export async function waitReady(proc: Proc, port: number, path: string, expectLength: number, deadlineMs = 20_000): Promise<void> {
+export async function waitReady(
+  proc: Proc,
+  port: number,
+  path: string,
+  expectLength: number,
+  deadlineMs = 20_000,
+  headers: Readonly<Record<string, string>> = { host: 'bench' },
+): Promise<void> {
   const until = Date.now() + deadlineMs;
   let last = 'no attempt';
   while (Date.now() < until) {
@@ -244,7 +252,7 @@ export async function waitReady(proc: Proc, port: number, path: string, expectLe
       throw new Error(`${proc.name} exited (code ${proc.exit.code}, signal ${proc.exit.signal}) before it was ready:\n${tailOf(proc)}`);
     }
     try {
-      const answer = await httpGet(port, path, 1_000);
+      const answer = await httpGet(port, path, 1_000, headers);
       if (answer.status === 200 && answer.body.length === expectLength) return;
       last = `status ${answer.status}, ${answer.body.length} bytes: ${answer.body.subarray(0, 200).toString()}`;
     } catch (err) {

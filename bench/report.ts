@@ -86,22 +86,22 @@ export function summarize(target: Target, size: Size['name'], results: readonly 
 
 export const socketErrorTotal = (s: Summary): number => s.socket.connect + s.socket.read + s.socket.write + s.socket.timeout;
 
-function fmtRps(n: number): string {
+export function fmtRps(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a';
 }
 
-function fmtMs(ms: number): string {
+export function fmtMs(ms: number): string {
   if (!Number.isFinite(ms)) return 'n/a';
   if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
   if (ms < 10) return `${ms.toFixed(2)} ms`;
   return `${ms.toFixed(1)} ms`;
 }
 
-function fmtPct(p: number): string {
+export function fmtPct(p: number): string {
   return Number.isFinite(p) ? `${Math.round(p)}%` : 'n/a';
 }
 
-function fmtRatio(a: number | undefined, b: number | undefined): string {
+export function fmtRatio(a: number | undefined, b: number | undefined): string {
   if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return '—';
   return `${(a / b).toFixed(2)}×`;
 }
@@ -196,4 +196,51 @@ export function perCoreRanking(summaries: readonly Summary[], targets: readonly 
     );
   }
   return lines;
+}
+
+/** One measured load run of the http2 and skewed scenarios, whichever generator (wrk, h2load) produced it. */
+export interface LoadRun {
+  readonly rps: number;
+  readonly requests: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  /** Socket errors (wrk) or failed/errored/timed-out streams (h2load). */
+  readonly errors: number;
+  /** Responses with a status outside 2xx/3xx. */
+  readonly non2xx: number;
+  readonly serverCpuPct: number | undefined;
+  readonly loadCorePct: number | undefined;
+  readonly otherCpuPct: number | undefined;
+}
+
+/** Medians (req/s, percentiles, CPU) and totals (requests, errors, non-2xx) of repeated load runs. */
+export interface LoadSummary {
+  readonly runs: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly p99Ms: number;
+  readonly serverCpuPct: number;
+  readonly loadCorePct: number;
+  readonly otherCpuPct: number;
+  readonly requests: number;
+  readonly errors: number;
+  readonly non2xx: number;
+}
+
+export function summarizeLoad(runs: readonly LoadRun[]): LoadSummary {
+  return {
+    runs: runs.length,
+    rps: median(runs.map((r) => r.rps)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p90Ms: median(runs.map((r) => r.p90Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    serverCpuPct: median(defined(runs.map((r) => r.serverCpuPct))),
+    loadCorePct: median(defined(runs.map((r) => r.loadCorePct))),
+    otherCpuPct: median(defined(runs.map((r) => r.otherCpuPct))),
+    requests: runs.reduce((a, r) => a + r.requests, 0),
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+    non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
+  };
 }

@@ -1,5 +1,6 @@
 /**
- * The external load generator and reference proxies: wrk, nginx, HAProxy.
+ * The external load generators and reference proxies: wrk, h2load (the
+ * http2 scenario only), nginx, HAProxy.
  * Missing ones are installed from Debian's packages with apt-get; `apt-get
  * update` runs only when a plain install fails.
  */
@@ -11,6 +12,8 @@ export interface Tools {
   readonly wrk2: string | undefined;
   readonly nginx: string | undefined;
   readonly haproxy: string | undefined;
+  /** h2load (nghttp2-client); looked for (and installed) only when a scenario needs it. */
+  readonly h2load: string | undefined;
   readonly notes: string[];
 }
 
@@ -53,8 +56,12 @@ function install(need: Need, log: (line: string) => void): string | undefined {
   return undefined;
 }
 
-/** wrk is required (throws); nginx and haproxy are skipped with a note when they cannot be had. */
-export function ensureTools(log: (line: string) => void): Tools {
+/**
+ * wrk is required (throws); nginx and haproxy are skipped with a note when they
+ * cannot be had; h2load is installed only when `needH2load` (the scenario
+ * needing it fails without it).
+ */
+export function ensureTools(log: (line: string) => void, needH2load = false): Tools {
   const notes: string[] = [];
   const note = (line: string): void => {
     notes.push(line);
@@ -68,5 +75,7 @@ export function ensureTools(log: (line: string) => void): Tools {
   if (haproxy === undefined) note('haproxy unavailable: its rows are skipped');
   // wrk2 (fixed-rate, coordinated-omission-corrected latency) is not in Debian; used only if present.
   const wrk2 = findExecutable('wrk2');
-  return { wrk, wrk2, nginx, haproxy, notes };
+  const h2load = needH2load ? install({ binary: 'h2load', packages: ['nghttp2-client'] }, note) : findExecutable('h2load');
+  if (needH2load && h2load === undefined) note('h2load unavailable: the http2 scenario cannot run');
+  return { wrk, wrk2, nginx, haproxy, h2load, notes };
 }

@@ -64,18 +64,17 @@ export interface WrkRun {
   readonly connections: number;
   readonly durationSec: number;
   readonly cpu: number | undefined;
+  /** Host header (default `bench`); ignored with `script`, which writes its own headers. */
+  readonly host?: string | undefined;
+  /** A wrk Lua script and the arguments after `--` it receives in init(args). */
+  readonly script?: { readonly path: string; readonly args: readonly string[] } | undefined;
 }
 
 export function wrkArgs(run: WrkRun): string[] {
-  return [
-    `-t${run.threads}`,
-    `-c${run.connections}`,
-    `-d${run.durationSec}s`,
-    '--latency',
-    '-H',
-    'Host: bench',
-    `http://127.0.0.1:${run.port}${run.path}`,
-  ];
+  const common = [`-t${run.threads}`, `-c${run.connections}`, `-d${run.durationSec}s`, '--latency'];
+  const url = `http://127.0.0.1:${run.port}${run.path}`;
+  if (run.script !== undefined) return [...common, '-s', run.script.path, url, '--', ...run.script.args];
+  return [...common, '-H', `Host: ${run.host ?? 'bench'}`, url];
 }
 
 /** Runs wrk once; killed (and rejected) if it overruns its duration by 30 s. */
