@@ -6,6 +6,7 @@
  * own TLS session cache) for new connections; open ones are left alone.
  */
 import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { LRUCache } from 'lru-cache';
 import { buildConnector } from 'undici';
 import type { TlsMaterial } from './material.ts';
 import { peerIdentity } from './identity.ts';
@@ -33,7 +34,8 @@ function clientOptions(m: TlsMaterial, state: TlsState, expected: string): Conne
 
 export class MeshTlsClient {
   private readonly state: TlsState;
-  private readonly connectors = new Map<string, { material: TlsMaterial; connector: buildConnector.connector }>();
+  /** One connector (and TLS session cache) per peer identity; bounded for meshes of any size. */
+  private readonly connectors = new LRUCache<string, { material: TlsMaterial; connector: buildConnector.connector }>({ max: 1_024 });
 
   constructor(state: TlsState) {
     this.state = state;
