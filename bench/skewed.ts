@@ -254,7 +254,7 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
       `Round-robin gives the slow endpoint 1/3; an algorithm that tracks latency or outstanding requests should give it much less`,
     `- percentiles (p50 … p99.9): measured per request by the wrk script (monotonic timestamp sent in x-bench-start, echoed by the backend, timed in response()), medians over runs. ` +
       `wrk's own percentiles (last latency column, for reference) are not the measured distribution: wrk 4.x adds synthetic samples below every latency above twice the mean per-connection interval ` +
-      `(its coordinated-omission correction), which with a 10× slower endpoint lifts p50 from the fast endpoints' ~3 ms to ~10 ms. ` +
+      `(its coordinated-omission correction), which with a 10× slower endpoint lifts p50 from the fast endpoints' ~3 ms to anywhere between ~4 and ~11 ms from run to run. ` +
       `p90/p99 vs round-robin: ratios of those latencies (below 1× is better). Any algorithm that still sends ≥ 1% of requests to the slow endpoint has a p99 near its ${SLOW_MS} ms, ` +
       `so p90/p95 show the differences; meshd CPU is % of one core; non-2xx/3xx, socket errors and requests are totals over all runs`,
     `- references: ${firstLine(tools.wrk, ['-v'])}`,
