@@ -26,12 +26,13 @@ export const RETRY_PAUSE_MS = 10_000;
 /**
  * `http1` (default): meshd vs nginx and HAProxy; `engines`: forwarding engines side by side;
  * `http2`: h2c through meshd (h2load); `skewed`: balancing algorithms over latency-skewed
- * backends; `all`: http1, http2 and skewed one after the other.
+ * backends; `mtls`: meshd's mTLS hop between two meshd processes against a plain
+ * two-hop and nginx's TLS hop; `all`: http1, http2, skewed and mtls one after the other.
  */
-export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'all'] as const;
+export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'all'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** What BENCH_SCENARIO=all runs, in order. */
-export const ALL_SCENARIOS = ['http1', 'http2', 'skewed'] as const satisfies readonly Scenario[];
+export const ALL_SCENARIOS = ['http1', 'http2', 'skewed', 'mtls'] as const satisfies readonly Scenario[];
 
 export interface Settings {
   readonly scenario: Scenario;

@@ -9,7 +9,9 @@
  *   h2load, with nginx's h2c listener as the reference (http2.ts);
  * - `skewed`: the balancing algorithms side by side over one slow and two
  *   fast endpoints (skewed.ts);
- * - `all`: http1, http2 and skewed one after the other, every table printed.
+ * - `mtls`: two meshd processes (two hosts) with an mTLS hop between them,
+ *   against the same two hops in plain HTTP and nginx's TLS hop (mtls.ts);
+ * - `all`: http1, http2, skewed and mtls one after the other, every table printed.
  *
  * Layout on a 2-core host (when taskset is present): the proxy under test on
  * CPU 0, backends and load generator on CPU 1. Everything listens on
@@ -32,6 +34,7 @@ import {
 } from './common.ts';
 import { http1BudgetSec, runHttp1 } from './http1.ts';
 import { http2BudgetSec, runHttp2 } from './http2.ts';
+import { mtlsBudgetSec, runMtls } from './mtls.ts';
 import { configurePinning, killAllSync, stopAll } from './procs.ts';
 import { runSkewed, skewedBudgetSec } from './skewed.ts';
 import { ensureTools } from './tools.ts';
@@ -52,6 +55,8 @@ function budgetSec(scenario: Single, settings: Settings): number {
       return http2BudgetSec({ settings });
     case 'skewed':
       return skewedBudgetSec({ settings });
+    case 'mtls':
+      return mtlsBudgetSec({ settings });
   }
 }
 
@@ -65,6 +70,8 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
       return runHttp2(ctx);
     case 'skewed':
       return runSkewed(ctx);
+    case 'mtls':
+      return runMtls(ctx);
   }
 }
 
