@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { ConfigError } from '../errors.ts';
 import { formatSocketAddress, isLoopback, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from './default.ts';
 import { CONFIG_SCHEMA, ENDPOINTS_FILE_SCHEMA } from './schema.ts';

@@ -10,7 +10,7 @@ import { endpoint, tally, type TestEndpoint } from './fixtures.ts';
  * Simulates a closed loop on a fake clock: each tick one request is picked and finishes
  * after its endpoint's latency; outcomes come from `fails`. Returns picks per endpoint.
  */
-function simulate(balancer: P2CBalancer, endpoints: TestEndpoint[], latencyMs: Record<string, number>, fails: (address: string, i: number) => boolean, requests: number, intervalMs: number): Map<string, number> {
+function simulate(balancer: P2CBalancer, latencyMs: Record<string, number>, fails: (address: string, i: number) => boolean, requests: number, intervalMs: number): Map<string, number> {
   const counts = new Map<string, number>();
   const finishing: { at: number; e: TestEndpoint; started: number; failed: boolean }[] = [];
   for (let i = 0; i < requests; i++) {
@@ -43,8 +43,8 @@ describe('P2C + peak EWMA', () => {
     const eps = [endpoint('a'), endpoint('b'), endpoint('slow')];
     const b = new P2CBalancer('p2c-ewma', ewmaCost, seededRandom(1), NO_SLOW_START);
     b.setEndpoints(eps);
-    simulate(b, eps, { a: 10, b: 10, slow: 100 }, () => false, 2_000, 5); // warm-up: 10 s at 200 req/s
-    const counts = simulate(b, eps, { a: 10, b: 10, slow: 100 }, () => false, 2_000, 5);
+    simulate(b, { a: 10, b: 10, slow: 100 }, () => false, 2_000, 5); // warm-up: 10 s at 200 req/s
+    const counts = simulate(b, { a: 10, b: 10, slow: 100 }, () => false, 2_000, 5);
     const share = (counts.get('slow') ?? 0) / 2_000;
     assert.ok(share < 0.1, `slow share ${share}`);
   });
@@ -55,16 +55,16 @@ describe('P2C + peak EWMA', () => {
     b.setEndpoints(eps);
     // The failing endpoint answers 10× faster than its peers, but 30 % of its answers are 500s.
     const fails = (address: string, i: number): boolean => address === 'fastfail' && i % 10 < 3;
-    simulate(b, eps, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);
-    const counts = simulate(b, eps, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);
+    simulate(b, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);
+    const counts = simulate(b, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);
     const share = (counts.get('fastfail') ?? 0) / 2_000;
     assert.ok(share < 1 / 3, `fast-failing endpoint got ${share}, more than an even share`);
     // Without the failure penalty the same endpoint takes the lion's share: the bug this avoids.
     const naive = [endpoint('a', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }), endpoint('b', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }), endpoint('fastfail', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } })];
     const nb = new P2CBalancer('p2c-ewma', ewmaCost, seededRandom(2), NO_SLOW_START);
     nb.setEndpoints(naive);
-    simulate(nb, naive, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);
-    const naiveShare = (simulate(nb, naive, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5).get('fastfail') ?? 0) / 2_000;
+    simulate(nb, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);
+    const naiveShare = (simulate(nb, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5).get('fastfail') ?? 0) / 2_000;
     assert.ok(naiveShare > 0.5, `without the penalty it would get ${naiveShare}`);
   });
 
