@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { bindServer, listenTarget } from '../listeners/bind.ts';
 import type { Logger } from '../log.ts';
 
 export interface Readiness {
@@ -39,14 +40,7 @@ export class AdminServer {
 
   /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
   listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(fd === undefined ? { host, port } : { fd }, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => this.log.error({ listener: 'admin', err }, 'listener error; still serving'));
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return bindServer(this.server, listenTarget(host, port, fd), (err) => this.log.error({ listener: 'admin', err }, 'listener error; still serving'));
   }
 
   close(): void {

@@ -18,6 +18,7 @@ import type { ServiceRuntime } from '../service/runtime.ts';
 import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
+import { bindServer, listenTarget } from './bind.ts';
 import { parseRequestTarget } from './request-target.ts';
 
 export interface OutboundDeps {
@@ -96,19 +97,13 @@ export class OutboundHttpListener {
   }
 
   /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
-  listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      this.acceptor.once('error', onError);
-      this.acceptor.listen(fd === undefined ? { host, port, backlog: 4096 } : { fd }, () => {
-        this.acceptor.off('error', onError);
-        // Errors after bind (EMFILE on accept) must not take the daemon down.
-        this.acceptor.on('error', (err) => this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'));
-        // The HTTP/1.1 server never binds; 'listening' starts its header and idle timeout checks.
-        this.server.emit('listening');
-        resolve(this.acceptor.address() as AddressInfo);
-      });
-    });
+  async listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
+    const address = await bindServer(this.acceptor, listenTarget(host, port, fd, 4096), (err) =>
+      this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'),
+    );
+    // The HTTP/1.1 server never binds; 'listening' starts its header and idle timeout checks.
+    this.server.emit('listening');
+    return address;
   }
 
   /** Hands a new connection to the HTTP/1.1 or the h2c server, by its first bytes. */

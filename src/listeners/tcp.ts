@@ -4,6 +4,7 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Logger } from '../log.ts';
+import { bindServer, listenTarget } from './bind.ts';
 
 export class TcpListener {
   readonly server: Server;
@@ -29,14 +30,9 @@ export class TcpListener {
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => this.log.error({ listener: 'tcp', service: this.service, err }, 'listener error; still serving'));
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return bindServer(this.server, listenTarget(host, port, undefined), (err) =>
+      this.log.error({ listener: 'tcp', service: this.service, err }, 'listener error; still serving'),
+    );
   }
 
   /** Stops accepting; open connections continue until `destroyAll`. */
