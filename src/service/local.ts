@@ -46,6 +46,9 @@ const markOverload: Layer = (next) => async (ex) => {
   }
 };
 
+/** Local targets are on this host: a connect that takes longer than this has failed. */
+export const LOCAL_CONNECT_TIMEOUT_MS = 1_000;
+
 export interface LocalDeps {
   readonly observer: DataPathObserver;
   readonly decisions: DecisionRecorder;
@@ -63,7 +66,7 @@ export class LocalService {
     this.config = config;
     const address = formatSocketAddress(config.target);
     const spec = { address, host: config.target.host, port: config.target.port, zone: undefined, weight: 1, labels: {}, identity: undefined };
-    const upstream = new HttpUpstream(spec, { protocol: 'http1', maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: 1_000 }, undefined);
+    const upstream = new HttpUpstream(spec, { protocol: 'http1', maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS }, undefined);
     const label = `local:${config.name}`;
     this.target = new Endpoint(spec, upstream, deps.observer.forEndpoint(label, address), deps.clock());
     const c = config.concurrency;

@@ -90,6 +90,8 @@ export class ServiceRuntime {
   private balancer: Balancer;
   /** The composed stack; replaced whole on reconfigure. */
   handler: Handler;
+  /** Reads a request's consistent-hashing key (ring-hash only); rebuilt with the handler. */
+  private hashKey: ReturnType<typeof hashKeyReader> = undefined;
   private readonly endpoints = new Map<string, HttpEndpoint>();
   private readonly sourcesOf = new Map<string, string[]>();
   private readonly inFlight: InFlightCount = { value: 0 };
@@ -250,7 +252,7 @@ export class ServiceRuntime {
    */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
     const { clock, log } = this.deps;
-    const endpoint = this.balancer.pick(clock(), hashKeyReader(this.config.balancer)?.(req.headers));
+    const endpoint = this.balancer.pick(clock(), this.hashKey?.(req.headers));
     if (endpoint === undefined) {
       this.recorder.finishedWithoutEndpoint(503, (clock() - started) / 1000);
       sendRawError(socket, new MeshError('no_endpoints', `service "${this.name}" has no available endpoints`, { retryAfterSeconds: 1 }));
@@ -395,6 +397,7 @@ export class ServiceRuntime {
   private buildHandler(): Handler {
     const { name, timeoutMs, retries, limits, pool } = this.config;
     const { clock, random } = this.deps;
+    this.hashKey = hashKeyReader(this.config.balancer);
     const policy: RetryPolicy = {
       attempts: retries.attempts,
       retryOn: new Set(retries.retryOn),
@@ -412,7 +415,7 @@ export class ServiceRuntime {
         deadlineLayer(timeoutMs),
         admissionLayer(() => this.admission, clock),
         retryLayer(policy, this.retryBudget, this.recorder, clock, random),
-        balanceLayer(name, () => this.balancer, hashKeyReader(this.config.balancer), pool.maxConnections + limits.maxPendingPerEndpoint, clock, (endpoint, ex, latencyMs) =>
+        balanceLayer(name, () => this.balancer, this.hashKey, pool.maxConnections + limits.maxPendingPerEndpoint, clock, (endpoint, ex, latencyMs) =>
           this.feedback?.observe(endpoint, ex.outcome, latencyMs, ex.upstreamStatus, ex.upstreamOverloaded),
         ),
       ],
