@@ -8,19 +8,20 @@
  * client sent is dropped and the verified one set.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { splice } from '../proxy/tcp-forwarder.ts';
-import type { LocalService } from '../service/local.ts';
+import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
+import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts';
 import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
 import { TCP_ALPN } from '../tls/client.ts';
 import { authorize, peerIdentity } from '../tls/identity.ts';
 import { secureOptions } from '../tls/material.ts';
 import type { TlsState } from '../tls/tls-state.ts';
+import { bindServer, listenTarget } from './bind.ts';
 import { serviceName } from './request-target.ts';
 
 /** The verified caller, as the local service sees it. */
@@ -74,16 +75,13 @@ export class InboundListener {
   }
 
   /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
-  listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(fd === undefined ? { host, port, backlog: 4096 } : { fd }, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => this.deps.log.error({ listener: 'inbound', err }, 'listener error; still serving'));
-        this.http.emit('listening');
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+  async listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
+    const address = await bindServer(this.server, listenTarget(host, port, fd, 4096), (err) =>
+      this.deps.log.error({ listener: 'inbound', err }, 'listener error; still serving'),
+    );
+    // The HTTP server never binds; 'listening' starts its header and idle timeout checks.
+    this.http.emit('listening');
+    return address;
   }
 
   startDrain(): void {
@@ -139,7 +137,6 @@ export class InboundListener {
       return;
     }
     socket.pause();
-    const target = connect({ host: local.config.target.host, port: local.config.target.port, allowHalfOpen: true });
     this.streams.add(socket);
     this.active++;
     let released = false;
@@ -149,15 +146,22 @@ export class InboundListener {
       this.streams.delete(socket);
       this.active--;
     };
-    target.once('connect', () => {
-      splice(socket, target, 3_600_000, release);
-      socket.resume();
-    });
-    target.once('error', (err) => {
-      this.deps.log.warn({ service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: (err as NodeJS.ErrnoException).code }, 'local TCP target refused the connection');
-      socket.destroy();
-      release();
-    });
+    connectTcp(local.config.target, LOCAL_CONNECT_TIMEOUT_MS, name, undefined).then(
+      (target) => {
+        if (socket.destroyed) {
+          target.destroy();
+          release();
+          return;
+        }
+        splice(socket, target, 3_600_000, release);
+        socket.resume();
+      },
+      (err: NodeJS.ErrnoException) => {
+        this.deps.log.warn({ service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: err.code }, 'local TCP target refused the connection');
+        socket.destroy();
+        release();
+      },
+    );
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
