@@ -325,6 +325,39 @@ export async function measureWithRetries<T extends { readonly otherCpuPct: numbe
   }
 }
 
+/**
+ * The measured rounds every scenario shares: each round runs every cell (row × size) once, the
+ * rows rotated so that none always runs first or right after another; a disturbed run is re-run
+ * (measureWithRetries). Returns the runs by cell key and how many runs were discarded.
+ */
+export async function measureRounds<Row, Size, T extends { readonly otherCpuPct: number | undefined }>(
+  settings: Settings,
+  sizes: readonly Size[],
+  rows: readonly Row[],
+  key: (row: Row, size: Size) => string,
+  attempt: (row: Row, size: Size) => Promise<T>,
+  describe: (row: Row, size: Size, run: T) => string,
+): Promise<{ results: Map<string, T[]>; discarded: number }> {
+  const results = new Map<string, T[]>();
+  let discarded = 0;
+  for (let round = 0; round < settings.repeats; round++) {
+    for (const size of sizes) {
+      for (let i = 0; i < rows.length; i++) {
+        const row = rows[(i + round) % rows.length] as Row;
+        const run = await measureWithRetries(
+          settings,
+          () => attempt(row, size),
+          (r) => log(`round ${round + 1}/${settings.repeats} ${describe(row, size, r)}`),
+          () => discarded++,
+        );
+        const cell = key(row, size);
+        results.set(cell, [...(results.get(cell) ?? []), run]);
+      }
+    }
+  }
+  return { results, discarded };
+}
+
 /** " OTHER-PROCESSES n%" for a log line when other processes used ≥ 5% of a core. */
 export const otherNote = (otherCpuPct: number | undefined): string =>
   otherCpuPct !== undefined && otherCpuPct >= 5 ? `  OTHER-PROCESSES ${otherCpuPct.toFixed(0)}%` : '';

@@ -12,7 +12,7 @@ import {
   DISTURBED_PCT,
   LOAD_CPU,
   log,
-  measureWithRetries,
+  measureRounds,
   meshdWarnings,
   OTHER_CPU_NOTE,
   otherNote,
@@ -111,33 +111,23 @@ export async function runHttp1(ctx: ScenarioContext, engines: boolean): Promise<
       for (const size of SIZES) for (const target of targets) await wrkRun(target, size.path, settings.warmupSec);
     }
 
-    const results = new Map<string, RunResult[]>();
-    let discarded = 0;
-    for (let round = 0; round < settings.repeats; round++) {
-      for (const size of SIZES) {
-        // Rotate the order each round so no target always runs first (or right after another).
-        const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
-        for (const target of order) {
-          const run = await measureWithRetries(
-            settings,
-            () => wrkRun(target, size.path, settings.durationSec),
-            (run) => {
-              const r = run.wrk;
-              const errs = r.socketErrors.connect + r.socketErrors.read + r.socketErrors.write + r.socketErrors.timeout;
-              log(
-                `round ${round + 1}/${settings.repeats} ${target.padEnd(engines ? 12 : 7)} ${size.name.padEnd(5)} ` +
-                  `${Math.round(r.requestsPerSec).toString().padStart(7)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms` +
-                  `  cpu ${run.serverCpuPct?.toFixed(0) ?? '?'}%${run.loadCorePct !== undefined ? ` load-core ${run.loadCorePct.toFixed(0)}%` : ''}` +
-                  `${otherNote(run.otherCpuPct)}${r.non2xx3xx > 0 ? `  non-2xx ${r.non2xx3xx}` : ''}${errs > 0 ? `  socket errors ${errs}` : ''}`,
-              );
-            },
-            () => discarded++,
-          );
-          const key = `${target}/${size.name}`;
-          results.set(key, [...(results.get(key) ?? []), run]);
-        }
-      }
-    }
+    const { results, discarded } = await measureRounds(
+      settings,
+      SIZES,
+      targets,
+      (target, size) => `${target}/${size.name}`,
+      (target, size) => wrkRun(target, size.path, settings.durationSec),
+      (target, size, run) => {
+        const r = run.wrk;
+        const errs = r.socketErrors.connect + r.socketErrors.read + r.socketErrors.write + r.socketErrors.timeout;
+        return (
+          `${target.padEnd(engines ? 12 : 7)} ${size.name.padEnd(5)} ` +
+          `${Math.round(r.requestsPerSec).toString().padStart(7)} req/s  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms` +
+          `  cpu ${run.serverCpuPct?.toFixed(0) ?? '?'}%${run.loadCorePct !== undefined ? ` load-core ${run.loadCorePct.toFixed(0)}%` : ''}` +
+          `${otherNote(run.otherCpuPct)}${r.non2xx3xx > 0 ? `  non-2xx ${r.non2xx3xx}` : ''}${errs > 0 ? `  socket errors ${errs}` : ''}`
+        );
+      },
+    );
 
     clearInterval(sampler);
     for (const w of watches) {

@@ -15,7 +15,7 @@ import {
   DISTURBED_PCT,
   LOAD_CPU,
   log,
-  measureWithRetries,
+  measureRounds,
   meshdWarnings,
   metricFindings,
   OTHER_CPU_NOTE,
@@ -168,29 +168,18 @@ export async function runHttp2(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       for (const size of SIZES) for (const row of rows) await runOnce(row, size.path, settings.warmupSec);
     }
 
-    const results = new Map<string, LoadRun[]>();
-    let discarded = 0;
-    for (let round = 0; round < settings.repeats; round++) {
-      for (const size of SIZES) {
-        const order = rows.map((_, i) => rows[(i + round) % rows.length] as Row);
-        for (const row of order) {
-          const run = await measureWithRetries(
-            settings,
-            () => runOnce(row, size.path, settings.durationSec),
-            (r) =>
-              log(
-                `round ${round + 1}/${settings.repeats} ${row.name.padEnd(13)} ${size.name.padEnd(5)} ${Math.round(r.rps).toString().padStart(7)} req/s` +
-                  `  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%` +
-                  `${r.loadCorePct !== undefined ? ` load-core ${r.loadCorePct.toFixed(0)}%` : ''}${otherNote(r.otherCpuPct)}` +
-                  `${r.non2xx > 0 ? `  non-2xx ${r.non2xx}` : ''}${r.errors > 0 ? `  errors ${r.errors}` : ''}`,
-              ),
-            () => discarded++,
-          );
-          const key = `${row.name}/${size.name}`;
-          results.set(key, [...(results.get(key) ?? []), run]);
-        }
-      }
-    }
+    const { results, discarded } = await measureRounds(
+      settings,
+      SIZES,
+      rows,
+      (row, size) => `${row.name}/${size.name}`,
+      (row, size) => runOnce(row, size.path, settings.durationSec),
+      (row, size, r) =>
+        `${row.name.padEnd(13)} ${size.name.padEnd(5)} ${Math.round(r.rps).toString().padStart(7)} req/s` +
+        `  p50 ${r.p50Ms.toFixed(3)} ms  p99 ${r.p99Ms.toFixed(3)} ms  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%` +
+        `${r.loadCorePct !== undefined ? ` load-core ${r.loadCorePct.toFixed(0)}%` : ''}${otherNote(r.otherCpuPct)}` +
+        `${r.non2xx > 0 ? `  non-2xx ${r.non2xx}` : ''}${r.errors > 0 ? `  errors ${r.errors}` : ''}`,
+    );
 
     clearInterval(sampler);
     for (const w of watches) {

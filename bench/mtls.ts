@@ -19,7 +19,7 @@ import {
   DISTURBED_PCT,
   LOAD_CPU,
   log,
-  measureWithRetries,
+  measureRounds,
   meshdWarnings,
   metricFindings,
   metricSum,
@@ -271,30 +271,19 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       for (const size of SIZES) for (const row of rows) await runOnce(row, size.path, settings.warmupSec);
     }
 
-    const results = new Map<string, HopRun[]>();
-    let discarded = 0;
-    for (let round = 0; round < settings.repeats; round++) {
-      for (const size of SIZES) {
-        const order = rows.map((_, i) => rows[(i + round) % rows.length] as Row);
-        for (const row of order) {
-          const r = await measureWithRetries(
-            settings,
-            () => runOnce(row, size.path, settings.durationSec),
-            (x) =>
-              log(
-                `round ${round + 1}/${settings.repeats} ${row.name.padEnd(13)} ${size.name.padEnd(5)} ${Math.round(x.rps).toString().padStart(7)} req/s` +
-                  `  p50 ${x.p50Ms.toFixed(3)} ms  p99 ${x.p99Ms.toFixed(3)} ms  cpu ${x.serverCpuPct?.toFixed(0) ?? '?'}%` +
-                  `${x.hop2CpuPct !== undefined ? `+${x.hop2CpuPct.toFixed(0)}%` : ''}${x.loadCorePct !== undefined ? ` load-core ${x.loadCorePct.toFixed(0)}%` : ''}` +
-                  `${x.handshakes !== undefined ? `  handshakes ${x.handshakes.full} full / ${x.handshakes.resumed} resumed` : ''}` +
-                  `${otherNote(x.otherCpuPct)}${x.non2xx > 0 ? `  non-2xx ${x.non2xx}` : ''}${x.errors > 0 ? `  errors ${x.errors}` : ''}`,
-              ),
-            () => discarded++,
-          );
-          const key = `${row.name}/${size.name}`;
-          results.set(key, [...(results.get(key) ?? []), r]);
-        }
-      }
-    }
+    const { results, discarded } = await measureRounds(
+      settings,
+      SIZES,
+      rows,
+      (row, size) => `${row.name}/${size.name}`,
+      (row, size) => runOnce(row, size.path, settings.durationSec),
+      (row, size, x) =>
+        `${row.name.padEnd(13)} ${size.name.padEnd(5)} ${Math.round(x.rps).toString().padStart(7)} req/s` +
+        `  p50 ${x.p50Ms.toFixed(3)} ms  p99 ${x.p99Ms.toFixed(3)} ms  cpu ${x.serverCpuPct?.toFixed(0) ?? '?'}%` +
+        `${x.hop2CpuPct !== undefined ? `+${x.hop2CpuPct.toFixed(0)}%` : ''}${x.loadCorePct !== undefined ? ` load-core ${x.loadCorePct.toFixed(0)}%` : ''}` +
+        `${x.handshakes !== undefined ? `  handshakes ${x.handshakes.full} full / ${x.handshakes.resumed} resumed` : ''}` +
+        `${otherNote(x.otherCpuPct)}${x.non2xx > 0 ? `  non-2xx ${x.non2xx}` : ''}${x.errors > 0 ? `  errors ${x.errors}` : ''}`,
+    );
 
     clearInterval(sampler);
     for (const w of watches) {

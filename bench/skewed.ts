@@ -19,7 +19,7 @@ import {
   DISTURBED_PCT,
   LOAD_CPU,
   log,
-  measureWithRetries,
+  measureRounds,
   meshdWarnings,
   metricFindings,
   OTHER_CPU_NOTE,
@@ -176,27 +176,19 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
     for (const row of rows) await runOnce(row, settings.warmupSec);
   }
 
-  const results = new Map<string, SkewRun[]>();
-  let discarded = 0;
-  for (let round = 0; round < settings.repeats; round++) {
-    const order = rows.map((_, i) => rows[(i + round) % rows.length] as Row);
-    for (const row of order) {
-      const run = await measureWithRetries(
-        settings,
-        () => runOnce(row, settings.skewDurationSec),
-        (r) =>
-          log(
-            `round ${round + 1}/${settings.repeats} ${row.name.padEnd(20)} ${Math.round(r.rps).toString().padStart(6)} req/s` +
+  const { results, discarded } = await measureRounds(
+    settings,
+    [undefined],
+    rows,
+    (row) => row.name,
+    (row) => runOnce(row, settings.skewDurationSec),
+    (row, _size, r) =>
+            `${row.name.padEnd(20)} ${Math.round(r.rps).toString().padStart(6)} req/s` +
               `  p50 ${r.p50Ms.toFixed(2)} ms  p90 ${r.p90Ms.toFixed(2)} ms  p95 ${r.p95Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  p99.9 ${r.p999Ms.toFixed(2)} ms` +
               `  (wrk p50 ${r.wrkP50Ms.toFixed(2)} p99 ${r.wrkP99Ms.toFixed(2)})  slow ${(slowShare(r.counts) * 100).toFixed(1)}% (${r.counts.join('/')})  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%` +
               `${r.loadCorePct !== undefined ? ` load-core ${r.loadCorePct.toFixed(0)}%` : ''}${otherNote(r.otherCpuPct)}` +
               `${r.non2xx > 0 ? `  non-2xx ${r.non2xx}` : ''}${r.errors > 0 ? `  errors ${r.errors}` : ''}`,
-          ),
-        () => discarded++,
-      );
-      results.set(row.name, [...(results.get(row.name) ?? []), run]);
-    }
-  }
+  );
   const metricsAfter = await scrapeMetrics(adminPort);
 
   const roundRobin = summarizeLoad(results.get('round-robin') ?? []);
