@@ -14,6 +14,9 @@ import { OutboundHttpListener } from './listeners/outbound-http.ts';
 import type { Logger } from './log.ts';
 import { UpgradeForwarder } from './proxy/upgrade-forwarder.ts';
 import { ServiceRegistry } from './service/registry.ts';
+import type { ClusterRole } from './service/runtime.ts';
+import type { FeedbackLink, Sample } from './feedback/remote.ts';
+import type { AvailabilityUpdate } from './feedback/loop.ts';
 import { InboundListener } from './listeners/inbound.ts';
 import { LocalService } from './service/local.ts';
 import { MeshTlsClient } from './tls/client.ts';
@@ -27,6 +30,34 @@ export interface DaemonDeps {
   readonly tls?: TlsState | undefined;
   /** Listening sockets inherited from systemd or a previous meshd, by name (outbound, inbound, admin). */
   readonly inheritedFds?: ReadonlyMap<string, number>;
+  /** Absent: this one process does everything. */
+  readonly cluster?: DaemonClusterRole | undefined;
+}
+
+/**
+ * With several workers: a worker carries traffic on listeners shared by port (SO_REUSEPORT) and
+ * has no admin listener; the control process (the supervisor) carries none, decides the feedback
+ * for all and answers the admin API with every worker's numbers.
+ */
+export type DaemonClusterRole =
+  | {
+      readonly role: 'worker';
+      readonly link: FeedbackLink;
+      /** Ports resolved by the first worker (port 0 in the config) so that all share them. */
+      readonly ports: { readonly outbound?: number; readonly inbound?: number };
+    }
+  | {
+      readonly role: 'control';
+      publish(service: string, update: AvailabilityUpdate): void;
+      readonly workers: WorkerView;
+    };
+
+/** What the control process can learn from its workers. */
+export interface WorkerView {
+  readonly wanted: number;
+  readonly ready: number;
+  /** Each worker's answer (a worker that does not answer in time is left out). */
+  query(what: 'state' | 'metrics'): Promise<unknown[]>;
 }
 
 export interface BoundAddresses {
@@ -55,6 +86,9 @@ export class Daemon {
     this.config = config;
     this.deps = deps;
     const metrics = this.metrics;
+    const cluster = deps.cluster;
+    const serviceRole: ClusterRole | undefined =
+      cluster === undefined ? undefined : cluster.role === 'worker' ? { role: 'worker', link: cluster.link } : { role: 'control', publish: (s, u) => cluster.publish(s, u) };
     this.services = new ServiceRegistry({
       observer: metrics,
       log: deps.log,
@@ -66,6 +100,7 @@ export class Daemon {
       feedbackTickMs: 250,
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
+      cluster: serviceRole,
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
     const tls = deps.tls;
@@ -74,7 +109,7 @@ export class Daemon {
       tls.onRotation((ok) => metrics.tlsRotation(ok));
     }
     this.buildLocal(config);
-    if (config.inbound !== undefined && tls !== undefined) {
+    if (config.inbound !== undefined && tls !== undefined && cluster?.role !== 'control') {
       this.inbound = new InboundListener(tls, config.inbound, {
         local: (name) => this.local.get(name),
         handshakeError: (reason) => metrics.handshakeError('inbound', reason),
@@ -98,9 +133,9 @@ export class Daemon {
     });
     this.admin = new AdminServer(
       {
-        metrics: () => metrics.render(),
+        metrics: () => (cluster?.role === 'control' ? this.clusterMetrics(cluster.workers) : metrics.render()),
         readiness: () => this.readiness(),
-        state: () => this.state(),
+        state: () => (cluster?.role === 'control' ? this.clusterState(cluster.workers) : this.state()),
       },
       config.admin.maxConnections,
       deps.log,
@@ -110,13 +145,23 @@ export class Daemon {
   /** Starts discovery, then binds admin and outbound. Rejects (nothing left bound) if a bind fails. */
   async start(): Promise<BoundAddresses> {
     await this.services.apply(this.config);
+    const cluster = this.deps.cluster;
+    if (cluster?.role === 'control') {
+      const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, this.deps.inheritedFds?.get('admin'));
+      this.bound = { admin: formatAddress(admin), outbound: '' };
+      this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
+      return this.bound;
+    }
+    const worker = cluster?.role === 'worker' ? cluster : undefined;
     try {
       const fds = this.deps.inheritedFds;
-      const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, fds?.get('admin'));
-      const outbound = await this.outbound.listen(this.config.outbound.listen.host, this.config.outbound.listen.port, fds?.get('outbound'));
-      this.bound = { admin: formatAddress(admin), outbound: formatAddress(outbound) };
+      const { outbound: outboundAt, admin: adminAt } = this.config;
+      const admin = worker === undefined ? formatAddress(await this.admin.listen(adminAt.listen.host, adminAt.listen.port, fds?.get('admin'))) : '';
+      const outbound = await this.outbound.listen(outboundAt.listen.host, worker?.ports.outbound ?? outboundAt.listen.port, fds?.get('outbound'), worker !== undefined);
+      this.bound = { admin, outbound: formatAddress(outbound) };
       if (this.inbound !== undefined && this.config.inbound !== undefined) {
-        const inbound = await this.inbound.listen(this.config.inbound.listen.host, this.config.inbound.listen.port, fds?.get('inbound'));
+        const { host, port } = this.config.inbound.listen;
+        const inbound = await this.inbound.listen(host, worker?.ports.inbound ?? port, fds?.get('inbound'), worker !== undefined);
         this.bound.inbound = formatAddress(inbound);
         this.deps.log.info({ listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] }, 'listening');
       }
@@ -133,8 +178,18 @@ export class Daemon {
       { listener: 'outbound', address: this.bound.outbound, maxConnections: this.outboundConnectionCap, services: [...this.config.services.keys()] },
       'listening',
     );
-    this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
+    if (worker === undefined) this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
     return this.bound;
+  }
+
+  /** Control process: attempts the workers reported. */
+  observeRemote(batches: readonly [service: string, samples: Sample[]][]): void {
+    this.services.observeRemote(batches);
+  }
+
+  /** Control process: every service's availability, for a worker that just started. */
+  feedbackSnapshots(): [service: string, update: AvailabilityUpdate][] {
+    return this.services.feedbackSnapshots();
   }
 
   /** Applies a validated config; listener addresses only change on restart. */
@@ -148,6 +203,7 @@ export class Daemon {
         this.deps.log.warn({ key: name, running: formatSocketAddress(before), configured: formatSocketAddress(after) }, 'listener address changes take effect at the next restart');
       }
     }
+    if (prev.workers !== next.workers) this.deps.log.warn({ key: 'workers', running: prev.workers, configured: next.workers }, 'the number of workers changes at the next restart');
     if (JSON.stringify(prev.tls) !== JSON.stringify(next.tls) || JSON.stringify(prev.inbound) !== JSON.stringify(next.inbound)) {
       this.deps.log.warn({ key: 'tls/inbound' }, 'tls and inbound settings take effect at the next restart (certificate files are watched and rotate live)');
     }
@@ -177,7 +233,7 @@ export class Daemon {
     this.outbound.closeAll();
     this.inbound?.closeAll();
     await Promise.allSettled([...this.local.values()].map((l) => l.close()));
-    this.admin.close();
+    if (this.admin.server.listening) this.admin.close();
     this.upgrades.close();
     await this.services.close();
     return { abandoned };
@@ -196,6 +252,8 @@ export class Daemon {
       this.local.delete(name);
       void existing.close();
     }
+    // Local services only receive traffic, which the control process never does.
+    if (this.deps.cluster?.role === 'control') return;
     for (const [name, lc] of config.local) {
       if (this.local.has(name)) continue;
       this.local.set(name, new LocalService(lc, { observer: this.metrics, decisions: this.metrics, log: this.deps.log, clock: this.deps.clock }));
@@ -203,12 +261,14 @@ export class Daemon {
   }
 
   readiness(): Readiness {
-    const checks = {
+    const cluster = this.deps.cluster;
+    const checks: Record<string, boolean> = {
       listenersBound: this.bound !== undefined,
       configLoaded: true,
       notDraining: !this.draining,
       certificateValid: this.deps.tls === undefined || !this.deps.tls.expired(),
     };
+    if (cluster?.role === 'control') checks['workersReady'] = cluster.workers.ready === cluster.workers.wanted;
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 
@@ -235,6 +295,22 @@ export class Daemon {
       inFlight: this.outbound.active,
       services: this.services.state(now),
     };
+  }
+
+  /**
+   * The supervisor's view: its own state, whose endpoint conditions, detector numbers and
+   * statistics cover the whole host's traffic, and each worker's (in flight, pools, limits).
+   */
+  private async clusterState(workers: WorkerView): Promise<unknown> {
+    const own = this.state() as Record<string, unknown>;
+    const answers = await workers.query('state');
+    // Listeners, in-flight counts and pools are the workers'; their states carry them.
+    return { ...own, listeners: { admin: this.bound?.admin }, inFlight: undefined, workers: { wanted: workers.wanted, ready: workers.ready, states: answers } };
+  }
+
+  /** The supervisor's metrics plus its workers' (counters and histograms summed). */
+  private async clusterMetrics(workers: WorkerView): Promise<{ contentType: string; body: string }> {
+    return this.metrics.renderAggregated(await workers.query('metrics'));
   }
 }
 

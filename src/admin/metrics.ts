@@ -3,7 +3,7 @@
  * the data path's observer with label sets bound once per service and per
  * endpoint, so recording a request is a few array writes, not label lookups.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EndpointRecorder } from '../balancer/endpoint.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
@@ -12,6 +12,18 @@ const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 /** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * With several workers, what the supervisor itself observes or decides: every worker reloads,
+ * reads discovery files and watches certificates too, so their copies would count it again.
+ */
+const SUPERVISOR_OWNED: ReadonlySet<string> = new Set([
+  'meshd_endpoints',
+  'meshd_config_reloads_total',
+  'meshd_discovery_errors_total',
+  'meshd_tls_rotations_total',
+  'meshd_certificate_expiry_seconds',
+]);
 
 /** Service label for requests whose Host named no configured service (bounded cardinality). */
 export const UNKNOWN_SERVICE_LABEL = '_unknown';
@@ -221,6 +233,20 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   /** Prometheus text exposition. */
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** This process's metrics as data, for the supervisor to aggregate. */
+  json(): Promise<unknown> {
+    return this.registry.getMetricsAsJSON();
+  }
+
+  /** The supervisor's exposition: its own metrics plus its workers' (counters, histograms and in-flight summed). */
+  async renderAggregated(workers: readonly unknown[]): Promise<{ contentType: string; body: string }> {
+    type MetricList = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+    const own = await this.registry.getMetricsAsJSON();
+    const theirs = workers.filter((w): w is MetricList => Array.isArray(w)).map((list) => list.filter((m) => !SUPERVISOR_OWNED.has(m.name)));
+    const merged = AggregatorRegistry.aggregate([own, ...theirs]);
+    return { contentType: merged.contentType, body: await merged.metrics() };
   }
 
   private bind(service: string, endpoint: string): EndpointRecorder {

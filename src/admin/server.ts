@@ -16,7 +16,8 @@ export interface Readiness {
 export interface AdminSources {
   metrics(): Promise<{ contentType: string; body: string }>;
   readiness(): Readiness;
-  state(): unknown;
+  /** A supervisor of several workers asks them first. */
+  state(): unknown | Promise<unknown>;
 }
 
 export class AdminServer {
@@ -70,7 +71,7 @@ export class AdminServer {
         return;
       }
       case '/debug/state':
-        send(res, 200, 'application/json', `${JSON.stringify(this.sources.state(), null, 2)}\n`);
+        send(res, 200, 'application/json', `${JSON.stringify(await this.sources.state(), null, 2)}\n`);
         return;
       default:
         send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state\n');

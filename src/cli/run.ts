@@ -4,6 +4,10 @@
  * rejected and the running one keeps serving), and drains on SIGTERM/SIGINT.
  */
 import { readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { Supervisor } from '../cluster/supervisor.ts';
+import { runWorker } from '../cluster/worker.ts';
+import { WORKER_ENV } from '../cluster/protocol.ts';
 import { monotonicClock } from '../clock.ts';
 import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
 import type { MeshConfig } from '../config/types.ts';
@@ -17,7 +21,21 @@ import { inheritedListeners } from '../systemd/listen-fds.ts';
 
 const readText = (path: string): Promise<string> => readFile(path, 'utf8');
 
+/** What `meshd run` starts, reloads and drains: one daemon, or the supervisor of several workers. */
+interface Runnable {
+  start(): Promise<unknown>;
+  reload(config: MeshConfig, text: string): Promise<void>;
+  recordReload(success: boolean, problems?: string[]): void;
+  drain(timeoutMs: number): Promise<{ abandoned: number }>;
+  readonly inFlight: number;
+}
+
+export function workerCount(configured: MeshConfig['workers']): number {
+  return configured === 'auto' ? availableParallelism() : configured;
+}
+
 export async function runCommand(configPath: string | undefined): Promise<number> {
+  if (process.env[WORKER_ENV.index] !== undefined && process.send !== undefined) return runWorker(configPath);
   let config: MeshConfig;
   let configText: string | undefined;
   try {
@@ -53,14 +71,16 @@ export async function runCommand(configPath: string | undefined): Promise<number
   }
   const inheritedFds = inheritedListeners(process.env);
   if (inheritedFds.size > 0) log.info({ listeners: Object.fromEntries(inheritedFds) }, 'using inherited listening sockets');
-  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, inheritedFds });
+  const workers = workerCount(config.workers);
+  const deps = { log, clock: monotonicClock, random: Math.random, tls, inheritedFds };
+  const daemon: Runnable = workers > 1 ? new Supervisor(config, configText, workers, deps) : new Daemon(config, deps);
   try {
     await daemon.start();
   } catch (err) {
     log.fatal({ err }, 'cannot start');
     return 1;
   }
-  log.info({ config: config.source, services: config.services.size }, 'meshd ready');
+  log.info({ config: config.source, services: config.services.size, workers }, 'meshd ready');
   notifier.ready(statusLine(config));
   notifier.startWatchdog();
 
@@ -111,7 +131,7 @@ function statusLine(config: MeshConfig): string {
 class Reloader {
   private chain: Promise<void> = Promise.resolve();
   private readonly path: string | undefined;
-  private readonly daemon: Daemon;
+  private readonly daemon: Runnable;
   private readonly notifier: Notifier;
   private readonly log: Logger;
   private readonly current: () => MeshConfig;
@@ -119,7 +139,7 @@ class Reloader {
 
   constructor(
     path: string | undefined,
-    daemon: Daemon,
+    daemon: Runnable,
     notifier: Notifier,
     log: Logger,
     current: () => MeshConfig,
@@ -144,8 +164,8 @@ class Reloader {
         this.log.info({ trigger }, 'running on the embedded default config; nothing to reload');
         return;
       }
-      const { config } = await loadConfigFileWithText(this.path, readText);
-      await this.daemon.reload(config);
+      const { config, text } = await loadConfigFileWithText(this.path, readText);
+      await this.daemon.reload(config, text);
       this.replace(config);
       this.log.info({ trigger, config: this.path, services: config.services.size }, 'config reloaded');
     } catch (err) {

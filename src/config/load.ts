@@ -136,6 +136,7 @@ interface RawConfig {
   admin?: { listen?: string; maxConnections?: number };
   outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string; allowFrom?: string[] };
   drainTimeout?: string;
+  workers?: number | 'auto';
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
   tls?: { cert: string; key: string; ca: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; expiryWarning?: string };
   local?: Record<string, { target: string; allow?: string[]; deny?: string[]; tcp?: boolean; timeout?: string; concurrency?: RawService['concurrency'] }>;
@@ -249,6 +250,10 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
     [formatSocketAddress(outbound), 'outbound.listen'],
   ]);
   for (const [name, svc] of services) {
+    // Workers share a port by binding it each; only the outbound and inbound ports are resolved once for all.
+    if (svc.tcp !== undefined && svc.tcp.listen.port === 0 && (raw.workers ?? 1) !== 1) {
+      report(['services', name, 'tcp', 'listen'], 'port 0 (any free port) cannot be shared by several workers: give a fixed port or set workers: 1');
+    }
     if (svc.tcp === undefined || svc.tcp.listen.port === 0) continue;
     const key = formatSocketAddress(svc.tcp.listen);
     const owner = taken.get(key);
@@ -269,6 +274,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       allowFrom: raw.outbound?.allowFrom,
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
+    workers: raw.workers ?? 1,
     tls:
       raw.tls === undefined
         ? undefined

@@ -244,6 +244,7 @@ export const CONFIG_SCHEMA = {
       },
     },
     drainTimeout: duration,
+    workers: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 1, maximum: 256 }] },
     limits: {
       type: 'object',
       additionalProperties: false,

@@ -129,6 +129,8 @@ export interface MeshConfig {
     readonly allowFrom: readonly string[] | undefined;
   };
   readonly drainTimeoutMs: number;
+  /** Processes carrying traffic: 'auto' is one per available core; 1 runs everything in one process. */
+  readonly workers: number | 'auto';
   /** This host's identity; required by inbound and by endpoints that have an identity. */
   readonly tls: TlsSettings | undefined;
   readonly inbound: { readonly listen: SocketAddress; readonly maxConnections: number; readonly handshakeTimeoutMs: number } | undefined;

@@ -8,8 +8,9 @@
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
+import { applyAvailability, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
 import type { Outcome } from './outcome.ts';
-import { OutlierDetector, type Decision, type EndpointHealthView, type OutlierConfig } from './outlier.ts';
+import { OutlierDetector, type Decision, type EndpointCondition, type EndpointHealthView, type OutlierConfig } from './outlier.ts';
 
 export interface DecisionRecorder {
   decision(service: string, decision: string, reason: string): void;
@@ -21,9 +22,12 @@ export interface FeedbackDeps {
   readonly recorder: DecisionRecorder;
   /** Evaluation period of the window rules and returns. */
   readonly tickMs: number;
+  /** Set in the supervisor of several workers: every change of availability is pushed to them. */
+  readonly publish?: ((update: AvailabilityUpdate) => void) | undefined;
 }
 
-export class FeedbackController {
+/** The deciding feedback loop: a single process's own, or the supervisor's for all its workers. */
+export class FeedbackController implements FeedbackLoop {
   readonly detector: OutlierDetector;
   private readonly service: string;
   private readonly deps: FeedbackDeps;
@@ -73,18 +77,20 @@ export class FeedbackController {
     return this.detector.view(address, this.deps.clock());
   }
 
-  /** Median current latency estimate of the other available endpoints (undefined: none). */
-  private peerLatency(returning: Endpoint): number | undefined {
-    const now = this.deps.clock();
-    const peers = [...this.endpoints.values()].filter((e) => e !== returning && e.available).map((e) => e.load.rttAt(now));
-    if (peers.length === 0) return undefined;
-    peers.sort((a, b) => a - b);
-    return peers[peers.length >> 1];
+  condition(address: string): EndpointCondition {
+    return this.detector.condition(address);
+  }
+
+  /** Every endpoint's availability and condition now (sent to a worker that just started). */
+  snapshot(): AvailabilityUpdate {
+    const endpoints = [...this.endpoints.keys()].map((address) => ({ address, available: this.detector.available(address), condition: this.detector.condition(address) }));
+    return { endpoints, returned: [], decidedAt: Date.now() };
   }
 
   private apply(decisions: Decision[]): void {
     if (decisions.length === 0) return;
     const { log, recorder, clock } = this.deps;
+    const returned: { address: string; rampMs: number }[] = [];
     const service = this.service;
     for (const d of decisions) {
       switch (d.type) {
@@ -99,12 +105,8 @@ export class FeedbackController {
         case 'return': {
           recorder.decision(service, 'return', d.reason);
           const endpoint = this.endpoints.get(d.endpoint);
-          if (endpoint !== undefined) {
-            // Back on probation with a clean slate for the balancer too; the ramp limits the risk.
-            endpoint.load.reset(clock(), this.peerLatency(endpoint));
-            endpoint.warmingSince = clock();
-            endpoint.warmupMs = this.returnRampMs;
-          }
+          if (endpoint !== undefined) returnToService(endpoint, this.endpoints.values(), this.returnRampMs, clock());
+          returned.push({ address: d.endpoint, rampMs: this.returnRampMs });
           log.info({ event: 'return', service, endpoint: d.endpoint, reason: d.reason, probationMs: d.probationMs, rampMs: this.returnRampMs }, `returned ${d.endpoint}: ${d.reason}`);
           break;
         }
@@ -115,6 +117,9 @@ export class FeedbackController {
           break;
       }
     }
-    for (const [address, endpoint] of this.endpoints) endpoint.available = this.detector.available(address);
+    const update = this.snapshot();
+    update.returned = returned;
+    applyAvailability(this.endpoints, update);
+    this.deps.publish?.(update);
   }
 }

@@ -19,8 +19,12 @@ export function bindServer(server: Server, options: BindTarget, onLaterError: (e
   });
 }
 
-/** Listen options for host:port, or for an inherited descriptor when `fd` is set. */
-export function listenTarget(host: string, port: number, fd: number | undefined, backlog?: number): BindTarget {
+/**
+ * Listen options for host:port, or for an inherited descriptor when `fd` is set. `reusePort`:
+ * each worker of a multi-worker meshd binds its own socket to the same port (SO_REUSEPORT) and
+ * the kernel spreads new connections over them by address hash.
+ */
+export function listenTarget(host: string, port: number, fd: number | undefined, options: { backlog?: number; reusePort?: boolean } = {}): BindTarget {
   if (fd !== undefined) return { fd };
-  return backlog === undefined ? { host, port } : { host, port, backlog };
+  return { host, port, ...(options.backlog === undefined ? {} : { backlog: options.backlog }), ...(options.reusePort === true ? { reusePort: true } : {}) };
 }

@@ -75,8 +75,8 @@ export class InboundListener {
   }
 
   /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
-  async listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
-    const address = await bindServer(this.server, listenTarget(host, port, fd, 4096), (err) =>
+  async listen(host: string, port: number, fd?: number, reusePort = false): Promise<AddressInfo> {
+    const address = await bindServer(this.server, listenTarget(host, port, fd, { backlog: 4096, reusePort }), (err) =>
       this.deps.log.error({ listener: 'inbound', err }, 'listener error; still serving'),
     );
     // The HTTP server never binds; 'listening' starts its header and idle timeout checks.

@@ -96,9 +96,9 @@ export class OutboundHttpListener {
     });
   }
 
-  /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
-  async listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
-    const address = await bindServer(this.acceptor, listenTarget(host, port, fd, 4096), (err) =>
+  /** Binds host:port (shared with the other workers when `reusePort`), or adopts the inherited listening socket `fd`. */
+  async listen(host: string, port: number, fd?: number, reusePort = false): Promise<AddressInfo> {
+    const address = await bindServer(this.acceptor, listenTarget(host, port, fd, { backlog: 4096, reusePort }), (err) =>
       this.deps.log.error({ listener: 'outbound', err }, 'listener error; still serving'),
     );
     // The HTTP/1.1 server never binds; 'listening' starts its header and idle timeout checks.

@@ -29,8 +29,8 @@ export class TcpListener {
     return this.sockets.size;
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
-    return bindServer(this.server, listenTarget(host, port, undefined), (err) =>
+  listen(host: string, port: number, reusePort: boolean): Promise<AddressInfo> {
+    return bindServer(this.server, listenTarget(host, port, undefined, { reusePort }), (err) =>
       this.log.error({ listener: 'tcp', service: this.service, err }, 'listener error; still serving'),
     );
   }

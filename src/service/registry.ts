@@ -3,6 +3,8 @@
  * and removes services in place, so routing never sees a half-built state.
  */
 import type { MeshConfig } from '../config/types.ts';
+import type { AvailabilityUpdate } from '../feedback/loop.ts';
+import type { Sample } from '../feedback/remote.ts';
 import { ServiceRuntime, type ServiceDeps, type ServiceState } from './runtime.ts';
 
 export class ServiceRegistry {
@@ -38,6 +40,21 @@ export class ServiceRegistry {
       this.services.delete(name);
       void runtime.close();
     }
+  }
+
+  /** Control process: samples reported by a worker, by service. */
+  observeRemote(batches: readonly [service: string, samples: Sample[]][]): void {
+    for (const [service, samples] of batches) this.services.get(service)?.observeRemote(samples);
+  }
+
+  /** Control process: the current availability of every service's endpoints. */
+  feedbackSnapshots(): [service: string, update: AvailabilityUpdate][] {
+    const out: [string, AvailabilityUpdate][] = [];
+    for (const s of this.services.values()) {
+      const update = s.feedbackSnapshot();
+      if (update !== undefined) out.push([s.name, update]);
+    }
+    return out;
   }
 
   /** Stops accepting on every TCP listener (drain). */

@@ -20,6 +20,8 @@ import { TcpListener } from '../listeners/tcp.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
+import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
+import { RemoteFeedback, type FeedbackLink, type Sample } from '../feedback/remote.ts';
 import { HealthChecker } from '../feedback/health-check.ts';
 import type { EndpointHealthView } from '../feedback/outlier.ts';
 import type { OutlierSettings } from '../config/types.ts';
@@ -53,7 +55,19 @@ export interface ServiceDeps {
   concurrencyLimit(service: string, limit: number): void;
   /** Counts a failed discovery read (file source). */
   discoveryFailed(service: string, source: string): void;
+  /** Absent in a single-process meshd; see ClusterRole. */
+  readonly cluster?: ClusterRole | undefined;
 }
+
+/**
+ * A process's part when several workers share the host's traffic. A worker forwards traffic,
+ * reports every attempt over `link` and obeys the supervisor's feedback decisions. The control
+ * process (the supervisor) serves no traffic: it runs discovery, health checks and the outlier
+ * detectors fed with all workers' samples, and publishes each change of availability.
+ */
+export type ClusterRole =
+  | { readonly role: 'worker'; readonly link: FeedbackLink }
+  | { readonly role: 'control'; publish(service: string, update: AvailabilityUpdate): void };
 
 export interface EndpointState {
   address: string;
@@ -78,6 +92,8 @@ export interface ServiceState {
   inFlight: number;
   concurrency: { limit: number; inFlight: number; queued: number } | undefined;
   retryBudget: { requests: number; retries: number; allowance: number };
+  /** Worker of several: how long the supervisor's last decision took to arrive (ms). */
+  feedbackDelayMs: number | undefined;
 }
 
 type HttpEndpoint = Endpoint<HttpUpstream>;
@@ -95,7 +111,7 @@ export class ServiceRuntime {
   private readonly endpoints = new Map<string, HttpEndpoint>();
   private readonly sourcesOf = new Map<string, string[]>();
   private readonly inFlight: InFlightCount = { value: 0 };
-  private feedback: FeedbackController | undefined;
+  private feedback: FeedbackLoop | undefined;
   private admission: Admission | undefined;
   private healthChecker: HealthChecker | undefined;
   private lastLoggedLimit = 0;
@@ -122,7 +138,8 @@ export class ServiceRuntime {
   }
 
   private createAdmission(settings: ConcurrencySettings): Admission | undefined {
-    if (!settings.adaptive) return undefined;
+    // Concurrency limits adapt in the processes that carry the traffic.
+    if (!settings.adaptive || this.deps.cluster?.role === 'control') return undefined;
     const limiter = new GradientLimiter({
       ...DEFAULT_CONCURRENCY,
       initialLimit: settings.initialLimit,
@@ -165,10 +182,28 @@ export class ServiceRuntime {
     }
   }
 
-  private createFeedback(settings: OutlierSettings): FeedbackController | undefined {
+  private createFeedback(settings: OutlierSettings): FeedbackLoop | undefined {
     if (!settings.enabled) return undefined;
-    const { clock, log, decisions, feedbackTickMs } = this.deps;
-    return new FeedbackController(this.name, settings, settings.returnRampMs, { clock, log, recorder: decisions, tickMs: feedbackTickMs });
+    const { clock, log, decisions, feedbackTickMs, cluster } = this.deps;
+    if (cluster?.role === 'worker') return new RemoteFeedback(this.name, cluster.link, clock);
+    const publish = cluster?.role === 'control' ? (update: AvailabilityUpdate) => cluster.publish(this.name, update) : undefined;
+    return new FeedbackController(this.name, settings, settings.returnRampMs, { clock, log, recorder: decisions, tickMs: feedbackTickMs, publish });
+  }
+
+  /** Control process: attempts reported by the workers, fed to the detector and to the endpoints' statistics. */
+  observeRemote(samples: readonly Sample[]): void {
+    const now = this.deps.clock();
+    for (const [address, outcome, latencyMs, status, overloaded] of samples) {
+      const endpoint = this.endpoints.get(address);
+      if (endpoint === undefined) continue; // removed by discovery since
+      endpoint.record(outcome, latencyMs, now);
+      this.feedback?.observe(endpoint, outcome, latencyMs, status, overloaded);
+    }
+  }
+
+  /** Control process: every endpoint's availability now, for a worker that just started. */
+  feedbackSnapshot(): AvailabilityUpdate | undefined {
+    return this.feedback instanceof FeedbackController ? this.feedback.snapshot() : undefined;
   }
 
   async start(): Promise<void> {
@@ -232,7 +267,7 @@ export class ServiceRuntime {
         weight: e.spec.weight,
         labels: e.spec.labels,
         sources: this.sourcesOf.get(e.address) ?? [],
-        state: this.feedback?.detector.condition(e.address) ?? 'active',
+        state: this.feedback?.condition(e.address) ?? 'active',
         available: e.available,
         health: this.feedback?.view(e.address),
         inFlight: e.inFlight,
@@ -242,6 +277,7 @@ export class ServiceRuntime {
       discovery: { static: this.config.endpoints.length, file: this.fileSource?.status() },
       inFlight: this.inFlight.value,
       concurrency: this.admission === undefined ? undefined : { limit: this.admission.limit, inFlight: this.admission.inFlight, queued: this.admission.queued },
+      feedbackDelayMs: this.feedback instanceof RemoteFeedback ? this.feedback.lastDelayMs : undefined,
       retryBudget: this.retryBudget.snapshot(this.deps.clock()),
     };
   }
@@ -285,7 +321,8 @@ export class ServiceRuntime {
     if (previous !== undefined && JSON.stringify(previous.healthCheck) === JSON.stringify(want) && previous.outlier.enabled === this.config.outlier.enabled) return;
     this.healthChecker?.stop();
     this.healthChecker = undefined;
-    if (want === undefined || this.feedback === undefined) return;
+    // One prober per host: with several workers, the supervisor checks for all of them.
+    if (want === undefined || this.feedback === undefined || this.deps.cluster?.role === 'worker') return;
     const feedback = this.feedback;
     this.healthChecker = new HealthChecker(want, this.deps.random, (address, healthy) => {
       this.deps.log.info({ event: 'health_check', service: this.name, endpoint: address, healthy }, `health check of ${address}: ${healthy ? 'passing' : 'failing'}`);
@@ -306,14 +343,15 @@ export class ServiceRuntime {
 
   /** Binds, moves or removes the service's TCP listener to match the config. */
   private async syncTcpListener(failOnBindError: boolean): Promise<void> {
-    const want = this.config.tcp;
+    // The control process carries no traffic.
+    const want = this.deps.cluster?.role === 'control' ? undefined : this.config.tcp;
     const key = want === undefined ? undefined : formatSocketAddress(want.listen);
     if (key === this.tcpAddress) return;
     let fresh: TcpListener | undefined;
     if (want !== undefined) {
       fresh = new TcpListener(this.name, want.maxConnections, (socket) => void this.openTcp(socket), this.deps.log);
       try {
-        const bound = await fresh.listen(want.listen.host, want.listen.port);
+        const bound = await fresh.listen(want.listen.host, want.listen.port, this.deps.cluster?.role === 'worker');
         this.deps.log.info({ listener: 'tcp', service: this.name, address: formatSocketAddress({ host: bound.address, port: bound.port }) }, 'listening');
       } catch (err) {
         if (failOnBindError) throw err;
@@ -388,7 +426,7 @@ export class ServiceRuntime {
       ['unhealthy', 0],
     ]);
     for (const e of this.endpoints.values()) {
-      const state = this.feedback?.detector.condition(e.address) ?? 'active';
+      const state = this.feedback?.condition(e.address) ?? 'active';
       counts.set(state, (counts.get(state) ?? 0) + 1);
     }
     return counts;

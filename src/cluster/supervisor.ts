@@ -1,0 +1,289 @@
+/**
+ * The supervisor of a multi-worker meshd (`workers: auto` or N > 1). It
+ * carries no traffic. It forks the workers (the first one resolves any port
+ * 0, the others bind the same ports with SO_REUSEPORT, or inherit the same
+ * activated sockets), restarts one that dies, and is the one place that
+ * decides feedback for the host: every worker's samples feed its outlier
+ * detectors, and each change of availability is pushed to all workers at
+ * once. It also answers the admin API for the whole host and forwards
+ * reloads and the drain.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import type { Clock, Random } from '../clock.ts';
+import type { MeshConfig } from '../config/types.ts';
+import { Daemon, type WorkerView } from '../daemon.ts';
+import type { Logger } from '../log.ts';
+import type { TlsState } from '../tls/tls-state.ts';
+import { isMeshdMessage, WORKER_ENV, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+
+export interface SupervisorDeps {
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly tls: TlsState | undefined;
+  readonly inheritedFds: ReadonlyMap<string, number>;
+}
+
+/** A worker that does not answer a query in this time is left out of the answer. */
+const QUERY_TIMEOUT_MS = 2_000;
+const RELOAD_TIMEOUT_MS = 15_000;
+/** Restart backoff of a crashing worker: doubles from the first, capped. */
+const RESTART_FIRST_MS = 500;
+const RESTART_MAX_MS = 30_000;
+/** A worker that stayed up this long starts its backoff afresh when it dies. */
+const STABLE_AFTER_MS = 60_000;
+
+export class Supervisor {
+  readonly control: Daemon;
+  private readonly pool: WorkerPool;
+
+  constructor(config: MeshConfig, configText: string | undefined, count: number, deps: SupervisorDeps) {
+    this.pool = new WorkerPool(count, configText, deps.log, deps.inheritedFds, {
+      samples: (batches) => this.control.observeRemote(batches),
+      snapshots: () => this.control.feedbackSnapshots(),
+    });
+    const pool = this.pool;
+    this.control = new Daemon(config, {
+      log: deps.log,
+      clock: deps.clock,
+      random: deps.random,
+      tls: deps.tls,
+      inheritedFds: deps.inheritedFds,
+      cluster: { role: 'control', publish: (service, update) => pool.broadcast({ meshd: 'feedback', service, update }), workers: pool },
+    });
+  }
+
+  /** Binds admin and starts discovery, then the workers; rejects if any worker cannot start. */
+  async start(): Promise<void> {
+    await this.control.start();
+    try {
+      await this.pool.start();
+    } catch (err) {
+      await this.pool.drain(0);
+      await this.control.drain(0);
+      throw err;
+    }
+  }
+
+  /** A config the supervisor validated: applied here, then in every worker. */
+  async reload(config: MeshConfig, text: string): Promise<void> {
+    await this.control.reload(config);
+    const problems = await this.pool.reload(text);
+    if (problems.length > 0) throw new Error(`workers could not apply the config: ${problems.join('; ')}`);
+  }
+
+  recordReload(success: boolean, problems?: string[]): void {
+    this.control.recordReload(success, problems);
+  }
+
+  async drain(timeoutMs: number): Promise<{ abandoned: number }> {
+    const result = await this.pool.drain(timeoutMs);
+    await this.control.drain(0);
+    return result;
+  }
+
+  /** Requests in flight are counted by the workers; the supervisor has none. */
+  get inFlight(): number {
+    return 0;
+  }
+}
+
+interface Slot {
+  readonly index: number;
+  child: ChildProcess | undefined;
+  ready: boolean;
+  startedAt: number;
+  restartDelayMs: number;
+}
+
+interface PoolEvents {
+  samples(batches: Extract<WorkerMessage, { meshd: 'samples' }>['batches']): void;
+  snapshots(): ReturnType<Daemon['feedbackSnapshots']>;
+}
+
+class WorkerPool implements WorkerView {
+  readonly wanted: number;
+  private readonly slots: Slot[];
+  private configText: string | undefined;
+  private readonly log: Logger;
+  private readonly fds: ReadonlyMap<string, number>;
+  private readonly events: PoolEvents;
+  private ports: { outbound?: number; inbound?: number } = {};
+  private stopping = false;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (message: WorkerMessage) => void>();
+
+  constructor(count: number, configText: string | undefined, log: Logger, fds: ReadonlyMap<string, number>, events: PoolEvents) {
+    this.wanted = count;
+    this.configText = configText;
+    this.log = log;
+    this.fds = fds;
+    this.events = events;
+    this.slots = Array.from({ length: count }, (_, index) => ({ index, child: undefined, ready: false, startedAt: 0, restartDelayMs: RESTART_FIRST_MS }));
+  }
+
+  get ready(): number {
+    return this.slots.filter((s) => s.ready).length;
+  }
+
+  /** The first worker resolves the ports (port 0 in the config), then the others join them. */
+  async start(): Promise<void> {
+    const [first, ...rest] = this.slots;
+    if (first === undefined) return;
+    const bound = await this.spawn(first);
+    this.ports = { outbound: portOf(bound.outbound), ...(bound.inbound === undefined ? {} : { inbound: portOf(bound.inbound) }) };
+    await Promise.all(rest.map((slot) => this.spawn(slot)));
+  }
+
+  broadcast(message: SupervisorMessage): void {
+    for (const slot of this.slots) if (slot.ready) sendTo(slot.child, message);
+  }
+
+  async query(what: 'state' | 'metrics'): Promise<unknown[]> {
+    const answers = await Promise.all(
+      this.slots.filter((s) => s.ready).map((slot) => this.ask(slot, (id) => ({ meshd: 'query', id, what }), QUERY_TIMEOUT_MS)),
+    );
+    return answers.flatMap((a) => (a?.meshd === 'answer' ? [a.value] : []));
+  }
+
+  /** Sends the accepted config text to every worker; returns what any of them could not apply. */
+  async reload(text: string): Promise<string[]> {
+    this.configText = text;
+    const answers = await Promise.all(this.slots.filter((s) => s.ready).map((slot) => this.ask(slot, (id) => ({ meshd: 'reload', id, text }), RELOAD_TIMEOUT_MS)));
+    const problems: string[] = [];
+    answers.forEach((a, i) => {
+      if (a === undefined) problems.push(`worker ${i}: no answer`);
+      else if (a.meshd === 'reloaded' && !a.ok) problems.push(...(a.problems ?? []).map((p) => `worker ${i}: ${p}`));
+    });
+    return problems;
+  }
+
+  /** Asks every worker to drain and waits for them to exit; those still running after the timeout are killed. */
+  async drain(timeoutMs: number): Promise<{ abandoned: number }> {
+    this.stopping = true;
+    const running = this.slots.flatMap((s) => (s.child !== undefined && s.child.exitCode === null && s.child.signalCode === null ? [s.child] : []));
+    const exits = running.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
+    for (const child of running) sendTo(child, { meshd: 'drain' });
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs + 2_000)));
+    const outcome = await Promise.race([Promise.all(exits), expired]);
+    clearTimeout(timer);
+    let abandoned = 0;
+    if (outcome === 'timeout') {
+      for (const child of running) {
+        if (child.exitCode !== null || child.signalCode !== null) continue;
+        abandoned++;
+        child.kill('SIGKILL');
+      }
+    }
+    return { abandoned };
+  }
+
+  private ask(slot: Slot, build: (id: number) => SupervisorMessage, timeoutMs: number): Promise<WorkerMessage | undefined> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        resolve(undefined);
+      }, timeoutMs);
+      this.waiting.set(id, (message) => {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        resolve(message);
+      });
+      if (!sendTo(slot.child, build(id))) this.waiting.get(id)?.({ meshd: 'answer', id, value: undefined });
+    });
+  }
+
+  /** Forks the worker of `slot`; resolves with its bound addresses once it serves. */
+  private spawn(slot: Slot): Promise<Extract<WorkerMessage, { meshd: 'ready' }>['bound']> {
+    const entry = process.argv[1] ?? '';
+    // Listening sockets inherited from systemd keep their descriptor numbers in every worker.
+    const maxFd = Math.max(2, ...this.fds.values());
+    const stdio: ('inherit' | 'ipc' | number)[] = ['inherit', 'inherit', 'inherit'];
+    for (let fd = 3; fd <= maxFd; fd++) stdio.push(fd);
+    stdio.push('ipc');
+    const child = fork(entry, process.argv.slice(2), {
+      execArgv: process.execArgv,
+      stdio,
+      env: {
+        ...process.env,
+        NOTIFY_SOCKET: '', // only the supervisor talks to systemd
+        LISTEN_FDS: '',
+        [WORKER_ENV.index]: String(slot.index),
+        [WORKER_ENV.count]: String(this.wanted),
+        [WORKER_ENV.config]: this.configText ?? '',
+        [WORKER_ENV.ports]: JSON.stringify(this.ports),
+        [WORKER_ENV.fds]: JSON.stringify(Object.fromEntries(this.fds)),
+      },
+    });
+    slot.child = child;
+    slot.ready = false;
+    slot.startedAt = Date.now();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let failed = false;
+      child.on('message', (message: unknown) => {
+        if (!isMeshdMessage<WorkerMessage>(message)) return;
+        switch (message.meshd) {
+          case 'samples':
+            this.events.samples(message.batches);
+            return;
+          case 'ready':
+            slot.ready = true;
+            for (const [service, update] of this.events.snapshots()) sendTo(child, { meshd: 'feedback', service, update });
+            this.log.info({ worker: slot.index, workerPid: child.pid, outbound: message.bound.outbound }, 'worker ready');
+            settled = true;
+            resolve(message.bound);
+            return;
+          case 'start_failed':
+            if (!settled) reject(new Error(`worker ${slot.index} could not start: ${message.reason}`));
+            settled = true;
+            failed = true;
+            return;
+          case 'answer':
+          case 'reloaded':
+            this.waiting.get(message.id)?.(message);
+            return;
+        }
+      });
+      child.on('exit', (code, signal) => {
+        slot.ready = false;
+        if (!settled) {
+          settled = true;
+          reject(new Error(`worker ${slot.index} exited during start (code ${code}, signal ${signal})`));
+          return;
+        }
+        // A worker that failed its start is retried by whoever awaited it.
+        if (this.stopping || failed) return;
+        if (Date.now() - slot.startedAt >= STABLE_AFTER_MS) slot.restartDelayMs = RESTART_FIRST_MS;
+        this.log.error({ worker: slot.index, workerPid: child.pid, code, signal, restartInMs: slot.restartDelayMs }, 'worker exited; restarting it');
+        this.restartLater(slot);
+      });
+    });
+  }
+
+  /** Restarts a dead worker after its backoff, and again (longer) if that start fails. */
+  private restartLater(slot: Slot): void {
+    const delay = slot.restartDelayMs;
+    slot.restartDelayMs = Math.min(RESTART_MAX_MS, slot.restartDelayMs * 2);
+    setTimeout(() => {
+      if (this.stopping) return;
+      this.spawn(slot).catch((err: unknown) => {
+        this.log.error({ worker: slot.index, err: (err as Error).message, restartInMs: slot.restartDelayMs }, 'worker restart failed');
+        this.restartLater(slot);
+      });
+    }, delay).unref();
+  }
+}
+
+function sendTo(child: ChildProcess | undefined, message: SupervisorMessage): boolean {
+  if (child === undefined || !child.connected) return false;
+  child.send(message);
+  return true;
+}
+
+/** "127.0.0.1:4140" or "[::1]:4140" → 4140. */
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}

@@ -1,0 +1,112 @@
+/**
+ * `meshd run` inside a worker of a multi-worker meshd: the data path only.
+ * It runs the config text the supervisor runs (so every worker serves the
+ * same config), binds the shared ports, reports feedback samples, obeys the
+ * supervisor's decisions, reloads and drains when told, and exits when the
+ * supervisor is gone.
+ */
+import { monotonicClock } from '../clock.ts';
+import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
+import type { MeshConfig } from '../config/types.ts';
+import { Daemon } from '../daemon.ts';
+import { ConfigError } from '../errors.ts';
+import { createLogger, effectiveLevel } from '../log.ts';
+import { TlsState } from '../tls/tls-state.ts';
+import { isMeshdMessage, WORKER_ENV, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+import { WorkerLink } from './worker-link.ts';
+
+export async function runWorker(configPath: string | undefined): Promise<number> {
+  const env = process.env;
+  const index = Number(env[WORKER_ENV.index] ?? '0');
+  const send = (message: WorkerMessage): void => {
+    if (process.connected) process.send?.(message);
+  };
+  const text = env[WORKER_ENV.config];
+  let config: MeshConfig;
+  try {
+    config = configPath === undefined || text === undefined ? defaultConfig() : (await loadConfigFileWithText(configPath, () => Promise.resolve(text))).config;
+  } catch (err) {
+    send({ meshd: 'start_failed', reason: err instanceof ConfigError ? `${err.file} is invalid` : String(err) });
+    return 1;
+  }
+  const log = createLogger(effectiveLevel(config.log.level, env)).child({ worker: index });
+  const fatal = (what: string) => (err: unknown) => {
+    log.fatal({ err }, `${what}; exiting so the supervisor restarts this worker`);
+    process.exit(70);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+
+  let tls: TlsState | undefined;
+  if (config.tls !== undefined) {
+    try {
+      tls = await TlsState.load(config.tls, log);
+    } catch (err) {
+      send({ meshd: 'start_failed', reason: `the TLS material is unusable: ${(err as Error).message}` });
+      return 1;
+    }
+    tls.start();
+  }
+  const link = new WorkerLink(send);
+  const ports = JSON.parse(env[WORKER_ENV.ports] ?? '{}') as { outbound?: number; inbound?: number };
+  const inheritedFds = new Map(Object.entries(JSON.parse(env[WORKER_ENV.fds] ?? '{}') as Record<string, number>));
+  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, inheritedFds, cluster: { role: 'worker', link, ports } });
+  try {
+    const bound = await daemon.start();
+    send({ meshd: 'ready', bound: { outbound: bound.outbound, ...(bound.inbound === undefined ? {} : { inbound: bound.inbound }) } });
+  } catch (err) {
+    log.fatal({ err }, 'cannot start');
+    send({ meshd: 'start_failed', reason: (err as Error).message });
+    return 1;
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      tls?.stop();
+      log.info({ why, inFlight: daemon.inFlight }, 'worker draining');
+      void daemon.drain(config.drainTimeoutMs).then(({ abandoned }) => {
+        if (abandoned > 0) log.warn({ abandoned }, 'drain timeout reached; closed connections with requests still in flight');
+        link.flush();
+        resolve(0);
+      });
+    };
+    process.on('message', (message: unknown) => {
+      if (!isMeshdMessage<SupervisorMessage>(message)) return;
+      switch (message.meshd) {
+        case 'feedback':
+          link.deliver(message.service, message.update);
+          return;
+        case 'reload':
+          void reload(message.text).then((problems) => send({ meshd: 'reloaded', id: message.id, ok: problems === undefined, ...(problems === undefined ? {} : { problems }) }));
+          return;
+        case 'query':
+          void (message.what === 'state' ? Promise.resolve(daemon.state()) : daemon.metrics.json()).then((value) => send({ meshd: 'answer', id: message.id, value }));
+          return;
+        case 'drain':
+          stop('supervisor asked');
+          return;
+      }
+    });
+    // systemd signals the whole control group; the supervisor's own drain message may follow.
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => log.debug('SIGHUP ignored: the supervisor reloads every worker'));
+    process.on('disconnect', () => stop('supervisor gone'));
+  });
+
+  /** Applies the config text the supervisor accepted; undefined when it applied, else the problems. */
+  async function reload(next: string): Promise<string[] | undefined> {
+    if (configPath === undefined) return undefined;
+    try {
+      const { config: fresh } = await loadConfigFileWithText(configPath, () => Promise.resolve(next));
+      await daemon.reload(fresh);
+      config = fresh;
+      return undefined;
+    } catch (err) {
+      return err instanceof ConfigError ? err.problems.map((p) => `${p.path}: ${p.message}`) : [String(err)];
+    }
+  }
+}
