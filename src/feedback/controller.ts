@@ -8,7 +8,7 @@
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import { applyAvailability, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
+import { applyAvailability, wallClockMs, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
 import type { Outcome } from './outcome.ts';
 import { OutlierDetector, type Decision, type EndpointCondition, type EndpointHealthView, type OutlierConfig } from './outlier.ts';
 
@@ -49,8 +49,13 @@ export class FeedbackController implements FeedbackLoop {
   }
 
   start(): void {
-    this.timer = setInterval(() => this.apply(this.detector.step({ type: 'tick' }, this.deps.clock())), this.deps.tickMs);
+    this.timer = setInterval(() => this.tick(), this.deps.tickMs);
     this.timer.unref();
+  }
+
+  /** One evaluation of the window rules and returns (the timer's job; tests call it directly). */
+  tick(): void {
+    this.apply(this.detector.step({ type: 'tick' }, this.deps.clock()));
   }
 
   stop(): void {
@@ -84,7 +89,7 @@ export class FeedbackController implements FeedbackLoop {
   /** Every endpoint's availability and condition now (sent to a worker that just started). */
   snapshot(): AvailabilityUpdate {
     const endpoints = [...this.endpoints.keys()].map((address) => ({ address, available: this.detector.available(address), condition: this.detector.condition(address) }));
-    return { endpoints, returned: [], decidedAt: Date.now() };
+    return { endpoints, returned: [], decidedAt: wallClockMs() };
   }
 
   private apply(decisions: Decision[]): void {

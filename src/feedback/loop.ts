@@ -31,6 +31,11 @@ export interface AvailabilityUpdate {
   decidedAt: number;
 }
 
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable between processes of one host. */
+export function wallClockMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** Sets each endpoint's availability; endpoints the update does not name keep theirs. */
 export function applyAvailability(endpoints: ReadonlyMap<string, Endpoint>, update: AvailabilityUpdate): void {
   for (const { address, available } of update.endpoints) {

@@ -7,7 +7,7 @@
  */
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
-import { applyAvailability, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
+import { applyAvailability, wallClockMs, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
 import type { EndpointCondition, EndpointHealthView } from './outlier.ts';
 import type { Outcome } from './outcome.ts';
 
@@ -74,7 +74,7 @@ export class RemoteFeedback implements FeedbackLoop {
 
   private apply(update: AvailabilityUpdate): void {
     this.latest = update;
-    this.lastDelayMs = Math.max(0, Date.now() - update.decidedAt);
+    this.lastDelayMs = Math.max(0, wallClockMs() - update.decidedAt);
     for (const { address, condition } of update.endpoints) this.conditions.set(address, condition);
     applyAvailability(this.endpoints, update);
     const now = this.clock();

@@ -1,0 +1,177 @@
+/**
+ * `workers: N`: workers share the listening port, the supervisor decides
+ * feedback from all workers' traffic and pushes each decision to every
+ * worker, metrics and /debug/state cover the whole host, a dead worker is
+ * replaced, and a reload reaches every worker.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { startBackend } from '../helpers/backend.ts';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { request } from '../helpers/http.ts';
+
+interface EndpointView {
+  address: string;
+  state: string;
+  available: boolean;
+  stats: { total: Record<string, number> };
+}
+interface ServiceView {
+  name: string;
+  endpoints: EndpointView[];
+  feedbackDelayMs?: number;
+}
+interface WorkerState {
+  pid: number;
+  services: ServiceView[];
+}
+interface HostState {
+  services: ServiceView[];
+  workers: { wanted: number; ready: number; states: WorkerState[] };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const hostState = async (meshd: RunningDaemon): Promise<HostState> => (await request(meshd.admin, { path: '/debug/state' })).json<HostState>();
+const endpointIn = (s: { services: ServiceView[] }, address: string): EndpointView => {
+  const found = s.services[0]?.endpoints.find((e) => e.address === address);
+  assert.ok(found !== undefined, `endpoint ${address} in state`);
+  return found;
+};
+/** One request on its own connection, so that the kernel picks a worker for each. */
+const call = (meshd: RunningDaemon): Promise<number> => request(meshd.outbound, { headers: { host: 'api' } }).then((r) => r.status);
+
+/** Failures in a row that eject; each worker alone must stay below it for the test to prove anything. */
+const THRESHOLD = 16;
+
+describe('workers', () => {
+  it('ejects a host from failures spread over both workers and every worker obeys within 100 ms', async (t) => {
+    const good = await startBackend((_req, res) => res.end('ok'));
+    const bad = await startBackend((_req, res) => {
+      res.statusCode = 500;
+      res.end('broken');
+    });
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+workers: 2
+services:
+  api:
+    endpoints: [ { address: ${good.address} }, { address: ${bad.address} } ]
+    balancer: { algorithm: round-robin }
+    retries: { attempts: 1 }
+    outlier:
+      consecutiveServerErrors: ${THRESHOLD}
+      consecutiveGatewayFailures: 1000
+      failurePercentage: { threshold: 1, minRequests: 100000, minFailures: 100000 }
+      successRate: { minRequests: 100000 }
+      baseEjection: 60s
+`);
+    try {
+      await meshd.waitForLog((l) => l.msg === 'meshd ready', 20_000);
+      const before = await hostState(meshd);
+      assert.equal(before.workers.ready, 2);
+      assert.equal(new Set(before.workers.states.map((w) => w.pid)).size, 2, 'two worker processes');
+
+      // Paced so that each sample reaches the supervisor before the next request is sent.
+      let sent = 0;
+      let ejected = false;
+      const from = meshd.logs.length;
+      for (let i = 0; i < 400 && !ejected; i++) {
+        await call(meshd);
+        sent++;
+        await sleep(30);
+        ejected = meshd.logs.slice(from).some((l) => l['event'] === 'eject');
+      }
+      const eject = await meshd.waitForLog((l) => l['event'] === 'eject', 2_000, from);
+      assert.equal(eject['endpoint'], bad.address);
+      assert.equal(eject['reason'], 'consecutive_server_errors');
+      assert.equal(eject['worker'], undefined, 'decided by the supervisor, not by a worker');
+      await sleep(100);
+
+      const state = await hostState(meshd);
+      const perWorker = state.workers.states.map((w) => endpointIn(w, bad.address).stats.total['http_5xx'] ?? 0);
+      t.diagnostic(`failures seen per worker ${JSON.stringify(perWorker)}, ${sent} requests sent; supervisor's count ${endpointIn(state, bad.address).stats.total['http_5xx']}`);
+      assert.ok(perWorker.every((n) => n > 0 && n < THRESHOLD), `each worker saw some failures but fewer than ${THRESHOLD}: ${JSON.stringify(perWorker)}`);
+      assert.equal(endpointIn(state, bad.address).stats.total['http_5xx'], perWorker[0]! + perWorker[1]!, "the supervisor's statistics are the sum of the workers'");
+      assert.equal(endpointIn(state, bad.address).state, 'ejected');
+      for (const w of state.workers.states) {
+        assert.equal(endpointIn(w, bad.address).available, false, `worker ${w.pid} no longer picks the ejected host`);
+        const delay = w.services[0]?.feedbackDelayMs;
+        assert.ok(delay !== undefined && delay < 100, `decision reached worker ${w.pid} after ${delay} ms`);
+        t.diagnostic(`decision reached worker ${w.pid} after ${delay} ms`);
+      }
+
+      const badHits = bad.hits;
+      const after = await Promise.all(Array.from({ length: 20 }, () => call(meshd)));
+      assert.deepEqual(new Set(after), new Set([200]));
+      assert.equal(bad.hits, badHits, 'no worker sends to the ejected host');
+
+      // /metrics adds up both workers' counters.
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      let counted = 0;
+      for (const line of metrics.split('\n')) if (line.startsWith('meshd_requests_total{service="api"')) counted += Number(line.split(' ').pop());
+      assert.equal(counted, sent + after.length, 'requests_total summed over the workers');
+      assert.match(metrics, /meshd_feedback_decisions_total\{service="api",decision="eject",reason="consecutive_server_errors"\} 1\b/);
+    } finally {
+      await meshd.stop();
+      await good.close();
+      await bad.close();
+    }
+  });
+
+  it('replaces a worker that dies and reloads every worker', async () => {
+    const a = await startBackend((_req, res) => res.end('a'));
+    const b = await startBackend((_req, res) => res.end('b'));
+    const config = (endpoints: string[]): string => `
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+workers: 2
+services:
+  api:
+    endpoints: [ ${endpoints.map((e) => `{ address: ${e} }`).join(', ')} ]
+`;
+    const meshd = await startDaemon(config([a.address]));
+    try {
+      await meshd.waitForLog((l) => l.msg === 'meshd ready', 20_000);
+      const victim = (await hostState(meshd)).workers.states[0]!.pid;
+      const from = meshd.logs.length;
+      process.kill(victim, 'SIGKILL');
+      await meshd.waitForLog((l) => l.msg === 'worker exited; restarting it' && l['workerPid'] === victim, 5_000, from);
+      await meshd.waitForLog((l) => l.msg === 'worker ready', 10_000, from);
+      const statuses = await Promise.all(Array.from({ length: 20 }, () => call(meshd)));
+      assert.deepEqual(new Set(statuses), new Set([200]));
+      const replaced = await hostState(meshd);
+      assert.equal(replaced.workers.ready, 2);
+      assert.ok(!replaced.workers.states.some((w) => w.pid === victim));
+      assert.equal((await request(meshd.admin, { path: '/readyz' })).status, 200);
+
+      const reloadFrom = meshd.logs.length;
+      meshd.writeConfig(config([a.address, b.address]));
+      meshd.signal('SIGHUP');
+      await meshd.waitForLog((l) => l.msg === 'config reloaded', 10_000, reloadFrom);
+      const reloaded = await hostState(meshd);
+      for (const w of reloaded.workers.states) assert.deepEqual(w.services[0]!.endpoints.map((e) => e.address).sort(), [a.address, b.address].sort());
+    } finally {
+      await meshd.stop();
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('refuses port 0 for a TCP listener shared by several workers', async () => {
+    const { runMeshd } = await import('../helpers/daemon.ts');
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-workers-'));
+    try {
+      const file = join(dir, 'meshd.yaml');
+      writeFileSync(file, 'workers: 2\nservices:\n  db:\n    endpoints: [ { address: 127.0.0.1:5432 } ]\n    tcp: { listen: 127.0.0.1:0 }\n');
+      const result = await runMeshd(['check', '--config', file]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr + result.stdout, /services\.db\.tcp\.listen: port 0 \(any free port\) cannot be shared by several workers/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
