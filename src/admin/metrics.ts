@@ -1,14 +1,14 @@
 /**
  * Prometheus metrics; the only module that imports prom-client. It implements
- * the data path's observer with label sets bound once per service and per
- * endpoint, so recording a request is a few array writes, not label lookups.
+ * the data path's observer: per-request numbers live in RequestSeries bound
+ * once per service and endpoint, so recording a request is a few array
+ * writes; prom-client formats them at scrape time.
  */
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { RequestSeriesSet, type Collector } from './request-series.ts';
 import type { EndpointRecorder } from '../balancer/endpoint.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
-
-const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
 /** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -34,14 +34,9 @@ export interface EndpointCount {
   count: number;
 }
 
-type CounterChild = ReturnType<Counter<string>['labels']>;
-type HistogramChild = ReturnType<Histogram<string>['labels']>;
-
 export class Metrics implements DataPathObserver, DecisionRecorder {
   readonly registry = new Registry();
-  private readonly requests: Counter<'service' | 'endpoint' | 'code_class'>;
-  private readonly duration: Histogram<'service' | 'endpoint'>;
-  private readonly inflight: Gauge<'service'>;
+  private readonly series = new RequestSeriesSet(DURATION_BUCKETS);
   private readonly resets: Counter<'service' | 'side'>;
   private readonly reloads: Counter<'result'>;
   private readonly retries: Counter<'service' | 'reason'>;
@@ -62,20 +57,13 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
     const registers = [this.registry];
-    this.requests = new Counter({
-      name: 'meshd_requests_total',
-      help: 'Requests answered, by service, endpoint ("none" when no endpoint was reached) and status class.',
-      labelNames: ['service', 'endpoint', 'code_class'],
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'meshd_request_duration_seconds',
-      help: 'Time from request arrival to the end of the response.',
-      labelNames: ['service', 'endpoint'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.inflight = new Gauge({ name: 'meshd_inflight_requests', help: 'Requests in progress.', labelNames: ['service'], registers });
+    const register = (collector: Collector): void => {
+      // A collector honours prom-client's metric contract (name, get() in its format) without being one of its classes.
+      this.registry.registerMetric(collector as unknown as Metric);
+    };
+    register(this.series.requestsCollector('meshd_requests_total', 'Requests answered, by service, endpoint ("none" when no endpoint was reached) and status class.'));
+    register(this.series.durationCollector('meshd_request_duration_seconds', 'Time from request arrival to the end of the response.'));
+    register(this.series.inFlightCollector('meshd_inflight_requests', 'Requests in progress.'));
     this.resets = new Counter({
       name: 'meshd_resets_total',
       help: 'Exchanges cut short: the caller went away (client) or the response stream broke after it started (upstream).',
@@ -181,15 +169,15 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   }
 
   forService(service: string): ServiceRecorder {
-    const inflight = this.inflight.labels(service);
-    const finish = this.bind(service, 'none');
+    const inflight = this.series.inFlightCell(service);
+    const finish = this.series.bind(service, 'none');
     const clientResets = this.resets.labels(service, 'client');
     const upstreamResets = this.resets.labels(service, 'upstream');
     const exhausted = this.budgetExhausted.labels(service);
     return {
-      started: () => inflight.inc(),
-      ended: () => inflight.dec(),
-      finishedWithoutEndpoint: finish.finished,
+      started: () => inflight.value++,
+      ended: () => inflight.value--,
+      finishedWithoutEndpoint: (status, seconds) => finish.finished(status, seconds),
       reset: (side) => (side === 'client' ? clientResets : upstreamResets).inc(),
       retried: (reason) => this.retries.labels(service, reason).inc(),
       budgetExhausted: () => exhausted.inc(),
@@ -198,12 +186,11 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   }
 
   forEndpoint(service: string, endpoint: string): EndpointRecorder {
-    return this.bind(service, endpoint);
+    return this.series.bind(service, endpoint);
   }
 
   removeEndpoint(service: string, endpoint: string): void {
-    for (const c of CODE_CLASSES) this.requests.remove(service, endpoint, c);
-    this.duration.remove(service, endpoint);
+    this.series.remove(service, endpoint);
   }
 
   decision(service: string, decision: string, reason: string): void {
@@ -247,17 +234,5 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
     const theirs = workers.filter((w): w is MetricList => Array.isArray(w)).map((list) => list.filter((m) => !SUPERVISOR_OWNED.has(m.name)));
     const merged = AggregatorRegistry.aggregate([own, ...theirs]);
     return { contentType: merged.contentType, body: await merged.metrics() };
-  }
-
-  private bind(service: string, endpoint: string): EndpointRecorder {
-    const byClass: CounterChild[] = CODE_CLASSES.map((c) => this.requests.labels(service, endpoint, c));
-    const duration: HistogramChild = this.duration.labels(service, endpoint);
-    return {
-      finished(status: number, seconds: number): void {
-        const cls = Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
-        byClass[cls]!.inc();
-        duration.observe(seconds);
-      },
-    };
   }
 }

@@ -4,10 +4,8 @@
  */
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../config/units.ts';
-import { checkCommand } from './check.ts';
-import { demoCommand } from './demo.ts';
-import { caCommand, certCommand } from './pki.ts';
-import { runCommand } from './run.ts';
+// Each command's module is loaded only when it runs: the daemon never carries the PKI
+// tooling (node-forge) or the demo in memory.
 import { VERSION } from './version.ts';
 
 const USAGE = `meshd ${VERSION} — per-host service-mesh daemon
@@ -65,8 +63,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`meshd ${VERSION}\n`);
     return 0;
   }
-  if (command === 'ca') return caCommand(rest);
-  if (command === 'cert') return certCommand(rest);
+  if (command === 'ca') return (await import('./pki.ts')).caCommand(rest);
+  if (command === 'cert') return (await import('./pki.ts')).certCommand(rest);
   const help = COMMAND_HELP[command];
   if (help === undefined) {
     process.stderr.write(`meshd: unknown command "${command}"\n\n${USAGE}`);
@@ -95,21 +93,21 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'run':
-      return runCommand(values.config);
+      return (await import('./run.ts')).runCommand(values.config);
     case 'demo': {
       const duration = values.duration === undefined ? undefined : parseDuration(values.duration);
       if (values.duration !== undefined && duration === undefined) {
         process.stderr.write(`meshd demo: --duration expects a duration like "60s", got "${values.duration}"\n`);
         return 2;
       }
-      return demoCommand(duration);
+      return (await import('./demo.ts')).demoCommand(duration);
     }
     case 'check':
       if (values.config === undefined) {
         process.stderr.write(`meshd check: --config FILE is required\n\n${help}`);
         return 2;
       }
-      return checkCommand(values.config);
+      return (await import('./check.ts')).checkCommand(values.config);
     default:
       return 2;
   }

@@ -3,7 +3,8 @@
  * twice the requests per core of http-proxy-3's http.Agent path (see
  * docs/design.md), so the hot path uses it; http-proxy-3 keeps upgrades.
  */
-import { buildConnector, Pool } from 'undici';
+import type { buildConnector as Connector, Pool as UndiciPool } from 'undici';
+import { buildConnector, Pool } from './undici-parts.ts';
 import type { Upstream } from '../balancer/endpoint.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
@@ -29,7 +30,7 @@ export function sameUpstreamOptions(a: HttpUpstreamOptions, b: HttpUpstreamOptio
 }
 
 export class HttpUpstream implements Upstream {
-  readonly pool: Pool;
+  readonly pool: UndiciPool;
   readonly options: HttpUpstreamOptions;
 
   /** True when the endpoint is another meshd, reached over mTLS. */
@@ -57,7 +58,7 @@ export class HttpUpstream implements Upstream {
         ? {
             allowH2: true,
             h2Options: { useH2c: true, maxConcurrentStreams: 100 },
-            connect: buildConnector({ useH2c: true, timeout: options.connectTimeoutMs } as buildConnector.BuildOptions),
+            connect: buildConnector({ useH2c: true, timeout: options.connectTimeoutMs } as Connector.BuildOptions),
           }
         : {}),
     });

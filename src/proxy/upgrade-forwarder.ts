@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import type { ProxyServer } from 'http-proxy-3';
 import type { ClientRequest } from 'node:http';
 import type { Outcome } from '../feedback/outcome.ts';
 
@@ -23,14 +23,19 @@ const REQUEST_STARTED = Symbol('meshd.upgradeStarted');
 type TrackedRequest = IncomingMessage & { [REQUEST_STARTED]?: (proxyReq: ClientRequest) => void };
 
 export class UpgradeForwarder {
-  private readonly proxy: ProxyServer;
+  /** Loaded with the first upgrade: a host without WebSocket traffic never holds http-proxy-3 in memory. */
+  private proxy: Promise<ProxyServer> | undefined;
 
-  constructor() {
-    this.proxy = createProxyServer({ ws: true, xfwd: true, prependPath: false });
-    // Route each outgoing handshake back to the call that started it.
-    this.proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => (req as TrackedRequest)[REQUEST_STARTED]?.(proxyReq));
-    // Errors arrive on the per-call callback; this keeps an unhandled 'error' from throwing.
-    this.proxy.on('error', () => {});
+  private load(): Promise<ProxyServer> {
+    this.proxy ??= import('http-proxy-3').then(({ createProxyServer }) => {
+      const proxy = createProxyServer({ ws: true, xfwd: true, prependPath: false });
+      // Route each outgoing handshake back to the call that started it.
+      proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage) => (req as TrackedRequest)[REQUEST_STARTED]?.(proxyReq));
+      // Errors arrive on the per-call callback; this keeps an unhandled 'error' from throwing.
+      proxy.on('error', () => {});
+      return proxy;
+    });
+    return this.proxy;
   }
 
   /**
@@ -51,14 +56,18 @@ export class UpgradeForwarder {
         report({ outcome: status >= 500 ? 'http_5xx' : 'success', handshakeMs: now() - started, status, error: undefined });
       });
     };
-    this.proxy.ws(req, socket, head, { target, connectTimeout: connectTimeoutMs }, (err: Error) => {
+    const failed = (err: Error): void => {
       const code = (err as NodeJS.ErrnoException).code ?? '';
       const outcome: Outcome = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ENOTFOUND|EAI_AGAIN/.test(code) ? 'connect_failed' : 'reset';
       report({ outcome, handshakeMs: now() - started, status: undefined, error: err });
-    });
+    };
+    this.load().then(
+      (proxy) => proxy.ws(req, socket, head, { target, connectTimeout: connectTimeoutMs }, failed),
+      (err: unknown) => failed(err as Error),
+    );
   }
 
   close(): void {
-    this.proxy.close();
+    void this.proxy?.then((proxy) => proxy.close());
   }
 }

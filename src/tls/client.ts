@@ -7,7 +7,8 @@
  */
 import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { LRUCache } from 'lru-cache';
-import { buildConnector } from 'undici';
+import type { buildConnector as Connector } from 'undici';
+import { buildConnector } from '../proxy/undici-parts.ts';
 import type { TlsMaterial } from './material.ts';
 import { peerIdentity } from './identity.ts';
 import type { TlsState } from './tls-state.ts';
@@ -35,20 +36,20 @@ function clientOptions(m: TlsMaterial, state: TlsState, expected: string): Conne
 export class MeshTlsClient {
   private readonly state: TlsState;
   /** One connector (and TLS session cache) per peer identity; bounded for meshes of any size. */
-  private readonly connectors = new LRUCache<string, { material: TlsMaterial; connector: buildConnector.connector }>({ max: 1_024 });
+  private readonly connectors = new LRUCache<string, { material: TlsMaterial; connector: Connector.connector }>({ max: 1_024 });
 
   constructor(state: TlsState) {
     this.state = state;
   }
 
   /** An undici `connect` function for an endpoint that must present `identity`. */
-  undiciConnect(identity: string, timeoutMs: number): buildConnector.connector {
+  undiciConnect(identity: string, timeoutMs: number): Connector.connector {
     const key = `${identity}\u0000${timeoutMs}`;
     return (options, callback) => {
       const material = this.state.current;
       let entry = this.connectors.get(key);
       if (entry === undefined || entry.material !== material) {
-        const connector = buildConnector({ ...clientOptions(material, this.state, identity), timeout: timeoutMs, maxCachedSessions: 256 } as buildConnector.BuildOptions);
+        const connector = buildConnector({ ...clientOptions(material, this.state, identity), timeout: timeoutMs, maxCachedSessions: 256 } as Connector.BuildOptions);
         entry = { material, connector };
         this.connectors.set(key, entry);
       }
