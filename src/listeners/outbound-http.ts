@@ -168,10 +168,11 @@ export class OutboundHttpListener {
     }
     const ex = new Exchange(req, res, target.path, target.authority, started);
     this.active++;
-    res.once('close', () => {
-      this.active--;
-      if (!res.writableEnded) ex.cancel(CLIENT_GONE);
-    });
+    // One shared listener, not a closure per request: the response carries what it needs.
+    (res as TrackedResponse)[EXCHANGE] = ex;
+    (res as TrackedResponse)[LISTENER] = this;
+    res.on('close', onResponseClose);
+    // Expected failures are answered by the respond layer; this is the net for bugs.
     service.handler(ex).catch((err: unknown) => {
       this.deps.log.error({ err, service: target.service }, 'unhandled data path failure');
       sendError(res, new MeshError('internal', 'internal error'));
@@ -230,6 +231,17 @@ export class OutboundHttpListener {
     this.deps.log.info({ listener: 'outbound', code, reason: err.code ?? err.message, remote: socket.remoteAddress }, 'malformed request refused');
     sendRawError(socket, new MeshError(code, CLIENT_ERROR_MESSAGES[code] ?? 'malformed request'));
   }
+}
+
+const EXCHANGE = Symbol('meshd.exchange');
+const LISTENER = Symbol('meshd.listener');
+type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange; [LISTENER]?: OutboundHttpListener };
+
+/** The caller's response closed: the request is no longer active, and if it did not finish, the caller left. */
+function onResponseClose(this: TrackedResponse): void {
+  const listener = this[LISTENER];
+  if (listener !== undefined) listener.active--;
+  if (!this.writableEnded) this[EXCHANGE]?.cancel(CLIENT_GONE);
 }
 
 const CLIENT_ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {

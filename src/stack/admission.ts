@@ -9,7 +9,8 @@
 import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { GradientLimiter, LimitChange } from '../feedback/concurrency.ts';
-import type { Layer } from './layer.ts';
+import type { Exchange } from './exchange.ts';
+import type { Handler, Layer } from './layer.ts';
 
 export interface QueueConfig {
   readonly size: number;
@@ -98,9 +99,7 @@ function overloaded(limit: number): MeshError {
 
 /** The stack layer around Admission: acquire before, release after, with the exchange's outcome. */
 export function admissionLayer(admission: () => Admission | undefined, clock: Clock): Layer {
-  return (next) => async (ex) => {
-    const gate = admission();
-    if (gate === undefined) return next(ex);
+  const admitted = async (gate: Admission, ex: Exchange, next: Handler): Promise<void> => {
     const waiting = gate.acquire(ex.deadline);
     if (waiting !== undefined) await waiting;
     const started = clock();
@@ -111,5 +110,10 @@ export function admissionLayer(admission: () => Admission | undefined, clock: Cl
     } finally {
       gate.release(clock() - started, ok);
     }
+  };
+  // Without adaptive concurrency (the default) the layer adds no promise of its own.
+  return (next) => (ex) => {
+    const gate = admission();
+    return gate === undefined ? next(ex) : admitted(gate, ex, next);
   };
 }

@@ -53,7 +53,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
   return (next) => async (ex) => {
     budget.recordRequest(clock());
     if (policy.attempts <= 1) return next(ex);
-    const body = await prepareBody(ex, policy.bufferLimitBytes);
+    const body = requestHasBody(ex.req) ? await prepareBody(ex, policy.bufferLimitBytes) : 'none';
     const method = ex.req.method ?? 'GET';
     const safeToRepeat = body !== 'streaming' && (IDEMPOTENT.has(method) || ex.req.headers[RETRYABLE_HEADER] === 'true');
     let pause = 0;
@@ -115,7 +115,6 @@ function onPerTryTimeout(ex: Exchange, ms: number): void {
  */
 async function prepareBody(ex: Exchange, limit: number): Promise<BodyState> {
   const req = ex.req;
-  if (!requestHasBody(req)) return 'none';
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) return 'streaming';
   const chunks: Buffer[] = [];
