@@ -1,5 +1,5 @@
 /**
- * Three minimal HTTP/1.1 forwarding engines for the "engines" benchmark
+ * Four minimal HTTP/1.1 forwarding engines for the "engines" benchmark
  * scenario (BENCH_SCENARIO=engines, see bench/README.md). Each one is a
  * node:http server that forwards every request to one backend, with the same
  * server options, the same hop-by-hop header handling (where the engine lets
@@ -15,20 +15,27 @@
  *   undici's header/body timers off as in meshd), `pool.dispatch` with a handler
  *   that writes the response with backpressure (pause on a full socket, resume
  *   on 'drain') — the shape of meshd's src/proxy/http-forwarder.ts without the
- *   rest of meshd's stack.
+ *   rest of meshd's stack;
+ * - `raw-h1`: no HTTP library at all — net sockets on both sides, a pool of
+ *   upstream connections, and only the parsing a forwarder cannot skip (the
+ *   end of the request head, the end of the response by Content-Length);
+ *   bytes are relayed as they arrive, with no header rewriting. Not a proxy
+ *   anyone should run (no chunked bodies, no pipelining, no hop-by-hop
+ *   handling): it measures what Node itself costs per forwarded request, the
+ *   floor under any design built on node:http and undici.
  *
  * This file is deliberately standalone (it imports nothing from the harness),
  * and each engine loads only its own library (dynamic import), so an engine's
  * RSS is the engine's, not the harness's or another engine's.
  *
- * Usage: node bench/engines.ts <http-proxy-3|node-pipe|undici-pool> LISTEN_PORT BACKEND_PORT
+ * Usage: node bench/engines.ts <http-proxy-3|node-pipe|undici-pool|raw-h1> LISTEN_PORT BACKEND_PORT
  * (listens on 127.0.0.1 only; the backend is 127.0.0.1:BACKEND_PORT)
  */
 import { Agent, createServer, request, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, createServer as createNetServer, type Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 
-const ENGINES = ['http-proxy-3', 'node-pipe', 'undici-pool'] as const;
+const ENGINES = ['http-proxy-3', 'node-pipe', 'undici-pool', 'raw-h1'] as const;
 type Engine = (typeof ENGINES)[number];
 
 const usage = (why: string): never => {
@@ -181,28 +188,122 @@ async function undiciPool(): Promise<Handler> {
   };
 }
 
-const handlers: Record<Engine, () => Promise<Handler>> = {
+const HEAD_END = Buffer.from('\r\n\r\n');
+const CONTENT_LENGTH = /\r\ncontent-length:[ \t]*(\d+)/i;
+const OWNER = Symbol('raw-h1.owner');
+type PooledSocket = Socket & { [OWNER]?: RawSession | undefined };
+
+/** One client connection of the raw-h1 engine: one request at a time (wrk does not pipeline). */
+class RawSession {
+  private readonly client: Socket;
+  private readonly idle: PooledSocket[];
+  private head: Buffer | undefined;
+  private upstream: PooledSocket | undefined;
+  /** Response body bytes still to relay; -1 while the response head is being read. */
+  private remaining = -1;
+  private responseHead: Buffer | undefined;
+
+  constructor(client: Socket, idle: PooledSocket[]) {
+    this.client = client;
+    this.idle = idle;
+    client.on('data', (chunk: Buffer) => this.fromClient(chunk));
+    client.on('error', () => {});
+    client.on('close', () => this.upstream?.destroy());
+  }
+
+  private fromClient(chunk: Buffer): void {
+    const head = this.head === undefined ? chunk : Buffer.concat([this.head, chunk]);
+    if (head.indexOf(HEAD_END) < 0) {
+      this.head = head;
+      return;
+    }
+    this.head = undefined;
+    this.remaining = -1;
+    this.upstream = this.idle.pop() ?? this.connectUpstream();
+    this.upstream[OWNER] = this;
+    this.upstream.write(head);
+  }
+
+  private connectUpstream(): PooledSocket {
+    const socket: PooledSocket = connect({ host: BACKEND_HOST, port: backendPort, noDelay: true });
+    socket.on('data', (chunk: Buffer) => socket[OWNER]?.fromUpstream(chunk));
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      const i = this.idle.indexOf(socket);
+      if (i >= 0) this.idle.splice(i, 1);
+      socket[OWNER]?.client.destroy();
+    });
+    return socket;
+  }
+
+  fromUpstream(chunk: Buffer): void {
+    if (this.remaining < 0) {
+      const head = this.responseHead === undefined ? chunk : Buffer.concat([this.responseHead, chunk]);
+      const end = head.indexOf(HEAD_END);
+      if (end < 0) {
+        this.responseHead = head;
+        return;
+      }
+      this.responseHead = undefined;
+      const length = CONTENT_LENGTH.exec(head.toString('latin1', 0, end + 2));
+      this.remaining = Number(length?.[1] ?? 0) - (head.length - end - 4);
+      this.relay(head);
+    } else {
+      this.remaining -= chunk.length;
+      this.relay(chunk);
+    }
+    if (this.remaining === 0 && this.upstream !== undefined) {
+      this.upstream[OWNER] = undefined;
+      this.idle.push(this.upstream);
+      this.upstream = undefined;
+    }
+  }
+
+  private relay(bytes: Buffer): void {
+    const upstream = this.upstream;
+    if (!this.client.write(bytes) && upstream !== undefined) {
+      upstream.pause();
+      this.client.once('drain', () => upstream.resume());
+    }
+  }
+}
+
+function listening(bound: unknown): void {
+  const p = typeof bound === 'object' && bound !== null ? (bound as { port: number }).port : port;
+  process.stdout.write(`${JSON.stringify({ msg: 'listening', engine, port: p, backend: TARGET })}\n`);
+}
+
+if (engine === 'raw-h1') {
+  const idle: PooledSocket[] = [];
+  const raw = createNetServer({ noDelay: true }, (client) => new RawSession(client, idle));
+  raw.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => listening(raw.address()));
+  const stopRaw = (): void => {
+    raw.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stopRaw);
+  process.on('SIGINT', stopRaw);
+}
+
+const handlers: Record<Exclude<Engine, 'raw-h1'>, () => Promise<Handler>> = {
   'http-proxy-3': httpProxy3,
   'node-pipe': nodePipe,
   'undici-pool': undiciPool,
 };
-const handle = await handlers[engine]();
+const handle = engine === 'raw-h1' ? undefined : await handlers[engine]();
 
 // The same server options as bench/backend.ts (and, where it matters here, meshd's outbound listener).
 const server = createServer({ keepAlive: true, noDelay: true, keepAliveTimeout: 120_000, requestTimeout: 0 }, handle);
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 130_000;
 
-server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => {
-  const address = server.address();
-  const bound = typeof address === 'object' && address !== null ? address.port : port;
-  process.stdout.write(`${JSON.stringify({ msg: 'listening', engine, port: bound, backend: TARGET })}\n`);
-});
-
-const stop = (): void => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+if (engine !== 'raw-h1') {
+  server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => listening(server.address()));
+  const stop = (): void => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

@@ -7,7 +7,7 @@ import type { WrkResult } from './wrk.ts';
 /** The default (http1) scenario's targets, in table order. */
 export const TARGETS = ['direct', 'meshd', 'nginx', 'haproxy'] as const;
 /** The minimal forwarding engines of bench/engines.ts (the "engines" scenario). */
-export const MINIMAL_ENGINES = ['http-proxy-3', 'node-pipe', 'undici-pool'] as const;
+export const MINIMAL_ENGINES = ['http-proxy-3', 'node-pipe', 'undici-pool', 'raw-h1'] as const;
 export type MinimalEngine = (typeof MINIMAL_ENGINES)[number];
 /** The "engines" scenario's targets, in table order. */
 export const ENGINE_TARGETS = ['direct', ...MINIMAL_ENGINES, 'meshd', 'nginx'] as const;
