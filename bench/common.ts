@@ -27,9 +27,11 @@ export const RETRY_PAUSE_MS = 10_000;
  * `http1` (default): meshd vs nginx and HAProxy; `engines`: forwarding engines side by side;
  * `http2`: h2c through meshd (h2load); `skewed`: balancing algorithms over latency-skewed
  * backends; `mtls`: meshd's mTLS hop between two meshd processes against a plain
- * two-hop and nginx's TLS hop; `all`: http1, http2, skewed and mtls one after the other.
+ * two-hop and nginx's TLS hop; `latency`: added latency at a fixed 2,000 req/s (open loop);
+ * `workers`: 1 against 2 workers; `soak`: memory over a 10-minute load; `micro`: balancer pick and EWMA ns/op;
+ * `all`: http1, http2, skewed and mtls one after the other.
  */
-export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'all'] as const;
+export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'all'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** What BENCH_SCENARIO=all runs, in order. */
 export const ALL_SCENARIOS = ['http1', 'http2', 'skewed', 'mtls'] as const satisfies readonly Scenario[];
@@ -51,6 +53,8 @@ export interface Settings {
   /** skewed: seconds per wrk run and wrk connections. */
   readonly skewDurationSec: number;
   readonly skewConnections: number;
+  /** latency: seconds per fixed-rate run (BENCH_DURATION too, with its own defaults). */
+  readonly latencyDurationSec: number;
 }
 
 function envInt(name: string, fallback: number, min: number, max: number): number {
@@ -88,6 +92,7 @@ export function readSettings(): Settings {
     h2Streams: envInt('BENCH_H2_STREAMS', 10, 1, 1000),
     skewDurationSec: envInt('BENCH_SKEW_DURATION', quick ? 2 : 10, 1, 600),
     skewConnections: envInt('BENCH_SKEW_CONNECTIONS', 16, 1, 4096),
+    latencyDurationSec: envInt('BENCH_DURATION', quick ? 3 : 10, 1, 600),
   };
 }
 

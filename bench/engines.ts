@@ -1,7 +1,8 @@
 /**
  * Four minimal HTTP/1.1 forwarding engines for the "engines" benchmark
  * scenario (BENCH_SCENARIO=engines, see bench/README.md). Each one is a
- * node:http server that forwards every request to one backend, with the same
+ * forwarder of every request to one backend (all but raw-h1 behind a node:http
+ * server), with the same
  * server options, the same hop-by-hop header handling (where the engine lets
  * us choose), and the same behaviour on errors (502 before the status line,
  * reset after) and on client aborts (the upstream exchange is cancelled):

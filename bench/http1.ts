@@ -184,7 +184,7 @@ export async function runHttp1(ctx: ScenarioContext, engines: boolean): Promise<
       `- references: ${[firstLine(tools.wrk, ['-v']), tools.nginx !== undefined ? firstLine(tools.nginx, ['-v']) : 'nginx: skipped', tools.haproxy !== undefined ? firstLine(tools.haproxy, ['-v']) : 'haproxy: skipped'].join('; ')}`,
       `- nginx: 1 worker, upstream keepalive 64, access_log off; haproxy: nbthread 1, http-reuse always`,
       `- peak RSS (max of sampled VmRSS and final VmHWM): ${watches.map((w) => `${w.name} ${fmtMiB(w.peakKb)}`).join(', ')}`,
-      `- fixed-rate latency scenario: ${tools.wrk2 !== undefined ? 'wrk2 found but not used yet' : 'skipped (wrk2 not installed)'}`,
+      `- added latency at a fixed rate: BENCH_SCENARIO=latency (open-loop generator, bench/fixed-rate.ts)`,
       `- ratios compare req/s; non-2xx/3xx, socket errors and requests are totals over all repeats`,
       OTHER_CPU_NOTE,
       serverCpuNote,

@@ -11,13 +11,17 @@
  *   fast endpoints (skewed.ts);
  * - `mtls`: two meshd processes (two hosts) with an mTLS hop between them,
  *   against the same two hops in plain HTTP and nginx's TLS hop (mtls.ts);
+ * - `latency`: added latency at a fixed 2,000 req/s, open loop (latency.ts);
+ * - `workers`: `workers: 1` against `workers: 2`, CPU per request and spread (workers.ts);
+ * - `soak`: one meshd's memory over BENCH_SOAK_MINUTES (10) minutes of load (soak.ts);
+ * - `micro`: ns per balancer pick, EWMA update and per-response bookkeeping (micro.ts);
  * - `all`: http1, http2, skewed and mtls one after the other, every table printed.
  *
  * Layout on a 2-core host (when taskset is present): the proxy under test on
  * CPU 0, backends and load generator on CPU 1. Everything listens on
  * 127.0.0.1 only. See bench/README.md.
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -27,6 +31,7 @@ import {
   log,
   PROXY_CPU,
   readSettings,
+  resultPath,
   type Scenario,
   type ScenarioContext,
   type ScenarioOutcome,
@@ -34,6 +39,10 @@ import {
 } from './common.ts';
 import { http1BudgetSec, runHttp1 } from './http1.ts';
 import { http2BudgetSec, runHttp2 } from './http2.ts';
+import { latencyBudgetSec, runLatency } from './latency.ts';
+import { runMicro } from './micro.ts';
+import { runSoak, soakBudgetSec } from './soak.ts';
+import { runWorkers, workersBudgetSec } from './workers.ts';
 import { mtlsBudgetSec, runMtls } from './mtls.ts';
 import { configurePinning, killAllSync, stopAll } from './procs.ts';
 import { runSkewed, skewedBudgetSec } from './skewed.ts';
@@ -57,6 +66,14 @@ function budgetSec(scenario: Single, settings: Settings): number {
       return skewedBudgetSec({ settings });
     case 'mtls':
       return mtlsBudgetSec({ settings });
+    case 'latency':
+      return latencyBudgetSec({ settings });
+    case 'workers':
+      return workersBudgetSec({ settings });
+    case 'soak':
+      return soakBudgetSec();
+    case 'micro':
+      return 180;
   }
 }
 
@@ -72,7 +89,22 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
       return runSkewed(ctx);
     case 'mtls':
       return runMtls(ctx);
+    case 'latency':
+      return runLatency(ctx);
+    case 'workers':
+      return runWorkers(ctx);
+    case 'soak':
+      return runSoak(ctx);
+    case 'micro':
+      return runMicroScenario(ctx);
   }
+}
+
+async function runMicroScenario(ctx: ScenarioContext): Promise<ScenarioOutcome> {
+  const report = await runMicro();
+  const file = resultPath(ctx.started, 'micro', ctx.settings.quick);
+  writeFileSync(file, `${report}\n`);
+  return { scenario: 'micro', report, file };
 }
 
 let cleaning: Promise<void> | undefined;

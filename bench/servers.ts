@@ -102,9 +102,10 @@ export function startMeshdWithConfig(tmp: string, port: number, yaml: string, cp
   const env = cleanNodeEnv();
   const proc = startProcess({
     name: 'meshd',
-    // The pinned Node that runs this harness; bin/meshd.js then loads the sources in-process.
+    // The pinned Node that runs this harness, with the V8 settings of npm start, the unit and the
+    // image; bin/meshd.js then runs dist/ (built by npm run bench) in-process.
     command: process.execPath,
-    args: [join(REPO_DIR, 'bin', 'meshd.js'), 'run', '--config', config],
+    args: ['--max-semi-space-size=4', join(REPO_DIR, 'bin', 'meshd.js'), 'run', '--config', config],
     cpu,
     logFile: join(tmp, 'meshd.log'),
     env,
