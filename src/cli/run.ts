@@ -4,10 +4,10 @@
  * rejected and the running one keeps serving), and drains on SIGTERM/SIGINT.
  */
 import { readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { Supervisor } from '../cluster/supervisor.ts';
 import { runWorker } from '../cluster/worker.ts';
 import { WORKER_ENV } from '../cluster/protocol.ts';
+import { workerCount } from '../cluster/cores.ts';
 import { monotonicClock } from '../clock.ts';
 import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
 import type { MeshConfig } from '../config/types.ts';
@@ -28,10 +28,6 @@ interface Runnable {
   recordReload(success: boolean, problems?: string[]): void;
   drain(timeoutMs: number): Promise<{ abandoned: number }>;
   readonly inFlight: number;
-}
-
-export function workerCount(configured: MeshConfig['workers']): number {
-  return configured === 'auto' ? availableParallelism() : configured;
 }
 
 export async function runCommand(configPath: string | undefined): Promise<number> {

@@ -84,4 +84,58 @@ describe('restart under load with an inherited listening socket', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('with workers: 2, every worker accepts on the inherited socket and the supervisor stops them all', async (t) => {
+    const backend = await startBackend((_req, res) => res.end('ok'));
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-activated-workers-'));
+    const config = join(dir, 'meshd.yaml');
+    writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\nworkers: 2\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`);
+    const harness = spawn('python3', [fileURLToPath(new URL('../helpers/socket-activate.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const events: Record<string, unknown>[] = [];
+    createInterface({ input: harness.stdout! }).on('line', (line) => {
+      try {
+        events.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        /* not JSON */
+      }
+    });
+    const waitFor = async (pred: (e: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> => {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const found = events.find(pred);
+        if (found !== undefined) return found;
+        if (Date.now() > until) throw new Error(`event not seen; got ${JSON.stringify(events.slice(-5))}`);
+        await sleep(20);
+      }
+    };
+    const send = (cmd: object): void => void harness.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    try {
+      const port = (await waitFor((e) => typeof e['port'] === 'number'))['port'] as number;
+      send({ op: 'start', argv: [process.execPath, MESHD_BIN, 'run', '--config', config] });
+      const supervisor = (await waitFor((e) => typeof e['started'] === 'number'))['started'] as number;
+      await waitFor((e) => e['msg'] === 'meshd ready' && e['pid'] === supervisor);
+      const workerLines = events.filter((e) => e['msg'] === 'listening' && e['listener'] === 'outbound');
+      assert.equal(workerLines.length, 2, 'two workers listening');
+      for (const line of workerLines) assert.equal(line['address'], `127.0.0.1:${port}`, 'on the inherited socket, not a port of their own');
+      const admin = (await waitFor((e) => e['msg'] === 'listening' && e['listener'] === 'admin'))['address'] as string;
+
+      const statuses = await Promise.all(Array.from({ length: 40 }, () => request(`127.0.0.1:${port}`, { headers: { host: 'api' } }).then((r) => r.status)));
+      assert.deepEqual(new Set(statuses), new Set([200]));
+      const state = (await request(admin, { path: '/debug/state' })).json<{ workers: { states: { services: { endpoints: { stats: { total: Record<string, number> } }[] }[] }[] } }>();
+      const served = state.workers.states.map((w) => w.services[0]!.endpoints[0]!.stats.total['success'] ?? 0);
+      t.diagnostic(`requests per worker on the shared inherited socket: ${JSON.stringify(served)}`);
+      assert.equal(served.reduce((a, b) => a + b, 0), 40);
+
+      send({ op: 'stop', pid: supervisor });
+      const exited = await waitFor((e) => e['exited'] === supervisor);
+      assert.equal(exited['code'], 0);
+      assert.ok(events.some((e) => e['msg'] === 'worker draining' && e['worker'] === 0));
+      assert.ok(events.some((e) => e['msg'] === 'worker draining' && e['worker'] === 1));
+    } finally {
+      harness.stdin!.end();
+      harness.kill();
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
