@@ -17,6 +17,8 @@ import { ServiceRegistry } from './service/registry.ts';
 import type { ClusterRole } from './service/runtime.ts';
 import type { FeedbackLink, Sample } from './feedback/remote.ts';
 import type { AvailabilityUpdate } from './feedback/loop.ts';
+import type { HandedListener } from './cluster/protocol.ts';
+import type { Socket } from 'node:net';
 import { InboundListener } from './listeners/inbound.ts';
 import { LocalService } from './service/local.ts';
 import { MeshTlsClient } from './tls/client.ts';
@@ -45,6 +47,8 @@ export type DaemonClusterRole =
       readonly link: FeedbackLink;
       /** Ports resolved by the first worker (port 0 in the config) so that all share them. */
       readonly ports: { readonly outbound?: number; readonly inbound?: number };
+      /** Listeners the supervisor accepts on (socket activation) and hands connections of to this worker. */
+      readonly handoff: ReadonlySet<HandedListener>;
     }
   | {
       readonly role: 'control';
@@ -157,12 +161,14 @@ export class Daemon {
       const fds = this.deps.inheritedFds;
       const { outbound: outboundAt, admin: adminAt } = this.config;
       const admin = worker === undefined ? formatAddress(await this.admin.listen(adminAt.listen.host, adminAt.listen.port, fds?.get('admin'))) : '';
-      const outbound = await this.outbound.listen(outboundAt.listen.host, worker?.ports.outbound ?? outboundAt.listen.port, fds?.get('outbound'), worker !== undefined);
-      this.bound = { admin, outbound: formatAddress(outbound) };
+      const handed = worker?.handoff ?? new Set<HandedListener>();
+      const outbound = handed.has('outbound')
+        ? HANDED_OVER
+        : formatAddress(await this.outbound.listen(outboundAt.listen.host, worker?.ports.outbound ?? outboundAt.listen.port, fds?.get('outbound'), worker !== undefined));
+      this.bound = { admin, outbound };
       if (this.inbound !== undefined && this.config.inbound !== undefined) {
         const { host, port } = this.config.inbound.listen;
-        const inbound = await this.inbound.listen(host, worker?.ports.inbound ?? port, fds?.get('inbound'), worker !== undefined);
-        this.bound.inbound = formatAddress(inbound);
+        this.bound.inbound = handed.has('inbound') ? HANDED_OVER : formatAddress(await this.inbound.listen(host, worker?.ports.inbound ?? port, fds?.get('inbound'), worker !== undefined));
         this.deps.log.info({ listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] }, 'listening');
       }
     } catch (err) {
@@ -180,6 +186,17 @@ export class Daemon {
     );
     if (worker === undefined) this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
     return this.bound;
+  }
+
+  /** Worker: a connection the supervisor accepted on a socket-activated listener. */
+  adopt(listener: HandedListener, socket: Socket): void {
+    if (this.draining) {
+      socket.destroy();
+      return;
+    }
+    if (listener === 'outbound') this.outbound.adopt(socket);
+    else if (this.inbound !== undefined) this.inbound.adopt(socket);
+    else socket.destroy();
   }
 
   /** Control process: attempts the workers reported. */
@@ -313,6 +330,9 @@ export class Daemon {
     return this.metrics.renderAggregated(await workers.query('metrics'));
   }
 }
+
+/** A worker's address for a listener whose connections the supervisor accepts and hands over. */
+const HANDED_OVER = 'handed over by the supervisor';
 
 function formatAddress(a: AddressInfo): string {
   return formatSocketAddress({ host: a.address, port: a.port });

@@ -18,18 +18,23 @@ export type SupervisorMessage =
   | { meshd: 'feedback'; service: string; update: AvailabilityUpdate }
   | { meshd: 'reload'; id: number; text: string }
   | { meshd: 'query'; id: number; what: 'state' | 'metrics' }
-  | { meshd: 'drain' };
+  | { meshd: 'drain' }
+  /** Sent with a connection the supervisor accepted on a socket-activated listener. */
+  | { meshd: 'connection'; listener: HandedListener };
+
+/** Listeners whose connections the supervisor accepts (socket activation) and hands to workers. */
+export type HandedListener = 'outbound' | 'inbound';
 
 /** Whether an IPC message is one of meshd's (the sender is trusted: it is our own parent or child). */
 export function isMeshdMessage<T extends WorkerMessage | SupervisorMessage>(m: unknown): m is T {
   return typeof m === 'object' && m !== null && typeof (m as { meshd?: unknown }).meshd === 'string';
 }
 
-/** Environment of a worker: its index, the config text the supervisor runs, and ports resolved by the first worker. */
+/** Environment of a worker: its index, the config text the supervisor runs, ports resolved by the first worker, and the listeners the supervisor accepts for it. */
 export const WORKER_ENV = {
   index: 'MESHD_WORKER_INDEX',
   count: 'MESHD_WORKER_COUNT',
   config: 'MESHD_WORKER_CONFIG',
   ports: 'MESHD_WORKER_PORTS',
-  fds: 'MESHD_WORKER_FDS',
+  handoff: 'MESHD_WORKER_HANDOFF',
 } as const;

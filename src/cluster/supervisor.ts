@@ -1,20 +1,23 @@
 /**
  * The supervisor of a multi-worker meshd (`workers: auto` or N > 1). It
- * carries no traffic. It forks the workers (the first one resolves any port
- * 0, the others bind the same ports with SO_REUSEPORT, or inherit the same
- * activated sockets), restarts one that dies, and is the one place that
+ * carries no requests. It forks the workers (the first one resolves any port
+ * 0, the others bind the same ports with SO_REUSEPORT; with sockets activated
+ * by systemd it accepts on them itself and hands each connection to the next
+ * worker in turn), restarts one that dies, and is the one place that
  * decides feedback for the host: every worker's samples feed its outlier
  * detectors, and each change of availability is pushed to all workers at
  * once. It also answers the admin API for the whole host and forwards
  * reloads and the drain.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { bindServer } from '../listeners/bind.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { Daemon, type WorkerView } from '../daemon.ts';
 import type { Logger } from '../log.ts';
 import type { TlsState } from '../tls/tls-state.ts';
-import { isMeshdMessage, WORKER_ENV, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+import { isMeshdMessage, WORKER_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
 
 export interface SupervisorDeps {
   readonly log: Logger;
@@ -106,7 +109,10 @@ class WorkerPool implements WorkerView {
   private readonly slots: Slot[];
   private configText: string | undefined;
   private readonly log: Logger;
-  private readonly fds: ReadonlyMap<string, number>;
+  /** Socket-activated listeners: the supervisor accepts on them and hands connections over. */
+  private readonly handed: [HandedListener, number][];
+  private readonly acceptors: TcpServer[] = [];
+  private nextWorker = 0;
   private readonly events: PoolEvents;
   private ports: { outbound?: number; inbound?: number } = {};
   private stopping = false;
@@ -117,7 +123,10 @@ class WorkerPool implements WorkerView {
     this.wanted = count;
     this.configText = configText;
     this.log = log;
-    this.fds = fds;
+    this.handed = (['outbound', 'inbound'] as const).flatMap((name) => {
+      const fd = fds.get(name);
+      return fd === undefined ? [] : [[name, fd] as [HandedListener, number]];
+    });
     this.events = events;
     this.slots = Array.from({ length: count }, (_, index) => ({ index, child: undefined, ready: false, startedAt: 0, restartDelayMs: RESTART_FIRST_MS }));
   }
@@ -131,8 +140,39 @@ class WorkerPool implements WorkerView {
     const [first, ...rest] = this.slots;
     if (first === undefined) return;
     const bound = await this.spawn(first);
-    this.ports = { outbound: portOf(bound.outbound), ...(bound.inbound === undefined ? {} : { inbound: portOf(bound.inbound) }) };
+    const outbound = portOf(bound.outbound);
+    const inbound = bound.inbound === undefined ? undefined : portOf(bound.inbound);
+    this.ports = { ...(outbound === undefined ? {} : { outbound }), ...(inbound === undefined ? {} : { inbound }) };
     await Promise.all(rest.map((slot) => this.spawn(slot)));
+    // Until now connections waited in the activated sockets' backlog; every worker is ready for them.
+    for (const [listener, fd] of this.handed) await this.acceptFor(listener, fd);
+  }
+
+  /**
+   * Accepts on an inherited listening socket and hands each connection to the next ready worker.
+   * All workers accepting on the one shared socket would leave the spread to wake-up order (one
+   * worker took 39 of 40 connections in the test); SO_REUSEPORT cannot apply to a socket that
+   * systemd holds across restarts. A connection costs the supervisor one accept and one handle
+   * transfer, once per connection, not per request; the bytes never pass through it.
+   */
+  private async acceptFor(listener: HandedListener, fd: number): Promise<void> {
+    const server = createTcpServer({ pauseOnConnect: true }, (socket) => this.handOff(listener, socket));
+    const address = await bindServer(server, { fd }, (err) => this.log.error({ listener, err }, 'listener error; still serving'));
+    this.acceptors.push(server);
+    this.log.info({ listener, address: `${address.address}:${address.port}`, handedTo: this.wanted }, 'listening');
+  }
+
+  private handOff(listener: HandedListener, socket: Socket): void {
+    for (let i = 0; i < this.slots.length; i++) {
+      const slot = this.slots[(this.nextWorker + i) % this.slots.length]!;
+      if (!slot.ready || slot.child === undefined || !slot.child.connected) continue;
+      this.nextWorker = (slot.index + 1) % this.slots.length;
+      slot.child.send({ meshd: 'connection', listener } satisfies SupervisorMessage, socket, (err) => {
+        if (err !== null) socket.destroy();
+      });
+      return;
+    }
+    socket.destroy(); // no worker is up: the caller retries, as with a refused connection
   }
 
   broadcast(message: SupervisorMessage): void {
@@ -161,6 +201,8 @@ class WorkerPool implements WorkerView {
   /** Asks every worker to drain and waits for them to exit; those still running after the timeout are killed. */
   async drain(timeoutMs: number): Promise<{ abandoned: number }> {
     this.stopping = true;
+    // New connections stay in the activated sockets' backlog for the next meshd.
+    for (const server of this.acceptors) server.close();
     const running = this.slots.flatMap((s) => (s.child !== undefined && s.child.exitCode === null && s.child.signalCode === null ? [s.child] : []));
     const exits = running.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
     for (const child of running) sendTo(child, { meshd: 'drain' });
@@ -198,14 +240,9 @@ class WorkerPool implements WorkerView {
   /** Forks the worker of `slot`; resolves with its bound addresses once it serves. */
   private spawn(slot: Slot): Promise<Extract<WorkerMessage, { meshd: 'ready' }>['bound']> {
     const entry = process.argv[1] ?? '';
-    // Listening sockets inherited from systemd keep their descriptor numbers in every worker.
-    const maxFd = Math.max(2, ...this.fds.values());
-    const stdio: ('inherit' | 'ipc' | number)[] = ['inherit', 'inherit', 'inherit'];
-    for (let fd = 3; fd <= maxFd; fd++) stdio.push(fd);
-    stdio.push('ipc');
     const child = fork(entry, process.argv.slice(2), {
       execArgv: process.execArgv,
-      stdio,
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       env: {
         ...process.env,
         NOTIFY_SOCKET: '', // only the supervisor talks to systemd
@@ -214,7 +251,7 @@ class WorkerPool implements WorkerView {
         [WORKER_ENV.count]: String(this.wanted),
         [WORKER_ENV.config]: this.configText ?? '',
         [WORKER_ENV.ports]: JSON.stringify(this.ports),
-        [WORKER_ENV.fds]: JSON.stringify(Object.fromEntries(this.fds)),
+        [WORKER_ENV.handoff]: JSON.stringify(this.handed.map(([name]) => name)),
       },
     });
     slot.child = child;
@@ -283,7 +320,8 @@ function sendTo(child: ChildProcess | undefined, message: SupervisorMessage): bo
   return true;
 }
 
-/** "127.0.0.1:4140" or "[::1]:4140" → 4140. */
-function portOf(address: string): number {
-  return Number(address.slice(address.lastIndexOf(':') + 1));
+/** "127.0.0.1:4140" or "[::1]:4140" → 4140; undefined for a listener the supervisor accepts on. */
+function portOf(address: string): number | undefined {
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  return Number.isInteger(port) && port > 0 ? port : undefined;
 }

@@ -12,7 +12,8 @@ import { Daemon } from '../daemon.ts';
 import { ConfigError } from '../errors.ts';
 import { createLogger, effectiveLevel } from '../log.ts';
 import { TlsState } from '../tls/tls-state.ts';
-import { isMeshdMessage, WORKER_ENV, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+import { Socket } from 'node:net';
+import { isMeshdMessage, WORKER_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
 import { WorkerLink } from './worker-link.ts';
 
 export async function runWorker(configPath: string | undefined): Promise<number> {
@@ -49,8 +50,8 @@ export async function runWorker(configPath: string | undefined): Promise<number>
   }
   const link = new WorkerLink(send);
   const ports = JSON.parse(env[WORKER_ENV.ports] ?? '{}') as { outbound?: number; inbound?: number };
-  const inheritedFds = new Map(Object.entries(JSON.parse(env[WORKER_ENV.fds] ?? '{}') as Record<string, number>));
-  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, inheritedFds, cluster: { role: 'worker', link, ports } });
+  const handoff = new Set(JSON.parse(env[WORKER_ENV.handoff] ?? '[]') as HandedListener[]);
+  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, cluster: { role: 'worker', link, ports, handoff } });
   try {
     const bound = await daemon.start();
     send({ meshd: 'ready', bound: { outbound: bound.outbound, ...(bound.inbound === undefined ? {} : { inbound: bound.inbound }) } });
@@ -73,9 +74,12 @@ export async function runWorker(configPath: string | undefined): Promise<number>
         resolve(0);
       });
     };
-    process.on('message', (message: unknown) => {
+    process.on('message', (message: unknown, handle: unknown) => {
       if (!isMeshdMessage<SupervisorMessage>(message)) return;
       switch (message.meshd) {
+        case 'connection':
+          if (handle instanceof Socket) daemon.adopt(message.listener, handle);
+          return;
         case 'feedback':
           link.deliver(message.service, message.update);
           return;

@@ -74,6 +74,19 @@ export class InboundListener {
     });
   }
 
+  /** A connection the supervisor accepted on a socket-activated listener and handed to this worker; capped as at accept. */
+  adopt(socket: Socket): void {
+    if (this.adopted >= this.server.maxConnections) {
+      socket.destroy();
+      return;
+    }
+    this.adopted++;
+    socket.once('close', () => this.adopted--);
+    this.server.emit('connection', socket);
+  }
+
+  private adopted = 0;
+
   /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
   async listen(host: string, port: number, fd?: number, reusePort = false): Promise<AddressInfo> {
     const address = await bindServer(this.server, listenTarget(host, port, fd, { backlog: 4096, reusePort }), (err) =>

@@ -106,6 +106,23 @@ export class OutboundHttpListener {
     return address;
   }
 
+  /**
+   * A connection the supervisor accepted on a socket-activated listener and handed to this worker.
+   * The connection cap applies as at accept.
+   */
+  adopt(socket: Socket): void {
+    if (this.adopted >= this.acceptor.maxConnections) {
+      this.deps.connectionRefused('outbound');
+      socket.destroy();
+      return;
+    }
+    this.adopted++;
+    socket.once('close', () => this.adopted--);
+    this.route(socket);
+  }
+
+  private adopted = 0;
+
   /** Hands a new connection to the HTTP/1.1 or the h2c server, by its first bytes. */
   private route(socket: Socket): void {
     socket.on('error', () => {}); // until a server owns it, a reset needs no report
