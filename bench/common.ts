@@ -154,6 +154,13 @@ export function gitRevision(): string {
 }
 
 /** results/<date>-<scenario>[-quick][-N].md: the first name not taken yet. */
+/** Writes a scenario's report to results/ and returns the outcome run.ts prints. */
+export function writeReport(scenario: Scenario, started: Date, quick: boolean, report: string): ScenarioOutcome {
+  const file = resultPath(started, scenario, quick);
+  writeFileSync(file, `${report}\n`);
+  return { scenario, report, file };
+}
+
 export function resultPath(now: Date, scenario: Scenario, quick: boolean): string {
   const dir = join(BENCH_DIR, 'results');
   mkdirSync(dir, { recursive: true });

@@ -4,7 +4,6 @@
  * forwarding engines (engines.ts: http-proxy-3, node:http pipe, undici Pool)
  * with meshd and nginx. See bench/README.md.
  */
-import { writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import {
   cpuModel,
@@ -19,7 +18,7 @@ import {
   packageVersion,
   PROXY_CPU,
   RETRY_PAUSE_MS,
-  resultPath,
+  writeReport,
   retryNote,
   RssWatch,
   type ScenarioContext,
@@ -213,9 +212,7 @@ export async function runHttp1(ctx: ScenarioContext, engines: boolean): Promise<
     const report = [...header, '', ...body, '', ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : [])].join('\n');
 
     const scenario = engines ? 'engines' : 'http1';
-    const file = resultPath(started, scenario, settings.quick);
-    writeFileSync(file, `${report}\n`);
-    return { scenario, report, file };
+    return writeReport(scenario, started, settings.quick, report);
   } finally {
     clearInterval(sampler);
   }

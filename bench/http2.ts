@@ -6,7 +6,6 @@
  * same run beside them. Same pinning as the default scenario: the proxy on
  * CPU 0, backends and load generator on CPU 1. See bench/README.md.
  */
-import { writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -23,7 +22,7 @@ import {
   packageVersion,
   PROXY_CPU,
   RETRY_PAUSE_MS,
-  resultPath,
+  writeReport,
   retryNote,
   RssWatch,
   scrapeMetrics,
@@ -264,9 +263,7 @@ export async function runHttp2(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
       ...(findings.notes.length > 0 ? ['## Notes', '', ...findings.notes, ''] : []),
     ].join('\n');
-    const file = resultPath(started, 'http2', settings.quick);
-    writeFileSync(file, `${report}\n`);
-    return { scenario: 'http2', report, file };
+    return writeReport('http2', started, settings.quick, report);
   } finally {
     clearInterval(sampler);
   }

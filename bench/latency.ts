@@ -8,7 +8,6 @@
  * the target's percentile minus direct's from the same round, median over
  * rounds. See bench/README.md.
  */
-import { writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -25,7 +24,7 @@ import {
   otherNote,
   PROXY_CPU,
   RETRY_PAUSE_MS,
-  resultPath,
+  writeReport,
   retryNote,
   scrapeMetrics,
   type ScenarioContext,
@@ -247,7 +246,5 @@ export async function runLatency(ctx: ScenarioContext): Promise<ScenarioOutcome>
     ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
     ...(notes.length > 0 ? ['## Notes', '', ...notes, ''] : []),
   ].join('\n');
-  const file = resultPath(started, 'latency', settings.quick);
-  writeFileSync(file, `${report}\n`);
-  return { scenario: 'latency', report, file };
+  return writeReport('latency', started, settings.quick, report);
 }

@@ -27,7 +27,7 @@ import {
   otherNote,
   PROXY_CPU,
   RETRY_PAUSE_MS,
-  resultPath,
+  writeReport,
   retryNote,
   RssWatch,
   scrapeMetrics,
@@ -411,9 +411,7 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
       ...(notes.length > 0 ? ['## Notes', '', ...notes, ''] : []),
     ].join('\n');
-    const file = resultPath(started, 'mtls', settings.quick);
-    writeFileSync(file, `${report}\n`);
-    return { scenario: 'mtls', report, file };
+    return writeReport('mtls', started, settings.quick, report);
   } finally {
     clearInterval(sampler);
   }

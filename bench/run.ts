@@ -21,7 +21,7 @@
  * CPU 0, backends and load generator on CPU 1. Everything listens on
  * 127.0.0.1 only. See bench/README.md.
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -31,7 +31,7 @@ import {
   log,
   PROXY_CPU,
   readSettings,
-  resultPath,
+  writeReport,
   type Scenario,
   type ScenarioContext,
   type ScenarioOutcome,
@@ -102,9 +102,7 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
 
 async function runMicroScenario(ctx: ScenarioContext): Promise<ScenarioOutcome> {
   const report = await runMicro();
-  const file = resultPath(ctx.started, 'micro', ctx.settings.quick);
-  writeFileSync(file, `${report}\n`);
-  return { scenario: 'micro', report, file };
+  return writeReport('micro', ctx.started, ctx.settings.quick, report);
 }
 
 let cleaning: Promise<void> | undefined;

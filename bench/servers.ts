@@ -78,10 +78,11 @@ export function startEngine(engine: MinimalEngine, tmp: string, port: number, ba
   return { name: engine, port, proc };
 }
 
-export function meshdConfig(port: number, adminPort: number, backendPort: number): string {
+export function meshdConfig(port: number, adminPort: number, backendPort: number, workers = 1): string {
   return [
     `admin: { listen: 127.0.0.1:${adminPort} }`,
     `outbound: { listen: 127.0.0.1:${port} }`,
+    `workers: ${workers}`,
     'log: { level: warn }',
     'services:',
     '  bench:',

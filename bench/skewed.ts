@@ -9,7 +9,6 @@
  * count what they serve, which gives the share of requests the slow endpoint
  * got. Proxy on CPU 0, backends and wrk on CPU 1. See bench/README.md.
  */
-import { writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -26,7 +25,7 @@ import {
   otherNote,
   PROXY_CPU,
   RETRY_PAUSE_MS,
-  resultPath,
+  writeReport,
   retryNote,
   scrapeMetrics,
   type ScenarioContext,
@@ -260,7 +259,5 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
     ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
     ...(findings.notes.length > 0 ? ['## Notes', '', ...findings.notes, ''] : []),
   ].join('\n');
-  const file = resultPath(started, 'skewed', settings.quick);
-  writeFileSync(file, `${report}\n`);
-  return { scenario: 'skewed', report, file };
+  return writeReport('skewed', started, settings.quick, report);
 }

@@ -6,9 +6,8 @@
  * /metrics). Memory is "flat" when the last half of the soak grows by less
  * than 5 % of the RSS: a leak grows with requests served, a plateau does not.
  */
-import { writeFileSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
-import { cpuModel, log, metricSum, resultPath, scrapeMetrics, type ScenarioContext, type ScenarioOutcome } from './common.ts';
+import { cpuModel, log, metricSum, writeReport, scrapeMetrics, type ScenarioContext, type ScenarioOutcome } from './common.ts';
 import { freePort, procStatusKb, waitReady } from './procs.ts';
 import { startBackend, startMeshd } from './servers.ts';
 import { runWrk } from './wrk.ts';
@@ -76,7 +75,5 @@ export async function runSoak(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     ...rows.map((r) => `| ${r.minute} | ${r.minute % 2 === 0 ? '16k' : 'small'} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.rssMiB.toFixed(1)} MiB | ${r.hwmMiB.toFixed(1)} MiB | ${r.heapUsedMiB.toFixed(1)} MiB | ${r.heapTotalMiB.toFixed(1)} MiB |`),
     '',
   ].join('\n');
-  const file = resultPath(started, 'soak', settings.quick);
-  writeFileSync(file, `${report}\n`);
-  return { scenario: 'soak', report, file };
+  return writeReport('soak', started, settings.quick, report);
 }

@@ -8,13 +8,13 @@
  * throughput scale on a host whose load comes from elsewhere), and how evenly
  * SO_REUSEPORT spreads connections (each worker's share of the requests).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
-import { cpuModel, CpuMeter, log, measureRounds, meshdWarnings, otherNote, retryNote, RETRY_PAUSE_MS, resultPath, type ScenarioContext, type ScenarioOutcome } from './common.ts';
+import { cpuModel, CpuMeter, log, measureRounds, meshdWarnings, otherNote, retryNote, RETRY_PAUSE_MS, writeReport, type ScenarioContext, type ScenarioOutcome } from './common.ts';
 import { childPids, freePort, waitReady } from './procs.ts';
 import { fmtMiB, median } from './report.ts';
-import { startBackend, startMeshdWithConfig, type Server } from './servers.ts';
+import { meshdConfig, startBackend, startMeshdWithConfig, type Server } from './servers.ts';
 import { runWrk, type WrkResult } from './wrk.ts';
 import { RssWatch } from './common.ts';
 
@@ -26,20 +26,6 @@ export function workersBudgetSec(ctx: Pick<ScenarioContext, 'settings'>): number
   const { settings } = ctx;
   const perRunSec = settings.durationSec + 5 + settings.retryDisturbed * (settings.durationSec + 5 + RETRY_PAUSE_MS / 1_000);
   return ROWS.length * (settings.repeats * perRunSec + settings.warmupSec + 5) + 90;
-}
-
-function meshdYaml(port: number, adminPort: number, backendPort: number, workers: number): string {
-  return [
-    `admin: { listen: 127.0.0.1:${adminPort} }`,
-    `outbound: { listen: 127.0.0.1:${port} }`,
-    `workers: ${workers}`,
-    'log: { level: warn }',
-    'services:',
-    '  bench:',
-    '    endpoints:',
-    `      - address: 127.0.0.1:${backendPort}`,
-    '',
-  ].join('\n');
 }
 
 interface Run {
@@ -68,7 +54,7 @@ export async function runWorkers(ctx: ScenarioContext): Promise<ScenarioOutcome>
     const port = await freePort();
     const adminPort = await freePort();
     admin.set(row, adminPort);
-    servers.set(row, startMeshdWithConfig(dir, port, meshdYaml(port, adminPort, backendPort, workers), undefined));
+    servers.set(row, startMeshdWithConfig(dir, port, meshdConfig(port, adminPort, backendPort, workers), undefined));
   }
   for (const [row, server] of servers) {
     await waitReady(server.proc, server.port, '/', 5);
@@ -136,9 +122,7 @@ export async function runWorkers(ctx: ScenarioContext): Promise<ScenarioOutcome>
       '',
       ...(warnings.count > 0 ? [`- meshd logged ${warnings.count} warning line(s): ${warnings.samples.join('; ')}`, ''] : []),
     ].join('\n');
-    const file = resultPath(started, 'workers', settings.quick);
-    writeFileSync(file, `${report}\n`);
-    return { scenario: 'workers', report, file };
+    return writeReport('workers', started, settings.quick, report);
   } finally {
     clearInterval(sampler);
   }

@@ -4,7 +4,7 @@
  * exits. Under steady load, no connection is refused and no request fails.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,31 +15,44 @@ import { startBackend } from '../helpers/backend.ts';
 import { MESHD_BIN } from '../helpers/daemon.ts';
 import { request, sleep } from '../helpers/http.ts';
 
+type HarnessEvent = Record<string, unknown>;
+
+/** test/helpers/socket-activate.py: holds a listening socket as systemd does and starts/stops meshd on it. */
+function activationHarness(defaultTimeoutMs: number): {
+  harness: ChildProcess;
+  events: HarnessEvent[];
+  waitFor: (pred: (e: HarnessEvent) => boolean, timeoutMs?: number) => Promise<HarnessEvent>;
+  send: (cmd: object) => void;
+} {
+  const harness = spawn('python3', [fileURLToPath(new URL('../helpers/socket-activate.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const events: HarnessEvent[] = [];
+  createInterface({ input: harness.stdout! }).on('line', (line) => {
+    try {
+      events.push(JSON.parse(line) as HarnessEvent);
+    } catch {
+      /* not JSON */
+    }
+  });
+  const waitFor = async (pred: (e: HarnessEvent) => boolean, timeoutMs = defaultTimeoutMs): Promise<HarnessEvent> => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const found = events.find(pred);
+      if (found !== undefined) return found;
+      if (Date.now() > until) throw new Error(`event not seen; got ${JSON.stringify(events.slice(-5))}`);
+      await sleep(20);
+    }
+  };
+  const send = (cmd: object): void => void harness.stdin!.write(`${JSON.stringify(cmd)}\n`);
+  return { harness, events, waitFor, send };
+}
+
 describe('restart under load with an inherited listening socket', () => {
   it('refuses no connection and fails no request while one meshd hands over to the next', async (t) => {
     const backend = await startBackend((_req, res) => setTimeout(() => res.end('ok'), 30));
     const dir = mkdtempSync(join(tmpdir(), 'meshd-restart-'));
     const config = join(dir, 'meshd.yaml');
     writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\ndrainTimeout: 5s\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`);
-    const harness = spawn('python3', [fileURLToPath(new URL('../helpers/socket-activate.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const events: Record<string, unknown>[] = [];
-    createInterface({ input: harness.stdout! }).on('line', (line) => {
-      try {
-        events.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        /* not JSON */
-      }
-    });
-    const waitFor = async (pred: (e: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> => {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const found = events.find(pred);
-        if (found !== undefined) return found;
-        if (Date.now() > until) throw new Error(`event not seen; got ${JSON.stringify(events.slice(-5))}`);
-        await sleep(20);
-      }
-    };
-    const send = (cmd: object): void => void harness.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    const { harness, waitFor, send } = activationHarness(10_000);
     const argv = [process.execPath, MESHD_BIN, 'run', '--config', config];
     try {
       const port = (await waitFor((e) => typeof e['port'] === 'number'))['port'] as number;
@@ -90,25 +103,7 @@ describe('restart under load with an inherited listening socket', () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshd-activated-workers-'));
     const config = join(dir, 'meshd.yaml');
     writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\nworkers: 2\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`);
-    const harness = spawn('python3', [fileURLToPath(new URL('../helpers/socket-activate.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
-    const events: Record<string, unknown>[] = [];
-    createInterface({ input: harness.stdout! }).on('line', (line) => {
-      try {
-        events.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        /* not JSON */
-      }
-    });
-    const waitFor = async (pred: (e: Record<string, unknown>) => boolean, timeoutMs = 15_000): Promise<Record<string, unknown>> => {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const found = events.find(pred);
-        if (found !== undefined) return found;
-        if (Date.now() > until) throw new Error(`event not seen; got ${JSON.stringify(events.slice(-5))}`);
-        await sleep(20);
-      }
-    };
-    const send = (cmd: object): void => void harness.stdin!.write(`${JSON.stringify(cmd)}\n`);
+    const { harness, events, waitFor, send } = activationHarness(15_000);
     try {
       const port = (await waitFor((e) => typeof e['port'] === 'number'))['port'] as number;
       send({ op: 'start', argv: [process.execPath, MESHD_BIN, 'run', '--config', config] });
