@@ -82,7 +82,7 @@ export class LocalService {
         observeLayer(deps.observer.forService(label), deps.clock),
         respondLayer(label, deps.log),
         markOverload,
-        deadlineLayer(config.timeoutMs),
+        deadlineLayer(config.timeoutMs, deps.clock),
         admissionLayer(() => this.admission, deps.clock),
         balanceLayer(label, () => balancer, undefined, Number.POSITIVE_INFINITY, deps.clock, () => {}),
       ],

@@ -450,7 +450,7 @@ export class ServiceRuntime {
         observeLayer(this.recorder, clock),
         respondLayer(name, this.deps.log),
         limitLayer(name, limits.maxInFlight, this.inFlight),
-        deadlineLayer(timeoutMs),
+        deadlineLayer(timeoutMs, clock),
         admissionLayer(() => this.admission, clock),
         retryLayer(policy, this.retryBudget, this.recorder, clock, random),
         balanceLayer(name, () => this.balancer, this.hashKey, pool.maxConnections + limits.maxPendingPerEndpoint, clock, (endpoint, ex, latencyMs) =>

@@ -8,6 +8,8 @@ import { formatDuration } from '../config/units.ts';
 import { MeshError } from '../errors.ts';
 import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
+import type { Clock } from '../clock.ts';
+import { DeadlineTimers } from './deadline-timers.ts';
 
 /** Milliseconds the caller will still wait; meshd sets it on every upstream request. */
 export const TIMEOUT_HEADER = 'x-meshd-timeout-ms';
@@ -33,16 +35,17 @@ export function callerTimeoutMs(headers: Exchange['req']['headers']): number | u
 }
 
 /** Bounds the whole exchange, from arrival to the last response byte. */
-export function deadlineLayer(timeoutMs: number): Layer {
+export function deadlineLayer(timeoutMs: number, clock: Clock): Layer {
+  const timers = new DeadlineTimers(clock, onDeadline);
   return (next) => async (ex) => {
     const asked = callerTimeoutMs(ex.req.headers);
     const budget = asked === undefined ? timeoutMs : Math.min(timeoutMs, asked);
     ex.deadline = ex.startedAt + budget;
-    const timer = setTimeout(onDeadline, budget, ex, budget);
+    timers.add(ex, budget);
     try {
       await next(ex);
     } finally {
-      clearTimeout(timer);
+      timers.remove(ex);
     }
   };
 }

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { MeshError } from '../errors.ts';
 import type { Outcome } from '../feedback/outcome.ts';
+import type { BudgetList } from './deadline-timers.ts';
 
 /** Whatever holds upstream work for the exchange and can stop it. */
 export interface Cancellable {
@@ -55,6 +56,10 @@ export class Exchange {
   /** Headers meshd adds upstream as [name, value, …] (the verified peer identity on inbound). */
   extraHeaders: string[] | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
+  /** Links of the deadline list this exchange waits in (deadline-timers.ts); undefined when in none. */
+  deadlineList: BudgetList | undefined = undefined;
+  deadlinePrev: Exchange | undefined = undefined;
+  deadlineNext: Exchange | undefined = undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse, path: string, authority: string | undefined, startedAt: number) {
     this.req = req;

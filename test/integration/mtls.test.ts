@@ -196,11 +196,12 @@ services:
     };
     const reissue = async (host: { dir: string; identity: string }, signer: IssuedCertificate, bundle: string): Promise<void> => {
       const leaf = await issueLeaf(signer, host.identity, 3_600_000);
-      writeFileSync(join(host.dir, 'ca.pem'), bundle);
+      writeFileSync(join(host.dir, 'ca.pem.tmp'), bundle);
       writeFileSync(join(host.dir, 'key.pem.tmp'), leaf.keyPem);
       writeFileSync(join(host.dir, 'cert.pem.tmp'), leaf.certPem);
-      // Atomic replacement, as configuration management does it.
+      // Atomic replacement, as configuration management does it (a reload must never read half a file).
       const { renameSync } = await import('node:fs');
+      renameSync(join(host.dir, 'ca.pem.tmp'), join(host.dir, 'ca.pem'));
       renameSync(join(host.dir, 'key.pem.tmp'), join(host.dir, 'key.pem'));
       renameSync(join(host.dir, 'cert.pem.tmp'), join(host.dir, 'cert.pem'));
     };
