@@ -233,7 +233,12 @@ class WorkerPool implements WorkerView {
         this.waiting.delete(id);
         resolve(message);
       });
-      if (!sendTo(slot.child, build(id))) this.waiting.get(id)?.({ meshd: 'answer', id, value: undefined });
+      // A worker that cannot be reached gives no answer (a reload counts that as a problem).
+      if (!sendTo(slot.child, build(id))) {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        resolve(undefined);
+      }
     });
   }
 

@@ -5,6 +5,7 @@
  * supervisor's decisions, reloads and drains when told, and exits when the
  * supervisor is gone.
  */
+import { readFile } from 'node:fs/promises';
 import { monotonicClock } from '../clock.ts';
 import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
 import type { MeshConfig } from '../config/types.ts';
@@ -22,10 +23,12 @@ export async function runWorker(configPath: string | undefined): Promise<number>
   const send = (message: WorkerMessage): void => {
     if (process.connected) process.send?.(message);
   };
+  // The supervisor's accepted text, so that a file edited since is not picked up by one worker alone.
   const text = env[WORKER_ENV.config];
+  const readText = text === undefined || text === '' ? (path: string) => readFile(path, 'utf8') : () => Promise.resolve(text);
   let config: MeshConfig;
   try {
-    config = configPath === undefined || text === undefined ? defaultConfig() : (await loadConfigFileWithText(configPath, () => Promise.resolve(text))).config;
+    config = configPath === undefined ? defaultConfig() : (await loadConfigFileWithText(configPath, readText)).config;
   } catch (err) {
     send({ meshd: 'start_failed', reason: err instanceof ConfigError ? `${err.file} is invalid` : String(err) });
     return 1;
