@@ -138,6 +138,16 @@ services:
     assert.equal(parseConfig('', 'empty.yaml', '/').services.size, 0);
   });
 
+  it('takes workers as a count or auto, one by default, and nothing else', () => {
+    assert.equal(parseConfig('', 't', '/').workers, 1);
+    assert.equal(parseConfig('workers: auto\n', 't', '/').workers, 'auto');
+    assert.equal(parseConfig('workers: 4\n', 't', '/').workers, 4);
+    for (const bad of ['0', '-1', '2.5', 'many', '"4"']) {
+      const problems = problemsOf(`workers: ${bad}\n`);
+      assert.ok(problems.some((p) => p.path === 'workers' && p.line === 1), `workers: ${bad} → ${JSON.stringify(problems)}`);
+    }
+  });
+
   it('reports a missing file as one problem', async () => {
     await assert.rejects(
       loadConfigFile('/nonexistent/meshd.yaml', async () => {
