@@ -13,6 +13,8 @@ FROM debian:bookworm-slim
 # systemd-notify is not needed in a container; meshd skips it without NOTIFY_SOCKET.
 COPY --from=build /opt/meshd /opt/meshd
 USER 65532:65532
+# Two malloc arenas instead of one per thread: 7 MiB less resident under sustained load (docs/design.md).
+ENV MALLOC_ARENA_MAX=2
 EXPOSE 4140 4143
 ENTRYPOINT ["/opt/meshd/node_modules/node/bin/node", "--max-semi-space-size=4", "/opt/meshd/bin/meshd.js"]
 CMD ["run", "--config", "/etc/meshd/meshd.yaml"]

@@ -100,7 +100,8 @@ export function startMeshd(tmp: string, port: number, adminPort: number, backend
 export function startMeshdWithConfig(tmp: string, port: number, yaml: string, cpu: number | undefined): Server {
   const config = join(tmp, 'meshd.yaml');
   writeFileSync(config, yaml);
-  const env = cleanNodeEnv();
+  // As the unit and the image run it (docs/design.md, Memory).
+  const env = { ...cleanNodeEnv(), MALLOC_ARENA_MAX: '2' };
   const proc = startProcess({
     name: 'meshd',
     // The pinned Node that runs this harness, with the V8 settings of npm start, the unit and the
