@@ -33,7 +33,6 @@ export function isMeshdMessage<T extends WorkerMessage | SupervisorMessage>(m: u
 /** Environment of a worker: its index, the config text the supervisor runs, ports resolved by the first worker, and the listeners the supervisor accepts for it. */
 export const WORKER_ENV = {
   index: 'MESHD_WORKER_INDEX',
-  count: 'MESHD_WORKER_COUNT',
   config: 'MESHD_WORKER_CONFIG',
   ports: 'MESHD_WORKER_PORTS',
   handoff: 'MESHD_WORKER_HANDOFF',

@@ -253,7 +253,6 @@ class WorkerPool implements WorkerView {
         NOTIFY_SOCKET: '', // only the supervisor talks to systemd
         LISTEN_FDS: '',
         [WORKER_ENV.index]: String(slot.index),
-        [WORKER_ENV.count]: String(this.wanted),
         [WORKER_ENV.config]: this.configText ?? '',
         [WORKER_ENV.ports]: JSON.stringify(this.ports),
         [WORKER_ENV.handoff]: JSON.stringify(this.handed.map(([name]) => name)),
