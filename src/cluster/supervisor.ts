@@ -12,6 +12,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { bindServer } from '../listeners/bind.ts';
+import { formatSocketAddress } from '../config/address.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { Daemon, type WorkerView } from '../daemon.ts';
@@ -159,7 +160,7 @@ class WorkerPool implements WorkerView {
     const server = createTcpServer({ pauseOnConnect: true }, (socket) => this.handOff(listener, socket));
     const address = await bindServer(server, { fd }, (err) => this.log.error({ listener, err }, 'listener error; still serving'));
     this.acceptors.push(server);
-    this.log.info({ listener, address: `${address.address}:${address.port}`, handedTo: this.wanted }, 'listening');
+    this.log.info({ listener, address: formatSocketAddress({ host: address.address, port: address.port }), handedTo: this.wanted }, 'listening');
   }
 
   private handOff(listener: HandedListener, socket: Socket): void {
@@ -189,11 +190,13 @@ class WorkerPool implements WorkerView {
   /** Sends the accepted config text to every worker; returns what any of them could not apply. */
   async reload(text: string): Promise<string[]> {
     this.configText = text;
-    const answers = await Promise.all(this.slots.filter((s) => s.ready).map((slot) => this.ask(slot, (id) => ({ meshd: 'reload', id, text }), RELOAD_TIMEOUT_MS)));
+    const ready = this.slots.filter((s) => s.ready);
+    const answers = await Promise.all(ready.map((slot) => this.ask(slot, (id) => ({ meshd: 'reload', id, text }), RELOAD_TIMEOUT_MS)));
     const problems: string[] = [];
     answers.forEach((a, i) => {
-      if (a === undefined) problems.push(`worker ${i}: no answer`);
-      else if (a.meshd === 'reloaded' && !a.ok) problems.push(...(a.problems ?? []).map((p) => `worker ${i}: ${p}`));
+      const worker = ready[i]?.index;
+      if (a === undefined) problems.push(`worker ${worker}: no answer`);
+      else if (a.meshd === 'reloaded' && !a.ok) problems.push(...(a.problems ?? []).map((p) => `worker ${worker}: ${p}`));
     });
     return problems;
   }
