@@ -9,7 +9,7 @@
  *
  * Usage: node scripts/build.ts
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { stripTypeScriptTypes } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -49,7 +49,7 @@ function build(): number {
   return files.length;
 }
 
-if (process.argv[1] !== undefined && statSync(process.argv[1]).ino === statSync(fileURLToPath(import.meta.url)).ino) {
+if (import.meta.main) {
   process.removeAllListeners('warning');
   const count = build();
   process.stdout.write(`built ${count} modules into dist/\n`);

@@ -15,6 +15,16 @@ export function effectiveLevel(configured: LogLevel, env: NodeJS.ProcessEnv): Lo
   return fromEnv !== undefined && LEVELS.has(fromEnv) ? (fromEnv as LogLevel) : configured;
 }
 
+/** A bug that escaped every handler: logged, then exit 70 so that `restarter` starts a clean process. */
+export function exitOnUncaughtErrors(log: Logger, restarter: string): void {
+  for (const [event, what] of [['uncaughtException', 'uncaught exception'], ['unhandledRejection', 'unhandled rejection']] as const) {
+    process.on(event, (err: unknown) => {
+      log.fatal({ err }, `${what}; exiting so that ${restarter}`);
+      process.exit(70);
+    });
+  }
+}
+
 export function createLogger(level: LogLevel): Logger {
   return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' });
 }

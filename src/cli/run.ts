@@ -13,7 +13,7 @@ import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { Daemon } from '../daemon.ts';
 import { ConfigError, formatProblems } from '../errors.ts';
-import { createLogger, effectiveLevel, type Logger } from '../log.ts';
+import { createLogger, effectiveLevel, exitOnUncaughtErrors, type Logger } from '../log.ts';
 import { createNotifier, type Notifier } from '../systemd/notify.ts';
 import { FileWatch } from '../util/file-watch.ts';
 import { TlsState } from '../tls/tls-state.ts';
@@ -44,14 +44,7 @@ export async function runCommand(configPath: string | undefined): Promise<number
   }
 
   const log = createLogger(effectiveLevel(config.log.level, process.env));
-  process.on('uncaughtException', (err) => {
-    log.fatal({ err }, 'uncaught exception; exiting so the supervisor restarts meshd');
-    process.exit(70);
-  });
-  process.on('unhandledRejection', (err) => {
-    log.fatal({ err }, 'unhandled rejection; exiting so the supervisor restarts meshd');
-    process.exit(70);
-  });
+  exitOnUncaughtErrors(log, 'the supervisor restarts meshd');
 
   const notifier = createNotifier(process.env, log);
   let tls: TlsState | undefined;

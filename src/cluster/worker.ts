@@ -11,7 +11,7 @@ import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { Daemon } from '../daemon.ts';
 import { ConfigError } from '../errors.ts';
-import { createLogger, effectiveLevel } from '../log.ts';
+import { createLogger, effectiveLevel, exitOnUncaughtErrors } from '../log.ts';
 import { TlsState } from '../tls/tls-state.ts';
 import { Socket } from 'node:net';
 import { isMeshdMessage, WORKER_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
@@ -34,12 +34,7 @@ export async function runWorker(configPath: string | undefined): Promise<number>
     return 1;
   }
   const log = createLogger(effectiveLevel(config.log.level, env)).child({ worker: index });
-  const fatal = (what: string) => (err: unknown) => {
-    log.fatal({ err }, `${what}; exiting so the supervisor restarts this worker`);
-    process.exit(70);
-  };
-  process.on('uncaughtException', fatal('uncaught exception'));
-  process.on('unhandledRejection', fatal('unhandled rejection'));
+  exitOnUncaughtErrors(log, 'the supervisor restarts this worker');
 
   let tls: TlsState | undefined;
   if (config.tls !== undefined) {
