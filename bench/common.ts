@@ -154,6 +154,18 @@ export function gitRevision(): string {
 }
 
 /** results/<date>-<scenario>[-quick][-N].md: the first name not taken yet. */
+/** A scenario's markdown: its header facts, its tables, then "Problems seen" and "Notes" when there are any. */
+export function reportText(header: readonly string[], body: readonly string[], problems: readonly string[] = [], notes: readonly string[] = []): string {
+  return [
+    ...header,
+    '',
+    ...body,
+    '',
+    ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
+    ...(notes.length > 0 ? ['## Notes', '', ...notes, ''] : []),
+  ].join('\n');
+}
+
 /** Writes a scenario's report to results/ and returns the outcome run.ts prints. */
 export function writeReport(scenario: Scenario, started: Date, quick: boolean, report: string): ScenarioOutcome {
   const file = resultPath(started, scenario, quick);

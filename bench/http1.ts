@@ -18,6 +18,7 @@ import {
   packageVersion,
   PROXY_CPU,
   RETRY_PAUSE_MS,
+  reportText,
   writeReport,
   retryNote,
   RssWatch,
@@ -209,7 +210,7 @@ export async function runHttp1(ctx: ScenarioContext, engines: boolean): Promise<
           ...perCoreRanking(summaries, targets),
         ]
       : [table(summaries)];
-    const report = [...header, '', ...body, '', ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : [])].join('\n');
+    const report = reportText(header, body, problems);
 
     const scenario = engines ? 'engines' : 'http1';
     return writeReport(scenario, started, settings.quick, report);

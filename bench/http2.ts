@@ -22,6 +22,7 @@ import {
   packageVersion,
   PROXY_CPU,
   RETRY_PAUSE_MS,
+  reportText,
   writeReport,
   retryNote,
   RssWatch,
@@ -255,14 +256,7 @@ export async function runHttp2(ctx: ScenarioContext): Promise<ScenarioOutcome> {
         `load core busy: ${pinning.enabled ? `CPU ${LOAD_CPU} (backends + load generator) busy share` : 'n/a (not pinned)'}`,
       ...ctx.tools.notes.filter((n) => !n.startsWith('haproxy')).map((n) => `- note: ${n}`),
     ];
-    const report = [
-      ...header,
-      '',
-      ...lines,
-      '',
-      ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
-      ...(findings.notes.length > 0 ? ['## Notes', '', ...findings.notes, ''] : []),
-    ].join('\n');
+    const report = reportText(header, lines, problems, findings.notes);
     return writeReport('http2', started, settings.quick, report);
   } finally {
     clearInterval(sampler);

@@ -24,6 +24,7 @@ import {
   otherNote,
   PROXY_CPU,
   RETRY_PAUSE_MS,
+  reportText,
   writeReport,
   retryNote,
   scrapeMetrics,
@@ -238,13 +239,6 @@ export async function runLatency(ctx: ScenarioContext): Promise<ScenarioOutcome>
     OTHER_CPU_NOTE,
     ...tools.notes.filter((n) => !n.startsWith('h2load') && !n.startsWith('wrk')).map((n) => `- note: ${n}`),
   ];
-  const report = [
-    ...header,
-    '',
-    ...lines,
-    '',
-    ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
-    ...(notes.length > 0 ? ['## Notes', '', ...notes, ''] : []),
-  ].join('\n');
+  const report = reportText(header, lines, problems, notes);
   return writeReport('latency', started, settings.quick, report);
 }

@@ -27,6 +27,7 @@ import {
   otherNote,
   PROXY_CPU,
   RETRY_PAUSE_MS,
+  reportText,
   writeReport,
   retryNote,
   RssWatch,
@@ -395,22 +396,22 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       OTHER_CPU_NOTE,
       ...tools.notes.filter((n) => !n.startsWith('haproxy') && !n.startsWith('h2load')).map((n) => `- note: ${n}`),
     ];
-    const report = [
-      ...header,
-      '',
-      ...lines,
-      '',
-      '## meshd B inbound TLS handshakes',
-      '',
-      `From meshd B's admin /metrics, \`meshd_tls_handshakes_total{listener="inbound",resumed="true|false"}\`: per measured mTLS run (scraped before and after each) and in total at the end. ` +
-        `meshd A keeps its mTLS connections to B pooled, so handshakes happen only when it opens a connection; resumed ones skip the certificate exchange.` +
-        `${handshakesAtStart !== undefined ? ` (At the start of the run, after the readiness probes: ${handshakesAtStart.full} full, ${handshakesAtStart.resumed} resumed.)` : ''}`,
-      '',
-      ...hsLines,
-      '',
-      ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
-      ...(notes.length > 0 ? ['## Notes', '', ...notes, ''] : []),
-    ].join('\n');
+    const report = reportText(
+      header,
+      [
+        ...lines,
+        '',
+        '## meshd B inbound TLS handshakes',
+        '',
+        `From meshd B's admin /metrics, \`meshd_tls_handshakes_total{listener="inbound",resumed="true|false"}\`: per measured mTLS run (scraped before and after each) and in total at the end. ` +
+          `meshd A keeps its mTLS connections to B pooled, so handshakes happen only when it opens a connection; resumed ones skip the certificate exchange.` +
+          `${handshakesAtStart !== undefined ? ` (At the start of the run, after the readiness probes: ${handshakesAtStart.full} full, ${handshakesAtStart.resumed} resumed.)` : ''}`,
+        '',
+        ...hsLines,
+      ],
+      problems,
+      notes,
+    );
     return writeReport('mtls', started, settings.quick, report);
   } finally {
     clearInterval(sampler);

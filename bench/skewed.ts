@@ -25,6 +25,7 @@ import {
   otherNote,
   PROXY_CPU,
   RETRY_PAUSE_MS,
+  reportText,
   writeReport,
   retryNote,
   scrapeMetrics,
@@ -251,13 +252,6 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
     `- references: ${firstLine(tools.wrk, ['-v'])}`,
     OTHER_CPU_NOTE,
   ];
-  const report = [
-    ...header,
-    '',
-    ...lines,
-    '',
-    ...(problems.length > 0 ? ['## Problems seen', '', ...problems, ''] : []),
-    ...(findings.notes.length > 0 ? ['## Notes', '', ...findings.notes, ''] : []),
-  ].join('\n');
+  const report = reportText(header, lines, problems, findings.notes);
   return writeReport('skewed', started, settings.quick, report);
 }
