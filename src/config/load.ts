@@ -10,6 +10,7 @@ import { DEFAULT_CONFIG_SOURCE, DEFAULT_CONFIG_YAML } from './default.ts';
 import { CONFIG_SCHEMA, ENDPOINTS_FILE_SCHEMA } from './schema.ts';
 import type { BalancerAlgorithm, BalancerConfig, ConcurrencySettings, EndpointSpec, LocalServiceConfig, LogLevel, MeshConfig, OutlierSettings, ServiceConfig } from './types.ts';
 import { parseDuration, parseSize } from './units.ts';
+import { identityPatternProblem } from '../tls/identity.ts';
 import { compileSchema, formatPath, parseYaml, schemaProblems, type PathSegment } from './validate.ts';
 
 const validateConfig = compileSchema(CONFIG_SCHEMA);
@@ -112,7 +113,7 @@ interface RawService {
     window?: string;
     queue?: { size?: number; maxWait?: string };
   };
-  tcp?: { listen: string; idleTimeout?: string; maxConnections?: number };
+  tcp?: { listen: string; idleTimeout?: string; maxConnections?: number; allowFrom?: string[] };
   pool?: { maxConnections?: number; idleTimeout?: string };
 }
 interface RawOutlier {
@@ -182,7 +183,12 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       tcp:
         svc.tcp === undefined
           ? undefined
-          : { listen: listenAddress(svc.tcp.listen, ''), idleTimeoutMs: ms(svc.tcp.idleTimeout, '1h'), maxConnections: svc.tcp.maxConnections ?? 1_024 },
+          : {
+              listen: listenAddress(svc.tcp.listen, ''),
+              idleTimeoutMs: ms(svc.tcp.idleTimeout, '1h'),
+              maxConnections: svc.tcp.maxConnections ?? 1_024,
+              allowFrom: svc.tcp.allowFrom,
+            },
       outlier: normaliseOutlier(svc.outlier ?? {}),
       healthCheck:
         svc.healthCheck === undefined
@@ -199,6 +205,10 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       limits: { maxInFlight: svc.limits?.maxInFlight ?? 10_000, maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? 1_024 },
       pool: { maxConnections: svc.pool?.maxConnections ?? 256, idleTimeoutMs: ms(svc.pool?.idleTimeout, '30s') },
     });
+    // Off loopback, a service port is a relay for anyone who can reach it, with this host's identity.
+    if (svc.tcp !== undefined && svc.tcp.allowFrom === undefined && !isLoopback(listenAddress(svc.tcp.listen, '').host)) {
+      report(['services', name, 'tcp', 'listen'], `${svc.tcp.listen} is reachable from other hosts: set services.${name}.tcp.allowFrom to the callers' ranges`);
+    }
     if (ms(svc.timeout, '15s') === 0) report(['services', name, 'timeout'], 'must be greater than 0s');
     const hc = svc.healthCheck;
     if (hc !== undefined && (hc.http === undefined) === (hc.tcp !== true)) {
@@ -226,6 +236,12 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       timeoutMs: ms(l.timeout, '30s'),
       concurrency: normaliseConcurrency(l.concurrency),
     });
+    for (const list of ['allow', 'deny'] as const) {
+      (l[list] ?? []).forEach((pattern, i) => {
+        const problem = identityPatternProblem(pattern);
+        if (problem !== undefined) report(['local', name, list, i], problem);
+      });
+    }
   }
   if (raw.tls === undefined) {
     for (const [name, svc] of services) {

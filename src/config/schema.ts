@@ -7,6 +7,8 @@
 const duration = { type: 'string', format: 'duration' } as const;
 const size = { type: 'string', format: 'size' } as const;
 const listen = { type: 'string', format: 'listen-address' } as const;
+/** Source ranges allowed to connect to a listener that leaves loopback. */
+const cidrList = { type: 'array', minItems: 1, items: { type: 'string', format: 'cidr' } } as const;
 
 /** Adaptive concurrency, for outbound services and local services alike. */
 const concurrency = {
@@ -86,7 +88,7 @@ const service = {
       type: 'object',
       additionalProperties: false,
       required: ['listen'],
-      properties: { listen, idleTimeout: duration, maxConnections: { type: 'integer', minimum: 1 } },
+      properties: { listen, idleTimeout: duration, maxConnections: { type: 'integer', minimum: 1 }, allowFrom: cidrList },
     },
     retries: {
       type: 'object',
@@ -206,7 +208,7 @@ export const CONFIG_SCHEMA = {
         maxHeaderSize: size,
         headersTimeout: duration,
         idleTimeout: duration,
-        allowFrom: { type: 'array', minItems: 1, items: { type: 'string', format: 'cidr' } },
+        allowFrom: cidrList,
       },
     },
     inbound: {

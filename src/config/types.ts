@@ -96,7 +96,15 @@ export interface ServiceConfig {
   /** Active health checks; undefined when not configured. */
   readonly healthCheck: HealthCheckConfig | undefined;
   /** A loopback TCP port whose connections are balanced over this service's endpoints. */
-  readonly tcp: { readonly listen: SocketAddress; readonly idleTimeoutMs: number; readonly maxConnections: number } | undefined;
+  readonly tcp:
+    | {
+        readonly listen: SocketAddress;
+        readonly idleTimeoutMs: number;
+        readonly maxConnections: number;
+        /** Source ranges allowed to connect; undefined: anyone who can reach a loopback listener. */
+        readonly allowFrom: readonly string[] | undefined;
+      }
+    | undefined;
   readonly pool: PoolConfig;
 }
 

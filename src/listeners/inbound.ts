@@ -18,7 +18,7 @@ import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts
 import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
 import { TCP_ALPN } from '../tls/client.ts';
-import { authorize, peerIdentity } from '../tls/identity.ts';
+import { peerIdentity } from '../tls/identity.ts';
 import { secureOptions } from '../tls/material.ts';
 import type { TlsState } from '../tls/tls-state.ts';
 import { bindServer, listenTarget } from './bind.ts';
@@ -142,7 +142,7 @@ export class InboundListener {
       socket.destroy();
       return;
     }
-    const verdict = authorize(local.config, identity);
+    const verdict = local.authorize(identity);
     this.deps.authorization(name, verdict.allowed);
     if (!verdict.allowed) {
       this.deps.log.warn({ event: 'forbidden', service: name, identity, rule: verdict.rule }, `refused ${identity} for ${name}: ${verdict.rule}`);
@@ -190,7 +190,7 @@ export class InboundListener {
       sendError(res, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
       return;
     }
-    const verdict = authorize(local.config, identity);
+    const verdict = local.authorize(identity);
     this.deps.authorization(local.config.name, verdict.allowed);
     if (!verdict.allowed) {
       this.deps.log.warn({ event: 'forbidden', service: local.config.name, identity, rule: verdict.rule }, `refused ${identity} for ${local.config.name}: ${verdict.rule}`);

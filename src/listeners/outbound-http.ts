@@ -8,8 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2Server, type Http2Session } from 'node:http2';
-import { BlockList, createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
-import { parseCidr } from '../config/address.ts';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { MeshError, type ErrorCode } from '../errors.ts';
@@ -20,6 +19,7 @@ import type { ServiceRecorder } from '../stack/observer.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { parseRequestTarget } from './request-target.ts';
+import { sourceFilter, type SourceFilter } from './source-filter.ts';
 
 export interface OutboundDeps {
   route(service: string): ServiceRuntime | undefined;
@@ -48,7 +48,7 @@ export class OutboundHttpListener {
   private readonly sessions = new Set<Http2Session>();
   private readonly sniffTimeoutMs: number;
   /** Callers allowed by source address; undefined allows all (loopback listeners). */
-  private readonly allowFrom: BlockList | undefined;
+  private readonly allowFrom: SourceFilter | undefined;
   private readonly deps: OutboundDeps;
   private draining = false;
   /** Requests whose response has not closed yet, plus open tunnels; drain waits for this to reach 0. */
@@ -84,7 +84,7 @@ export class OutboundHttpListener {
     });
     this.h2.on('sessionError', (err) => deps.log.info({ listener: 'outbound', err: err.message }, 'HTTP/2 session error'));
     this.sniffTimeoutMs = settings.headersTimeoutMs;
-    this.allowFrom = settings.allowFrom === undefined ? undefined : sourceList(settings.allowFrom);
+    this.allowFrom = sourceFilter(settings.allowFrom);
     this.acceptor = createTcpServer({ noDelay: true }, (socket) => this.route(socket));
     this.acceptor.maxConnections = maxConnections;
     this.acceptor.on('drop', () => deps.connectionRefused('outbound'));
@@ -126,7 +126,7 @@ export class OutboundHttpListener {
   /** Hands a new connection to the HTTP/1.1 or the h2c server, by its first bytes. */
   private route(socket: Socket): void {
     socket.on('error', () => {}); // until a server owns it, a reset needs no report
-    if (this.allowFrom !== undefined && !sourceAllowed(this.allowFrom, socket.remoteAddress)) {
+    if (this.allowFrom !== undefined && !this.allowFrom.allows(socket.remoteAddress)) {
       this.deps.connectionRefused('outbound_source');
       this.deps.log.warn({ listener: 'outbound', remote: socket.remoteAddress }, 'connection from a source outside outbound.allowFrom refused');
       socket.destroy();
@@ -281,21 +281,4 @@ function clientErrorCode(err: NodeJS.ErrnoException): ErrorCode | undefined {
     default:
       return 'bad_request';
   }
-}
-
-function sourceList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const text of cidrs) {
-    const c = parseCidr(text);
-    if (c !== undefined) list.addSubnet(c.address, c.prefix, c.family);
-  }
-  return list;
-}
-
-function sourceAllowed(list: BlockList, remote: string | undefined): boolean {
-  if (remote === undefined) return false;
-  // IPv4 callers of a dual-stack socket appear as ::ffff:a.b.c.d.
-  const v4 = remote.startsWith('::ffff:') ? remote.slice(7) : undefined;
-  if (v4 !== undefined) return list.check(v4, 'ipv4');
-  return list.check(remote, remote.includes(':') ? 'ipv6' : 'ipv4');
 }

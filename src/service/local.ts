@@ -22,6 +22,7 @@ import { compose, type Handler } from '../stack/layer.ts';
 import { balanceLayer, observeLayer, respondLayer } from '../stack/layers.ts';
 import type { DataPathObserver } from '../stack/observer.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
+import { compilePolicy, type Verdict } from '../tls/identity.ts';
 
 /** The one endpoint of a local service: its target. */
 class TargetBalancer implements Balancer {
@@ -59,11 +60,14 @@ export interface LocalDeps {
 export class LocalService {
   readonly config: LocalServiceConfig;
   readonly handler: Handler;
+  /** The allow/deny policy, compiled once. */
+  readonly authorize: (identity: string) => Verdict;
   private readonly target: Endpoint<HttpUpstream>;
   private readonly admission: Admission | undefined;
 
   constructor(config: LocalServiceConfig, deps: LocalDeps) {
     this.config = config;
+    this.authorize = compilePolicy(config);
     const address = formatSocketAddress(config.target);
     const spec = { address, host: config.target.host, port: config.target.port, zone: undefined, weight: 1, labels: {}, identity: undefined };
     const upstream = new HttpUpstream(spec, { protocol: 'http1', maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS }, undefined);

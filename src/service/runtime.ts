@@ -17,6 +17,7 @@ import type { Socket } from 'node:net';
 import { formatSocketAddress } from '../config/address.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { TcpListener } from '../listeners/tcp.ts';
+import { sourceFilter } from '../listeners/source-filter.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
@@ -346,10 +347,26 @@ export class ServiceRuntime {
     // The control process carries no traffic.
     const want = this.deps.cluster?.role === 'control' ? undefined : this.config.tcp;
     const key = want === undefined ? undefined : formatSocketAddress(want.listen);
-    if (key === this.tcpAddress) return;
+    const allowFrom = sourceFilter(want?.allowFrom);
+    if (key === this.tcpAddress) {
+      if (this.tcpListener !== undefined) this.tcpListener.allowFrom = allowFrom;
+      return;
+    }
     let fresh: TcpListener | undefined;
     if (want !== undefined) {
-      fresh = new TcpListener(this.name, want.maxConnections, (socket) => void this.openTcp(socket), this.deps.log);
+      fresh = new TcpListener(
+        this.name,
+        want.maxConnections,
+        allowFrom,
+        {
+          connection: (socket) => void this.openTcp(socket),
+          refused: (remote) => {
+            this.recorder.tcpConnection('none', 'source_refused');
+            this.deps.log.warn({ listener: 'tcp', service: this.name, remote }, 'connection from a source outside tcp.allowFrom refused');
+          },
+        },
+        this.deps.log,
+      );
       try {
         const bound = await fresh.listen(want.listen.host, want.listen.port, this.deps.cluster?.role === 'worker');
         this.deps.log.info({ listener: 'tcp', service: this.name, address: formatSocketAddress({ host: bound.address, port: bound.port }) }, 'listening');

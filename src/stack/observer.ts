@@ -15,8 +15,8 @@ export interface ServiceRecorder {
   retried(reason: string): void;
   /** A retry was wanted but the budget was spent. */
   budgetExhausted(): void;
-  /** A TCP connection through the service's listener was connected, or could not be. */
-  tcpConnection(endpoint: string, result: 'connected' | 'connect_failed' | 'no_endpoints'): void;
+  /** A TCP connection through the service's listener was connected, could not be, or was refused by source. */
+  tcpConnection(endpoint: string, result: 'connected' | 'connect_failed' | 'no_endpoints' | 'source_refused'): void;
 }
 
 export interface DataPathObserver {

@@ -1,7 +1,10 @@
 /**
  * Peer identities: read from a certificate's URI SAN, and matched against
- * the allow/deny patterns of a local service's policy ("*" matches any run
- * of characters within one path segment, a trailing "/**" any rest).
+ * the allow/deny patterns of a local service's policy. A pattern is compared
+ * segment by segment ("/" separates segments): "*" matches any run of
+ * characters within one segment, and a last segment of exactly "**" matches
+ * any number of further segments, none included ("…/team/**" matches
+ * "…/team", "…/team/x" and "…/team/x/y").
  */
 import type { PeerCertificate } from 'node:tls';
 
@@ -21,10 +24,27 @@ export function peerIdentity(cert: PeerCertificate | undefined | null): string |
   return identityOf(cert.subjectaltname);
 }
 
-/** Compiles "spiffe://prod.example/host/*" into a matcher. */
+const REGEX_SPECIALS = /[.*+?^${}()|[\]\\]/g;
+
+/** Why `pattern` is not a valid identity pattern, or undefined when it is. */
+export function identityPatternProblem(pattern: string): string | undefined {
+  const segments = pattern.split('/');
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!;
+    if (!segment.includes('**')) continue;
+    if (segment !== '**' || i !== segments.length - 1) return `"**" may only stand alone as the last segment ("…/team/**"), got ${JSON.stringify(pattern)}`;
+  }
+  return undefined;
+}
+
+/** Compiles "spiffe://prod.example/host/*" into a matcher (see the header for the syntax). */
 export function identityPattern(pattern: string): (identity: string) => boolean {
-  const escaped = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
-  const regex = new RegExp(`^${escaped.replace(/\/\\\*\\\*$|\/\*\*$/, '(/.*)?').replace(/\*/g, '[^/]*')}$`);
+  const segments = pattern.split('/');
+  const anyRest = segments.length > 1 && segments[segments.length - 1] === '**';
+  if (anyRest) segments.pop();
+  // Each segment: its literal parts escaped, its "*" runs matching within the segment only.
+  const body = segments.map((s) => s.split('*').map((part) => part.replace(REGEX_SPECIALS, '\\$&')).join('[^/]*')).join('/');
+  const regex = new RegExp(`^${body}${anyRest ? '(?:/.*)?' : ''}$`, 's');
   return (identity) => regex.test(identity);
 }
 
@@ -33,10 +53,24 @@ export interface Policy {
   deny: readonly string[];
 }
 
-/** Deny wins; with an allow list, only what it names gets in; with neither, any verified peer does. */
-export function authorize(policy: Policy, identity: string): { allowed: boolean; rule: string } {
-  for (const p of policy.deny) if (identityPattern(p)(identity)) return { allowed: false, rule: `deny ${p}` };
-  if (policy.allow.length === 0) return { allowed: true, rule: 'no allow list' };
-  for (const p of policy.allow) if (identityPattern(p)(identity)) return { allowed: true, rule: `allow ${p}` };
-  return { allowed: false, rule: 'not in the allow list' };
+export interface Verdict {
+  allowed: boolean;
+  rule: string;
+}
+
+/** A policy compiled once: deny wins; with an allow list, only what it names gets in; with neither, any verified peer does. */
+export function compilePolicy(policy: Policy): (identity: string) => Verdict {
+  const deny = policy.deny.map((p) => [p, identityPattern(p)] as const);
+  const allow = policy.allow.map((p) => [p, identityPattern(p)] as const);
+  return (identity) => {
+    for (const [p, matches] of deny) if (matches(identity)) return { allowed: false, rule: `deny ${p}` };
+    if (allow.length === 0) return { allowed: true, rule: 'no allow list' };
+    for (const [p, matches] of allow) if (matches(identity)) return { allowed: true, rule: `allow ${p}` };
+    return { allowed: false, rule: 'not in the allow list' };
+  };
+}
+
+/** One-off form of compilePolicy. */
+export function authorize(policy: Policy, identity: string): Verdict {
+  return compilePolicy(policy)(identity);
 }

@@ -7,10 +7,10 @@ import { startDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, splitAddress } from '../helpers/http.ts';
 
 /** Sends `text`, half-closes, and returns everything the server sent back. */
-function tcpRoundTrip(address: string, text: string): Promise<string> {
+function tcpRoundTrip(address: string, text: string, localAddress?: string): Promise<string> {
   const [host, port] = splitAddress(address);
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, allowHalfOpen: true });
+    const socket = connect({ host, port, allowHalfOpen: true, ...(localAddress === undefined ? {} : { localAddress }) });
     let got = '';
     socket.on('data', (d: Buffer) => (got += d.toString()));
     socket.on('end', () => resolve(got));
@@ -55,6 +55,40 @@ services:
     } finally {
       await meshd.stop();
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('accepts only callers inside tcp.allowFrom, following reloads', async () => {
+    const echo = await startRawBackend((socket) => {
+      let got = '';
+      socket.on('data', (d: Buffer) => (got += d.toString()));
+      socket.on('end', () => socket.end(`echo:${got}`));
+    });
+    const config = (range: string): string => `
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  db:
+    endpoints: [ { address: ${echo.address} } ]
+    tcp: { listen: 127.0.0.1:0, allowFrom: [ ${range} ] }
+`;
+    const meshd = await startDaemon(config('127.0.0.2/32'));
+    try {
+      const address = (await meshd.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
+      assert.equal(await tcpRoundTrip(address, 'hi', '127.0.0.2'), 'echo:hi');
+      assert.equal(await tcpRoundTrip(address, 'hi', '127.0.0.1').catch(() => ''), '', 'a caller outside the range gets nothing');
+      await meshd.waitForLog((l) => l.msg === 'connection from a source outside tcp.allowFrom refused' && l['remote'] === '127.0.0.1');
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(metrics, 'meshd_tcp_connections_total', { service: 'db', result: 'source_refused' }), 1);
+      assert.equal(echo.hits, 1, 'the refused caller never reached the endpoint');
+      const from = meshd.logs.length;
+      // Same listener address, new range: the listener stays and its filter changes.
+      meshd.writeConfig(config('127.0.0.1/32'));
+      await meshd.waitForLog((l) => l.msg === 'config reloaded', 10_000, from);
+      assert.equal(await tcpRoundTrip(address, 'again', '127.0.0.1'), 'echo:again');
+    } finally {
+      await meshd.stop();
+      await echo.close();
     }
   });
 });

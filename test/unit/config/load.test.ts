@@ -206,3 +206,26 @@ describe('outbound exposure', () => {
     assert.match(problemsOf('outbound: { listen: 127.0.0.1:4140, allowFrom: [ 10.0.0.0/33 ] }\n')[0]!.message, /address range/);
   });
 });
+
+describe('service TCP listener exposure', () => {
+  it('requires a source allow-list when a service TCP listener leaves loopback, as for outbound', () => {
+    const service = (tcp: string): string => `services:\n  pg:\n    endpoints: [ { address: 127.0.0.1:5432 } ]\n    tcp: ${tcp}\n`;
+    const problems = problemsOf(service('{ listen: 0.0.0.0:15432 }'));
+    assert.equal(problems[0]?.path, 'services.pg.tcp.listen');
+    assert.match(problems[0]!.message, /allowFrom/);
+    assert.equal(problemsOf(service('{ listen: "[::]:15432" }'))[0]?.path, 'services.pg.tcp.listen');
+    const config = parseConfig(service('{ listen: 0.0.0.0:15432, allowFrom: [ 10.244.1.0/24 ] }'), 't', '/');
+    assert.deepEqual(config.services.get('pg')?.tcp?.allowFrom, ['10.244.1.0/24']);
+    assert.equal(parseConfig(service('{ listen: 127.0.0.1:15432 }'), 't', '/').services.get('pg')?.tcp?.allowFrom, undefined);
+  });
+});
+
+describe('identity patterns in local policies', () => {
+  it('rejects "**" anywhere but as the whole last segment', () => {
+    const problems = problemsOf('inbound: {}\ntls: { cert: c, key: k, ca: a }\nlocal:\n  web: { target: 127.0.0.1:8080, deny: [ "spiffe://p/ok/**", "spiffe://p/**/x" ] }\n');
+    assert.deepEqual(
+      problems.map((p) => p.path),
+      ['local.web.deny[1]'],
+    );
+  });
+});
