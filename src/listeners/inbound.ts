@@ -22,6 +22,7 @@ import { peerIdentity } from '../tls/identity.ts';
 import { secureOptions } from '../tls/material.ts';
 import type { TlsState } from '../tls/tls-state.ts';
 import { bindServer, listenTarget } from './bind.ts';
+import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { serviceName } from './request-target.ts';
 
 /** The verified caller, as the local service sees it. */
@@ -69,7 +70,7 @@ export class InboundListener {
     });
     this.http = createHttpServer({ headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+      if (err.code === 'ECONNRESET' || !socket.writable || isDistrusted(socket)) return void socket.destroy();
       sendRawError(socket, new MeshError(err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request', 'malformed HTTP request'));
     });
   }
@@ -184,6 +185,13 @@ export class InboundListener {
     const local = name === undefined ? undefined : this.deps.local(name);
     if (identity === undefined) {
       sendError(res, new MeshError('forbidden', 'no verified peer identity'));
+      return;
+    }
+    if (onDistrustedConnection(req)) return void res.destroy();
+    const framing = framingProblem(req);
+    if (framing !== undefined) {
+      if (framing.close) distrustConnection(req, res);
+      sendError(res, framing.error, framing.close);
       return;
     }
     if (local === undefined || local.config.tcp) {

@@ -18,6 +18,7 @@ import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
 import { bindServer, listenTarget } from './bind.ts';
+import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { parseRequestTarget } from './request-target.ts';
 import { sourceFilter, type SourceFilter } from './source-filter.ts';
 
@@ -171,6 +172,14 @@ export class OutboundHttpListener {
       this.answerWithoutService(res, new MeshError('overloaded', 'meshd is at its global in-flight limit', { retryAfterSeconds: 1 }), started);
       return;
     }
+    if (onDistrustedConnection(req)) return void res.destroy();
+    const framing = framingProblem(req);
+    if (framing !== undefined) {
+      this.deps.clientError('outbound', framing.error.code);
+      if (framing.close) distrustConnection(req, res);
+      this.answerWithoutService(res, framing.error, started, framing.close);
+      return;
+    }
     const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
     const target = parseRequestTarget(req.url ?? '/', host);
     if (target instanceof MeshError) {
@@ -205,7 +214,8 @@ export class OutboundHttpListener {
       sendRawError(socket, new MeshError('draining', 'meshd is shutting down; reconnect', { retryAfterSeconds: 1 }));
       return;
     }
-    const target = parseRequestTarget(req.url ?? '/', req.headers.host);
+    const framing = framingProblem(req);
+    const target = framing?.error ?? parseRequestTarget(req.url ?? '/', req.headers.host);
     if (target instanceof MeshError) {
       this.deps.clientError('outbound', target.code);
       sendRawError(socket, target);
@@ -230,17 +240,17 @@ export class OutboundHttpListener {
     service.upgrade(req, socket, head, started);
   }
 
-  private answerWithoutService(res: ServerResponse, err: MeshError, started: number): void {
+  private answerWithoutService(res: ServerResponse, err: MeshError, started: number, closeConnection = false): void {
     const recorder = this.deps.unknownService;
     recorder.started();
-    sendError(res, err);
+    sendError(res, err, closeConnection);
     recorder.ended();
     recorder.finishedWithoutEndpoint(err.status, (this.deps.clock() - started) / 1000);
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
     const code = clientErrorCode(err);
-    if (code === undefined) {
+    if (code === undefined || isDistrusted(socket)) {
       socket.destroy();
       return;
     }

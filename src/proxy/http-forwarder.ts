@@ -11,7 +11,7 @@ import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.t
 import { RetryableStatus } from '../stack/retry.ts';
 import { TIMEOUT_HEADER } from '../stack/deadline.ts';
 import { requestHasBody } from './request-body.ts';
-import { downstreamResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
+import { downstreamResponseHeaders, http2ResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
 import type { HttpUpstream } from './http-upstream.ts';
 
 /** Sends the exchange upstream; resolves when the response is complete. */
@@ -107,8 +107,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       }
       res.addTrailers(trailers);
     }
-    // HTTP/2 has no reason phrase; HTTP/1.1 keeps the upstream's.
-    if (statusMessage === undefined || statusMessage === '' || this.ex.req.httpVersionMajor === 2) res.writeHead(statusCode, out);
+    if (this.ex.req.httpVersionMajor === 2) {
+      // HTTP/2 has no reason phrase, and refuses fields HTTP/1.1 tolerates (repeated single-value ones).
+      try {
+        res.writeHead(statusCode, http2ResponseHeaders(out));
+      } catch {
+        res.writeHead(statusCode, http2ResponseHeaders(out, true));
+      }
+    } else if (statusMessage === undefined || statusMessage === '') res.writeHead(statusCode, out);
     else res.writeHead(statusCode, statusMessage, out);
   }
 

@@ -190,6 +190,32 @@ services:
     await assertStillServing(meshd);
   });
 
+  it('refuses a request with two Host fields with 400 and closes (RFC 9112 §3.2)', async () => {
+    const before = ok.hits;
+    const reply = await rawExchange(meshd.outbound, 'GET / HTTP/1.1\r\nHost: ok\r\nHost: streaming\r\n\r\nGET / HTTP/1.1\r\nHost: ok\r\n\r\n');
+    assert.match(reply, /^HTTP\/1\.1 400 /);
+    assert.match(reply, /x-meshd-error: bad_request/i);
+    assert.equal(reply.match(/HTTP\/1\.1 /g)?.length, 1, 'nothing else is read from that connection');
+    const upgrade = await rawExchange(meshd.outbound, 'GET /ws HTTP/1.1\r\nHost: ok\r\nHost: streaming\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    assert.match(upgrade, /^HTTP\/1\.1 400 /);
+    assert.equal(ok.hits, before, 'never forwarded');
+    await assertStillServing(meshd);
+  });
+
+  it('refuses an HTTP/1.0 request with Transfer-Encoding with 400 and closes (RFC 9112 §6.1)', async () => {
+    const before = ok.hits;
+    const reply = await rawExchange(meshd.outbound, 'POST / HTTP/1.0\r\nHost: ok\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: ok\r\n\r\n');
+    assert.match(reply, /^HTTP\/1\.1 400 /);
+    assert.match(reply, /x-meshd-error: bad_request/i);
+    assert.match(reply, /connection: close/i);
+    assert.equal(reply.match(/HTTP\/1\.1 /g)?.length, 1);
+    // Content-Length with Transfer-Encoding: node:http refuses it before meshd sees it.
+    const both = await rawExchange(meshd.outbound, 'POST / HTTP/1.1\r\nHost: ok\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
+    assert.match(both, /^HTTP\/1\.1 400 /);
+    assert.equal(ok.hits, before, 'never forwarded');
+    await assertStillServing(meshd);
+  });
+
   it('counts malformed requests by code', async () => {
     const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
     assert.ok(metricValue(metrics, 'meshd_client_errors_total', { listener: 'outbound', code: 'bad_request' }) >= 2);

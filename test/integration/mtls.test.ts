@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { Agent } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -78,11 +79,41 @@ services:
   });
 
   it('carries HTTP end to end; the app sees the verified caller and never a spoofed one', async () => {
-    const reply = await request(A.outbound, { path: '/hello', headers: { host: 'web', 'x-meshd-peer-identity': 'spiffe://evil.example/host/root' } });
+    const spoofs = ['x-meshd-peer-identity', 'X_Meshd_Peer_Identity', 'x-meshd_peer-identity', 'X-MESHD-PEER_IDENTITY'];
+    const reply = await request(A.outbound, { path: '/hello', headers: { host: 'web', ...Object.fromEntries(spoofs.map((n) => [n, 'spiffe://evil.example/host/root'])) } });
     assert.equal(reply.status, 200);
     const seen = reply.json<{ url: string; headers: Record<string, string> }>();
     assert.equal(seen.url, '/hello');
     assert.equal(seen.headers['x-meshd-peer-identity'], hostA.identity);
+    // CGI/WSGI/Rack read "_" as "-": no spelling of the identity field but meshd's own may arrive.
+    const identityFields = Object.keys(seen.headers).filter((n) => n.replaceAll('_', '-') === 'x-meshd-peer-identity');
+    assert.deepEqual(identityFields, ['x-meshd-peer-identity']);
+    // A caller on host B's inbound directly (a meshd of its own, or anything holding a certificate) is stripped the same way.
+    const direct = await new Promise<Record<string, string>>((resolve, reject) => {
+      const [host, port] = splitAddress(inbound);
+      const req = httpsRequest(
+        {
+          host,
+          port,
+          path: '/direct',
+          headers: { host: 'web', X_Meshd_Peer_Identity: 'spiffe://evil.example/host/root', 'x-meshd-peer-identity': 'spiffe://evil.example/host/root' },
+          cert: readFileSync(join(hostA.dir, 'cert.pem')),
+          key: readFileSync(join(hostA.dir, 'key.pem')),
+          ca: readFileSync(join(hostA.dir, 'ca.pem')),
+          checkServerIdentity: () => undefined,
+          agent: false,
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve((JSON.parse(body) as { headers: Record<string, string> }).headers));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(direct['x-meshd-peer-identity'], hostA.identity);
+    assert.equal(direct['x_meshd_peer_identity'], undefined);
   });
 
   it('carries a TCP conversation over the same mTLS hop', async () => {
