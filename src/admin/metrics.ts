@@ -25,6 +25,9 @@ const SUPERVISOR_OWNED: ReadonlySet<string> = new Set([
   'meshd_certificate_expiry_seconds',
 ]);
 
+/** prom-client's runtime gauges with a counter's suffix; `meshd_nodejs_active_handles{type}` and its kin carry the same numbers. */
+const GAUGES_NAMED_TOTAL = ['meshd_nodejs_active_handles_total', 'meshd_nodejs_active_requests_total', 'meshd_nodejs_active_resources_total'];
+
 /** Service label for requests whose Host named no configured service (bounded cardinality). */
 export const UNKNOWN_SERVICE_LABEL = '_unknown';
 
@@ -56,6 +59,8 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
+    // Gauges named like counters (promtool flags them); each equals the sum of its by-type gauge.
+    for (const name of GAUGES_NAMED_TOTAL) this.registry.removeSingleMetric(name);
     const registers = [this.registry];
     const register = (collector: Collector): void => {
       // A collector honours prom-client's metric contract (name, get() in its format) without being one of its classes.
