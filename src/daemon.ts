@@ -295,6 +295,8 @@ export class Daemon {
       node: this.config.node,
       pid: process.pid,
       startedAt: this.startedAt.toISOString(),
+      // The runtime settings memory was measured with (bin/meshd.js applies them however meshd starts).
+      runtime: { node: process.version, v8Flags: process.execArgv, mallocArenaMax: process.env['MALLOC_ARENA_MAX'] },
       config: { source: this.config.source, lastReload: this.lastReload },
       listeners: { ...this.bound, outboundConnectionCap: this.outboundConnectionCap },
       tls:

@@ -58,9 +58,6 @@ export async function runCommand(configPath: string | undefined): Promise<number
     }
     tls.start();
   }
-  if (!process.execArgv.some((a) => a.startsWith('--max-semi-space-size')) && !(process.env['NODE_OPTIONS'] ?? '').includes('--max-semi-space-size')) {
-    log.info('V8 young generation not capped: start node with --max-semi-space-size=4 (as npm start, the systemd unit and the image do) for the measured memory footprint');
-  }
   const inheritedFds = inheritedListeners(process.env);
   if (inheritedFds.size > 0) log.info({ listeners: Object.fromEntries(inheritedFds) }, 'using inherited listening sockets');
   const workers = workerCount(config.workers);

@@ -41,6 +41,8 @@ export interface StartOptions {
   files?: Record<string, string>;
   /** Run under `prlimit --nofile=N` (connection-cap tests). */
   nofile?: number;
+  /** How meshd is started, before `run --config FILE`; default: this node and bin/meshd.js. */
+  command?: string[];
 }
 
 export async function startDaemon(configYaml: string, opts: StartOptions = {}): Promise<RunningDaemon> {
@@ -48,8 +50,9 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
   const configPath = join(dir, 'meshd.yaml');
   for (const [name, text] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), text);
   writeFileSync(configPath, configYaml);
-  const args = [MESHD_BIN, 'run', '--config', configPath];
-  const [cmd, argv] = opts.nofile === undefined ? [process.execPath, args] : ['prlimit', [`--nofile=${opts.nofile}`, process.execPath, ...args]];
+  const [program, ...prefix] = opts.command ?? [process.execPath, MESHD_BIN];
+  const args = [...prefix, 'run', '--config', configPath];
+  const [cmd, argv] = opts.nofile === undefined ? [program!, args] : ['prlimit', [`--nofile=${opts.nofile}`, program!, ...args]];
   const proc = spawn(cmd, argv, { env: { ...process.env, MESHD_LOG_LEVEL: 'info', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const stderr: string[] = [];
