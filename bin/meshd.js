@@ -12,11 +12,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { missingFlags, needsRuntimeSettings, runtimeEnv } from './runtime-settings.js';
 
-/** V8 flags by the option they set: a 4 MiB young-generation semi-space (8 MiB new space). */
-const V8_FLAGS = [['--max-semi-space-size', '--max-semi-space-size=4']];
-/** Environment read at process start: glibc's arena count (7–9 MiB less resident under load). */
-const RUNTIME_ENV = { MALLOC_ARENA_MAX: '2' };
 /** The commands that run the daemon; the others (check, cert…) start and exit too quickly to matter. */
 const DAEMON_COMMANDS = new Set(['run', 'demo']);
 
@@ -30,32 +27,32 @@ if (major < 24) {
     process.stderr.write(`meshd needs Node.js 24 (this is ${process.version}); run "npm ci" in the meshd directory first\n`);
     process.exit(1);
   }
-  const child = spawn(pinned, [...missingFlags(), script, ...args], { stdio: 'inherit', env: runtimeEnv() });
+  const child = spawn(pinned, [...missingFlags(process.execArgv, process.env), script, ...args], { stdio: 'inherit', env: runtimeEnv(process.env) });
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128)));
-} else if (DAEMON_COMMANDS.has(args[0] ?? '') && needsRuntimeSettings()) {
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...missingFlags(), script, ...args], runtimeEnv());
+} else if (DAEMON_COMMANDS.has(args[0] ?? '') && needsRuntimeSettings(process.execArgv, process.env) && canReplaceItself()) {
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...missingFlags(process.execArgv, process.env), script, ...args], runtimeEnv(process.env));
 } else {
   await import(builtIsCurrent() ? '../dist/cli/main.js' : '../src/cli/main.ts');
 }
 
-/** The measured V8 flags this process was not started with (given on the command line or in NODE_OPTIONS). */
-function missingFlags() {
-  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
-  return V8_FLAGS.filter(([option]) => !given.some((a) => a === option || a.startsWith(`${option}=`))).map(([, flag]) => flag);
-}
-
-function runtimeEnv() {
-  const env = { ...process.env };
-  for (const [name, value] of Object.entries(RUNTIME_ENV)) env[name] ??= value;
-  // Marks the replacement, so that a setting that does not take cannot loop.
-  env.MESHD_RUNTIME_APPLIED = '1';
-  return env;
-}
-
-function needsRuntimeSettings() {
-  if (process.env.MESHD_RUNTIME_APPLIED === '1') return false;
-  return missingFlags().length > 0 || Object.keys(RUNTIME_ENV).some((name) => process.env[name] === undefined);
+/**
+ * Whether an execve keeps everything this process was handed. Node's execve closes every
+ * descriptor but stdio, so a process holding listening sockets (systemd socket activation, a
+ * restart hand-over) or an IPC channel (a worker forked by the supervisor, which gives its
+ * workers the settings itself) keeps running as started. The systemd unit and the image give
+ * the settings in their command lines; /debug/state shows what a process runs with.
+ */
+function canReplaceItself() {
+  if (process.env.NODE_CHANNEL_FD !== undefined) return false;
+  // The same test as src/systemd/listen-fds.ts: a count, for this pid or for no pid in particular.
+  const count = Number(process.env.LISTEN_FDS);
+  const forPid = process.env.LISTEN_PID;
+  const handedOver = Number.isInteger(count) && count > 0 && (forPid === undefined || forPid === '' || Number(forPid) === process.pid);
+  if (handedOver) {
+    process.stderr.write('meshd: started with inherited listening sockets, which a restart in place would close, so the runtime settings (--max-semi-space-size=4, MALLOC_ARENA_MAX=2) are not applied; give them in the command that starts meshd\n');
+  }
+  return !handedOver;
 }
 
 /** Whether dist/ was built after the last change to any source file. */

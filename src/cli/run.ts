@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { Supervisor } from '../cluster/supervisor.ts';
 import { runWorker } from '../cluster/worker.ts';
-import { WORKER_ENV } from '../cluster/protocol.ts';
+import { WORKER_INDEX_ENV } from '../cluster/protocol.ts';
 import { workerCount } from '../cluster/cores.ts';
 import { monotonicClock } from '../clock.ts';
 import { defaultConfig, loadConfigFileWithText } from '../config/load.ts';
@@ -31,7 +31,7 @@ interface Runnable {
 }
 
 export async function runCommand(configPath: string | undefined): Promise<number> {
-  if (process.env[WORKER_ENV.index] !== undefined && process.send !== undefined) return runWorker(configPath);
+  if (process.env[WORKER_INDEX_ENV] !== undefined && process.send !== undefined) return runWorker(configPath);
   let config: MeshConfig;
   let configText: string | undefined;
   try {

@@ -8,6 +8,8 @@ import type { AvailabilityUpdate } from '../feedback/loop.ts';
 import type { Sample } from '../feedback/remote.ts';
 
 export type WorkerMessage =
+  /** A new worker is listening on the channel and asks for its start. */
+  | { meshd: 'hello' }
   | { meshd: 'ready'; bound: { outbound: string; inbound?: string } }
   | { meshd: 'start_failed'; reason: string }
   | { meshd: 'samples'; batches: [service: string, samples: Sample[]][] }
@@ -15,6 +17,8 @@ export type WorkerMessage =
   | { meshd: 'answer'; id: number; value: unknown };
 
 export type SupervisorMessage =
+  /** The first message to a new worker: what it needs to start (an environment variable would cap its size). */
+  | { meshd: 'start'; start: WorkerStart }
   | { meshd: 'feedback'; service: string; update: AvailabilityUpdate }
   | { meshd: 'reload'; id: number; text: string }
   | { meshd: 'query'; id: number; what: 'state' | 'metrics' }
@@ -30,10 +34,16 @@ export function isMeshdMessage<T extends WorkerMessage | SupervisorMessage>(m: u
   return typeof m === 'object' && m !== null && typeof (m as { meshd?: unknown }).meshd === 'string';
 }
 
-/** Environment of a worker: its index, the config text the supervisor runs, ports resolved by the first worker, and the listeners the supervisor accepts for it. */
-export const WORKER_ENV = {
-  index: 'MESHD_WORKER_INDEX',
-  config: 'MESHD_WORKER_CONFIG',
-  ports: 'MESHD_WORKER_PORTS',
-  handoff: 'MESHD_WORKER_HANDOFF',
-} as const;
+/**
+ * What a worker starts with, sent over IPC: the config text the supervisor runs (any size; the
+ * environment is capped at 128 KiB a string), the ports the first worker resolved, and the
+ * listeners the supervisor accepts for it.
+ */
+export interface WorkerStart {
+  readonly configText: string | undefined;
+  readonly ports: { outbound?: number; inbound?: number };
+  readonly handoff: readonly HandedListener[];
+}
+
+/** The one environment variable of a worker: its index, which also marks the process as a worker. */
+export const WORKER_INDEX_ENV = 'MESHD_WORKER_INDEX';

@@ -18,7 +18,8 @@ import type { MeshConfig } from '../config/types.ts';
 import { Daemon, type WorkerView } from '../daemon.ts';
 import type { Logger } from '../log.ts';
 import type { TlsState } from '../tls/tls-state.ts';
-import { isMeshdMessage, WORKER_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+import { missingFlags, runtimeEnv } from '../../bin/runtime-settings.js';
+import { isMeshdMessage, WORKER_INDEX_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
 
 export interface SupervisorDeps {
   readonly log: Logger;
@@ -168,16 +169,20 @@ class WorkerPool implements WorkerView {
       const slot = this.slots[(this.nextWorker + i) % this.slots.length]!;
       if (!slot.ready || slot.child === undefined || !slot.child.connected) continue;
       this.nextWorker = (slot.index + 1) % this.slots.length;
-      slot.child.send({ meshd: 'connection', listener } satisfies SupervisorMessage, socket, (err) => {
-        if (err !== null) socket.destroy();
-      });
+      try {
+        slot.child.send({ meshd: 'connection', listener } satisfies SupervisorMessage, socket, (err) => {
+          if (err !== null) socket.destroy();
+        });
+      } catch {
+        socket.destroy(); // the channel closed between the check and the send
+      }
       return;
     }
     socket.destroy(); // no worker is up: the caller retries, as with a refused connection
   }
 
   broadcast(message: SupervisorMessage): void {
-    for (const slot of this.slots) if (slot.ready) sendTo(slot.child, message);
+    for (const slot of this.slots) if (slot.ready) this.sendTo(slot.child, message);
   }
 
   async query(what: 'state' | 'metrics'): Promise<unknown[]> {
@@ -208,7 +213,7 @@ class WorkerPool implements WorkerView {
     for (const server of this.acceptors) server.close();
     const running = this.slots.flatMap((s) => (s.child !== undefined && s.child.exitCode === null && s.child.signalCode === null ? [s.child] : []));
     const exits = running.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
-    for (const child of running) sendTo(child, { meshd: 'drain' });
+    for (const child of running) this.sendTo(child, { meshd: 'drain' });
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs + 2_000)));
     const outcome = await Promise.race([Promise.all(exits), expired]);
@@ -237,7 +242,7 @@ class WorkerPool implements WorkerView {
         resolve(message);
       });
       // A worker that cannot be reached gives no answer (a reload counts that as a problem).
-      if (!sendTo(slot.child, build(id))) {
+      if (!this.sendTo(slot.child, build(id))) {
         clearTimeout(timer);
         this.waiting.delete(id);
         resolve(undefined);
@@ -248,18 +253,17 @@ class WorkerPool implements WorkerView {
   /** Forks the worker of `slot`; resolves with its bound addresses once it serves. */
   private spawn(slot: Slot): Promise<Extract<WorkerMessage, { meshd: 'ready' }>['bound']> {
     const entry = process.argv[1] ?? '';
+    // A worker cannot replace itself to gain the runtime settings (its IPC channel would close),
+    // and the supervisor may lack them (socket activation): the fork gives them.
     const child = fork(entry, process.argv.slice(2), {
-      execArgv: process.execArgv,
+      execArgv: [...process.execArgv, ...missingFlags(process.execArgv, process.env)],
       stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
-      env: {
+      env: runtimeEnv({
         ...process.env,
         NOTIFY_SOCKET: '', // only the supervisor talks to systemd
         LISTEN_FDS: '',
-        [WORKER_ENV.index]: String(slot.index),
-        [WORKER_ENV.config]: this.configText ?? '',
-        [WORKER_ENV.ports]: JSON.stringify(this.ports),
-        [WORKER_ENV.handoff]: JSON.stringify(this.handed.map(([name]) => name)),
-      },
+        [WORKER_INDEX_ENV]: String(slot.index),
+      }),
     });
     slot.child = child;
     slot.ready = false;
@@ -270,12 +274,15 @@ class WorkerPool implements WorkerView {
       child.on('message', (message: unknown) => {
         if (!isMeshdMessage<WorkerMessage>(message)) return;
         switch (message.meshd) {
+          case 'hello':
+            this.sendTo(child, { meshd: 'start', start: { configText: this.configText, ports: this.ports, handoff: this.handed.map(([name]) => name) } });
+            return;
           case 'samples':
             this.events.samples(message.batches);
             return;
           case 'ready':
             slot.ready = true;
-            for (const [service, update] of this.events.snapshots()) sendTo(child, { meshd: 'feedback', service, update });
+            for (const [service, update] of this.events.snapshots()) this.sendTo(child, { meshd: 'feedback', service, update });
             this.log.info({ worker: slot.index, workerPid: child.pid, outbound: message.bound.outbound }, 'worker ready');
             settled = true;
             resolve(message.bound);
@@ -307,6 +314,23 @@ class WorkerPool implements WorkerView {
     });
   }
 
+  /**
+   * Sends to a worker; false when it cannot be reached. A send that fails later (the worker died,
+   * the channel broke) is logged: the worker's exit handler restarts it, a query counts no answer.
+   */
+  private sendTo(child: ChildProcess | undefined, message: SupervisorMessage): boolean {
+    if (child === undefined || !child.connected) return false;
+    try {
+      child.send(message, (err) => {
+        if (err !== null) this.log.warn({ workerPid: child.pid, message: message.meshd, err: err.message }, 'message to a worker not delivered');
+      });
+      return true;
+    } catch (err) {
+      this.log.warn({ workerPid: child.pid, message: message.meshd, err: (err as Error).message }, 'message to a worker not delivered');
+      return false;
+    }
+  }
+
   /** Restarts a dead worker after its backoff, and again (longer) if that start fails. */
   private restartLater(slot: Slot): void {
     const delay = slot.restartDelayMs;
@@ -321,11 +345,6 @@ class WorkerPool implements WorkerView {
   }
 }
 
-function sendTo(child: ChildProcess | undefined, message: SupervisorMessage): boolean {
-  if (child === undefined || !child.connected) return false;
-  child.send(message);
-  return true;
-}
 
 /** "127.0.0.1:4140" or "[::1]:4140" → 4140; undefined for a listener the supervisor accepts on. */
 function portOf(address: string): number | undefined {

@@ -14,18 +14,27 @@ import { ConfigError } from '../errors.ts';
 import { createLogger, effectiveLevel, exitOnUncaughtErrors } from '../log.ts';
 import { TlsState } from '../tls/tls-state.ts';
 import { Socket } from 'node:net';
-import { isMeshdMessage, WORKER_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+import { isMeshdMessage, WORKER_INDEX_ENV, type SupervisorMessage, type WorkerMessage, type WorkerStart } from './protocol.ts';
 import { WorkerLink } from './worker-link.ts';
 
 export async function runWorker(configPath: string | undefined): Promise<number> {
   const env = process.env;
-  const index = Number(env[WORKER_ENV.index] ?? '0');
+  const index = Number(env[WORKER_INDEX_ENV] ?? '0');
   const send = (message: WorkerMessage): void => {
-    if (process.connected) process.send?.(message);
+    if (!process.connected) return;
+    try {
+      process.send?.(message, undefined, undefined, (err: Error | null) => {
+        if (err !== null) process.stderr.write(`meshd worker ${index}: message ${message.meshd} to the supervisor not delivered: ${err.message}\n`);
+      });
+    } catch {
+      /* the channel closed: the 'disconnect' handler drains this worker */
+    }
   };
+  const start = await startMessage(send);
+  if (start === undefined) return 1;
   // The supervisor's accepted text, so that a file edited since is not picked up by one worker alone.
-  const text = env[WORKER_ENV.config];
-  const readText = text === undefined || text === '' ? (path: string) => readFile(path, 'utf8') : () => Promise.resolve(text);
+  const text = start.configText;
+  const readText = text === undefined ? (path: string) => readFile(path, 'utf8') : () => Promise.resolve(text);
   let config: MeshConfig;
   try {
     config = configPath === undefined ? defaultConfig() : (await loadConfigFileWithText(configPath, readText)).config;
@@ -47,8 +56,8 @@ export async function runWorker(configPath: string | undefined): Promise<number>
     tls.start();
   }
   const link = new WorkerLink(send);
-  const ports = JSON.parse(env[WORKER_ENV.ports] ?? '{}') as { outbound?: number; inbound?: number };
-  const handoff = new Set(JSON.parse(env[WORKER_ENV.handoff] ?? '[]') as HandedListener[]);
+  const ports = start.ports;
+  const handoff = new Set(start.handoff);
   const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, cluster: { role: 'worker', link, ports, handoff } });
   try {
     const bound = await daemon.start();
@@ -111,4 +120,23 @@ export async function runWorker(configPath: string | undefined): Promise<number>
       return err instanceof ConfigError ? err.problems.map((p) => `${p.path}: ${p.message}`) : [String(err)];
     }
   }
+}
+
+/** Asks the supervisor for this worker's start and waits for it; undefined if the supervisor left first. */
+function startMessage(send: (message: WorkerMessage) => void): Promise<WorkerStart | undefined> {
+  return new Promise((resolve) => {
+    const onMessage = (message: unknown): void => {
+      if (!isMeshdMessage<SupervisorMessage>(message) || message.meshd !== 'start') return;
+      done(message.start);
+    };
+    const done = (start: WorkerStart | undefined): void => {
+      process.off('message', onMessage);
+      process.off('disconnect', gone);
+      resolve(start);
+    };
+    const gone = (): void => done(undefined);
+    process.on('message', onMessage);
+    process.on('disconnect', gone);
+    send({ meshd: 'hello' });
+  });
 }

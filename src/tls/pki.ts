@@ -78,6 +78,31 @@ export async function createRootCa(trustDomain: string, ttlMs: number, now = new
   return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privateKeyPem };
 }
 
+/**
+ * An intermediate CA signed by `parent` (a root or another intermediate), as enterprise PKIs and
+ * cert-manager issuers sign leaves: the leaf's file then carries the chain, the bundle the root.
+ */
+export async function createIntermediateCa(parent: IssuedCertificate, name: string, ttlMs: number, now = new Date()): Promise<IssuedCertificate> {
+  const parentCert = forge.pki.certificateFromPem(parent.certPem);
+  const keys = await newKeyPair(2048);
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
+  cert.serialNumber = serialNumber();
+  const validity = window(new Date(now.getTime() - 60_000), ttlMs);
+  cert.validity.notBefore = validity.notBefore;
+  cert.validity.notAfter = validity.notAfter;
+  cert.setSubject([{ name: 'commonName', value: name.slice(0, 64) }]);
+  cert.setIssuer(parentCert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: parentCert.generateSubjectKeyIdentifier().getBytes() },
+  ]);
+  cert.sign(forge.pki.privateKeyFromPem(parent.keyPem), forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.privateKeyPem };
+}
+
 /** A leaf certificate for `identity`, signed by the CA, for client and server auth. */
 export async function issueLeaf(ca: IssuedCertificate, identity: string, ttlMs: number, now = new Date()): Promise<IssuedCertificate> {
   const parsed = parseSpiffeId(identity);

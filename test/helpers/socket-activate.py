@@ -33,6 +33,17 @@ def reap(proc):
     emit({"exited": proc.pid, "code": code})
 
 
+def stop_all(*_):
+    # A test that failed kills this harness: take its meshd processes along (their workers
+    # leave on their own when the supervisor's channel closes).
+    for proc in list(children.values()):
+        if proc.poll() is None:
+            proc.kill()
+    os._exit(0)
+
+
+signal.signal(signal.SIGTERM, stop_all)
+
 for line in sys.stdin:
     cmd = json.loads(line)
     if cmd["op"] == "start":
@@ -43,6 +54,4 @@ for line in sys.stdin:
         emit({"started": proc.pid})
     elif cmd["op"] == "stop":
         children[cmd["pid"]].send_signal(signal.SIGTERM)
-for proc in children.values():
-    if proc.poll() is None:
-        proc.kill()
+stop_all()

@@ -124,6 +124,13 @@ describe('restart under load with an inherited listening socket', () => {
       t.diagnostic(`requests per worker, connections handed over in turn: ${JSON.stringify(served)}`);
       assert.equal(served.reduce((a, b) => a + b, 0), 40);
       assert.ok(served.every((n) => n >= 15), `both workers got connections: ${JSON.stringify(served)}`);
+      // The supervisor keeps its inherited sockets and so cannot restart itself with the runtime
+      // settings; the workers it forks get them.
+      const runtimes = (await request(admin, { path: '/debug/state' })).json<{ workers: { states: { runtime: { v8Flags: string[]; mallocArenaMax?: string } }[] } }>().workers.states.map((w) => w.runtime);
+      for (const r of runtimes) {
+        assert.ok(r.v8Flags.includes('--max-semi-space-size=4'), JSON.stringify(r));
+        assert.equal(r.mallocArenaMax, '2');
+      }
 
       send({ op: 'stop', pid: supervisor });
       const exited = await waitFor((e) => e['exited'] === supervisor);

@@ -158,6 +158,45 @@ services:
     }
   });
 
+  it('starts, reloads and restarts workers with a config larger than an environment variable may be', async () => {
+    const a = await startBackend((_req, res) => res.end('a'));
+    const b = await startBackend((_req, res) => res.end('b'));
+    // Over Linux's 128 KiB cap on one environment string, which the config once travelled in.
+    const padding = (kib: number): string => Array.from({ length: kib * 16 }, (_, i) => `# ${String(i).padStart(8, '0')} ${'x'.repeat(50)}`).join('\n');
+    const config = (endpoints: string[], kib: number): string => `${padding(kib)}
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+workers: 2
+services:
+  api:
+    endpoints: [ ${endpoints.map((e) => `{ address: ${e} }`).join(', ')} ]
+`;
+    const meshd = await startDaemon(config([a.address], 8));
+    try {
+      await meshd.waitForLog((l) => l.msg === 'meshd ready', 20_000);
+      const reloadFrom = meshd.logs.length;
+      meshd.writeConfig(config([a.address, b.address], 200));
+      meshd.signal('SIGHUP');
+      await meshd.waitForLog((l) => l.msg === 'config reloaded', 10_000, reloadFrom);
+
+      const victim = (await hostState(meshd)).workers.states[0]!.pid;
+      const from = meshd.logs.length;
+      process.kill(victim, 'SIGKILL');
+      await meshd.waitForLog((l) => l.msg === 'worker exited; restarting it' && l['workerPid'] === victim, 5_000, from);
+      await meshd.waitForLog((l) => l.msg === 'worker ready', 10_000, from);
+      const state = await hostState(meshd);
+      assert.equal(state.workers.ready, 2);
+      for (const w of state.workers.states) assert.deepEqual(w.services[0]!.endpoints.map((e) => e.address).sort(), [a.address, b.address].sort(), `worker ${w.pid} runs the grown config`);
+      const statuses = await Promise.all(Array.from({ length: 20 }, () => call(meshd)));
+      assert.deepEqual(new Set(statuses), new Set([200]));
+      assert.equal(meshd.proc.exitCode, null, 'the supervisor is still running');
+    } finally {
+      await meshd.stop();
+      await a.close();
+      await b.close();
+    }
+  });
+
   it('refuses port 0 for a TCP listener shared by several workers', async () => {
     const { runMeshd } = await import('../helpers/daemon.ts');
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
