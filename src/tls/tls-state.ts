@@ -25,6 +25,8 @@ export class TlsState {
   private readonly subscribers: ((m: TlsMaterial) => void)[] = [];
   private readonly watches: FileWatch[] = [];
   private expiryTimer: NodeJS.Timeout | undefined;
+  /** Retries material refused only for not being valid yet, once it becomes valid. */
+  private notYetValidTimer: NodeJS.Timeout | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private onRotationResult: (ok: boolean) => void = () => {};
 
@@ -73,18 +75,22 @@ export class TlsState {
   stop(): void {
     for (const w of this.watches) w.stop();
     clearInterval(this.expiryTimer);
+    clearTimeout(this.notYetValidTimer);
   }
 
   /** Reloads the files now (also on SIGHUP). */
   reload(): Promise<void> {
     this.reloading = this.reloading.then(async () => {
       let next: TlsMaterial;
+      clearTimeout(this.notYetValidTimer);
       try {
-        next = await loadTlsMaterial(this.settings);
+        // Switching to a certificate outside its validity would only make every peer refuse this host.
+        next = await loadTlsMaterial(this.settings, { validAt: Date.now() });
       } catch (err) {
         const reason = err instanceof TlsMaterialError ? err.message : String(err);
         this.onRotationResult(false);
         this.log.error({ event: 'tls_rejected', reason, keeping: this.material.fingerprint }, 'new TLS material rejected; the current certificate keeps serving');
+        this.retryWhenValid(err);
         return;
       }
       if (next.fingerprint === this.material.fingerprint && next.caPem === this.material.caPem && next.keyPem === this.material.keyPem) return;
@@ -99,6 +105,18 @@ export class TlsState {
       this.checkExpiry();
     });
     return this.reloading;
+  }
+
+  /**
+   * An issuer whose clock runs ahead writes a certificate that becomes valid a little later: try
+   * it again then (within a day; anything later waits for the next change of the files).
+   */
+  private retryWhenValid(err: unknown): void {
+    if (!(err instanceof TlsMaterialError) || err.validFrom === undefined) return;
+    const waitMs = err.validFrom - Date.now() + 1_000;
+    if (waitMs > 86_400_000) return;
+    this.notYetValidTimer = setTimeout(() => void this.reload(), Math.max(0, waitMs));
+    this.notYetValidTimer.unref();
   }
 
   private checkExpiry(): void {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { Agent } from 'node:http';
 import { connect } from 'node:net';
@@ -17,7 +17,7 @@ import { startBackend, startRawBackend, type Backend } from '../helpers/backend.
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, splitAddress } from '../helpers/http.ts';
 import { DOMAIN, newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
-import { issueLeaf, type IssuedCertificate } from '../../src/tls/pki.ts';
+import { createIntermediateCa, issueLeaf, type IssuedCertificate } from '../../src/tls/pki.ts';
 
 function run(cmd: string, args: string[], input = ''): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
@@ -385,5 +385,94 @@ ${tlsBlock(host.dir)}
     assert.equal(garbage.code, 1);
     assert.match(garbage.stderr, /key/);
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('certificate chains and rotation checks', () => {
+  it('serves and verifies chains through an intermediate CA; refuses to rotate to an expired or not-yet-valid leaf, and takes the latter once valid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-chain-'));
+    const root = await newCa();
+    const intermediate = await createIntermediateCa(root, `${DOMAIN} issuing CA`, 30 * 86_400_000);
+    // Host B's certificate file is what cert-manager writes: the leaf, then the intermediate; its bundle holds only the root.
+    const writeChained = async (name: string, leaf: IssuedCertificate): Promise<void> => {
+      writeFileSync(join(dir, name, 'key.pem.tmp'), leaf.keyPem);
+      writeFileSync(join(dir, name, 'cert.pem.tmp'), `${leaf.certPem}${intermediate.certPem}`);
+      renameSync(join(dir, name, 'key.pem.tmp'), join(dir, name, 'key.pem'));
+      renameSync(join(dir, name, 'cert.pem.tmp'), join(dir, name, 'cert.pem'));
+    };
+    const hostA = await writeHost(dir, 'a', root, root.certPem);
+    const hostB = await writeHost(dir, 'b', intermediate, root.certPem);
+    await writeChained('b', await issueLeaf(intermediate, hostB.identity, 3_600_000));
+    const web = await startBackend();
+    const B = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0 }
+${tlsBlock(hostB.dir)}
+local:
+  web: { target: ${web.address}, allow: [ "spiffe://${DOMAIN}/host/*" ] }
+`);
+    const bInbound = await inboundOf(B);
+    const A = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0 }
+${tlsBlock(hostA.dir)}
+services:
+  web: { endpoints: [ { address: ${bInbound}, identity: ${hostB.identity} } ] }
+local:
+  web: { target: ${web.address}, allow: [ "spiffe://${DOMAIN}/host/*" ] }
+`);
+    try {
+      const aInbound = await inboundOf(A);
+      // A (trusting the root only) verifies B's chain as a server …
+      const ab = await request(A.outbound, { headers: { host: 'web' } });
+      assert.equal(ab.status, 200);
+      assert.equal(ab.json<{ headers: Record<string, string> }>().headers['x-meshd-peer-identity'], hostA.identity);
+      // … and A's inbound verifies B's chain as a client (B calls A).
+      const ba = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+${tlsBlock(hostB.dir)}
+services:
+  web: { endpoints: [ { address: ${aInbound}, identity: ${hostA.identity} } ] }
+`);
+      try {
+        const res = await request(ba.outbound, { headers: { host: 'web' } });
+        assert.equal(res.status, 200);
+        assert.equal(res.json<{ headers: Record<string, string> }>().headers['x-meshd-peer-identity'], hostB.identity);
+      } finally {
+        await ba.stop();
+      }
+      // openssl, trusting only the root, sees the whole chain and verifies it.
+      const [host, port] = splitAddress(bInbound);
+      const s = await run('openssl', ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(hostA.dir, 'ca.pem'), '-cert', join(hostA.dir, 'cert.pem'), '-key', join(hostA.dir, 'key.pem'), '-verify_return_error', '-showcerts'], 'Q\n');
+      assert.match(s.out, /Verify return code: 0 \(ok\)/);
+      assert.equal(s.out.match(/-----BEGIN CERTIFICATE-----/g)?.length, 2, 'leaf and intermediate presented');
+
+      const fingerprintOf = async (): Promise<string> => (await request(B.admin, { path: '/debug/state' })).json<{ tls: { fingerprint: string } }>().tls.fingerprint;
+      const serving = await fingerprintOf();
+      // An expired leaf is refused; the current one keeps serving.
+      let mark = B.logs.length;
+      await writeChained('b', await issueLeaf(intermediate, hostB.identity, 3_600_000, new Date(Date.now() - 3 * 3_600_000)));
+      const expired = await B.waitForLog((l) => l['event'] === 'tls_rejected', 10_000, mark);
+      assert.match(String(expired['reason']), /expired at/);
+      assert.equal(await fingerprintOf(), serving);
+      assert.equal((await request(A.outbound, { headers: { host: 'web' } })).status, 200);
+      // A leaf valid from 3 s on is refused now, and taken by itself once it is valid.
+      mark = B.logs.length;
+      await writeChained('b', await issueLeaf(intermediate, hostB.identity, 3_600_000, new Date(Date.now() + 63_000)));
+      const early = await B.waitForLog((l) => l['event'] === 'tls_rejected', 10_000, mark);
+      assert.match(String(early['reason']), /not valid before/);
+      assert.equal(await fingerprintOf(), serving);
+      await B.waitForLog((l) => l['event'] === 'tls_rotated', 15_000, mark);
+      assert.notEqual(await fingerprintOf(), serving);
+      assert.equal((await request(A.outbound, { headers: { host: 'web' } })).status, 200);
+    } finally {
+      await A.stop();
+      await B.stop();
+      await web.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
