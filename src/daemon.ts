@@ -119,6 +119,7 @@ export class Daemon {
         handshakeError: (reason) => metrics.handshakeError('inbound', reason),
         handshake: (resumed) => metrics.handshake('inbound', resumed),
         authorization: (service, allowed) => metrics.authorization(service, allowed),
+        upgrades: this.upgrades,
         log: deps.log,
         clock: deps.clock,
       });

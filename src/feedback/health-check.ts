@@ -5,9 +5,12 @@
  * come back, through the outlier detector (which owns the decision). The
  * threshold counting is pure; the checker owns the timers and sockets.
  */
-import { request } from 'node:http';
-import { connect } from 'node:net';
+import { request, type RequestOptions } from 'node:http';
+import { request as tlsRequest } from 'node:https';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { Random } from '../clock.ts';
+import type { PeerTlsOptions } from '../tls/client.ts';
 
 export interface HealthCheckConfig {
   readonly kind: 'http' | 'tcp';
@@ -46,26 +49,38 @@ export interface ProbeTarget {
   address: string;
   host: string;
   port: number;
+  /**
+   * Set when the endpoint is another meshd: the probe goes over mTLS and checks this identity, as
+   * every call does (a plain probe would never reach it), naming `service` as a call would.
+   */
+  tls?: { options(): PeerTlsOptions; readonly service: string } | undefined;
 }
 
-/** One probe: resolves true when the endpoint passed. */
+/**
+ * One probe: resolves true when the endpoint passed. HTTP: a GET of the path answered 2xx/3xx.
+ * TCP: a connection (for a meshd endpoint, a completed mTLS handshake with the right identity).
+ */
 export function probe(target: ProbeTarget, config: HealthCheckConfig): Promise<boolean> {
   return new Promise((resolve) => {
     const done = (ok: boolean): void => resolve(ok);
     if (config.kind === 'tcp') {
-      const socket = connect({ host: target.host, port: target.port });
+      const secure = target.tls;
+      const socket: Socket = secure === undefined ? connect({ host: target.host, port: target.port }) : tlsConnect({ host: target.host, port: target.port, ...secure.options() });
       socket.setTimeout(config.timeoutMs, () => {
         socket.destroy();
         done(false);
       });
-      socket.once('connect', () => {
+      socket.once(secure === undefined ? 'connect' : 'secureConnect', () => {
         socket.destroy();
         done(true);
       });
       socket.once('error', () => done(false));
       return;
     }
-    const req = request({ host: target.host, port: target.port, path: config.path, method: 'GET', agent: false, headers: { 'user-agent': 'meshd-health-check' } }, (res) => {
+    const options: RequestOptions = { host: target.host, port: target.port, path: config.path, method: 'GET', agent: false, headers: { 'user-agent': 'meshd-health-check' } };
+    const send = target.tls === undefined ? request : tlsRequest;
+    if (target.tls !== undefined) Object.assign(options, target.tls.options(), { headers: { ...options.headers, host: target.tls.service } });
+    const req = send(options, (res) => {
       res.resume();
       const status = res.statusCode ?? 0;
       done(status >= 200 && status < 400);
@@ -98,7 +113,11 @@ export class HealthChecker {
       this.targets.delete(address);
     }
     for (const [address, target] of wanted) {
-      if (this.targets.has(address)) continue;
+      const known = this.targets.get(address);
+      if (known !== undefined) {
+        known.target = target; // its identity may have changed
+        continue;
+      }
       // A random first delay spreads the probes of many endpoints (and many hosts) apart.
       const entry = { target, verdict: new HealthVerdict(this.config), timer: setTimeout(() => void this.run(address), this.random() * this.config.intervalMs) };
       entry.timer.unref();

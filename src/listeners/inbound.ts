@@ -14,6 +14,7 @@ import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
+import { upgradeRequestHeaders, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts';
 import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
@@ -34,6 +35,8 @@ export interface InboundDeps {
   /** A completed handshake; `resumed` when a TLS session was reused (no full handshake). */
   handshake(resumed: boolean): void;
   authorization(service: string, allowed: boolean): void;
+  /** Relays WebSocket upgrades to the local targets. */
+  readonly upgrades: UpgradeForwarder;
   readonly log: Logger;
   readonly clock: Clock;
 }
@@ -68,7 +71,17 @@ export class InboundListener {
       deps.log.info({ listener: 'inbound', reason, detail: err.message, remote: socket.remoteAddress }, `TLS handshake refused: ${reason}`);
       socket.destroy();
     });
-    this.http = createHttpServer({ headersTimeout: 10_000, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
+    this.http = createHttpServer(
+      {
+        headersTimeout: 10_000,
+        requestTimeout: 0,
+        keepAliveTimeout: 60_000,
+        // WebSocket is the one upgrade meshd relays, as on the outbound side.
+        shouldUpgradeCallback: (req) => /^websocket$/i.test(req.headers.upgrade ?? ''),
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable || isDistrusted(socket)) return void socket.destroy();
       sendRawError(socket, new MeshError(err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large' : 'bad_request', 'malformed HTTP request'));
@@ -176,6 +189,45 @@ export class InboundListener {
         release();
       },
     );
+  }
+
+  /**
+   * A WebSocket upgrade from another meshd: checked exactly as a request (verified identity,
+   * framing, the local service's policy), then relayed to the local target with the verified
+   * identity in place of any the caller sent.
+   */
+  private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const started = this.deps.clock();
+    socket.on('error', () => {});
+    socket.once('end', () => socket.end());
+    const identity = this.identities.get(req.socket);
+    if (identity === undefined) return sendRawError(socket, new MeshError('forbidden', 'no verified peer identity'));
+    const framing = framingProblem(req);
+    if (framing !== undefined) return sendRawError(socket, framing.error);
+    const name = serviceName(req.headers.host ?? '');
+    const local = name === undefined ? undefined : this.deps.local(name);
+    if (local === undefined || local.config.tcp) return sendRawError(socket, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
+    const verdict = local.authorize(identity);
+    this.deps.authorization(local.config.name, verdict.allowed);
+    if (!verdict.allowed) {
+      this.deps.log.warn({ event: 'forbidden', service: local.config.name, identity, rule: verdict.rule }, `refused ${identity} for ${local.config.name}: ${verdict.rule}`);
+      return sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
+    }
+    this.streams.add(socket);
+    this.active++;
+    socket.once('close', () => {
+      this.streams.delete(socket);
+      this.active--;
+    });
+    const target = { host: local.config.target.host, port: local.config.target.port, tls: undefined };
+    const headers = upgradeRequestHeaders(req, [PEER_IDENTITY_HEADER, identity]);
+    const limits = { connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS, handshakeTimeoutMs: local.config.timeoutMs };
+    this.deps.upgrades.forward(req, socket, head, target, headers, limits, started, this.deps.clock, (result) => {
+      if (result.error === undefined) return;
+      const code = result.outcome === 'connect_failed' ? 'connect_failed' : result.outcome === 'timeout' ? 'upstream_timeout' : 'upstream_reset';
+      this.deps.log.warn({ service: local.config.name, code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error.message }, 'WebSocket upgrade to the local target failed');
+      sendRawError(socket, new MeshError(code, `the local target of "${local.config.name}" could not take the upgrade`));
+    });
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {

@@ -214,6 +214,12 @@ export class OutboundHttpListener {
       sendRawError(socket, new MeshError('draining', 'meshd is shutting down; reconnect', { retryAfterSeconds: 1 }));
       return;
     }
+    // A tunnel holds its place in flight for as long as it is open: the daemon-wide ceiling applies.
+    if (this.deps.inFlight() >= this.deps.maxInFlight()) {
+      this.deps.clientError('outbound', 'overloaded');
+      sendRawError(socket, new MeshError('overloaded', 'meshd is at its global in-flight limit', { retryAfterSeconds: 1 }));
+      return;
+    }
     const framing = framingProblem(req);
     const target = framing?.error ?? parseRequestTarget(req.url ?? '/', req.headers.host);
     if (target instanceof MeshError) {

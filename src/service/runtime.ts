@@ -23,11 +23,11 @@ import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
 import { RemoteFeedback, type FeedbackLink, type Sample } from '../feedback/remote.ts';
-import { HealthChecker } from '../feedback/health-check.ts';
+import { HealthChecker, type ProbeTarget } from '../feedback/health-check.ts';
 import type { EndpointHealthView } from '../feedback/outlier.ts';
 import type { OutlierSettings } from '../config/types.ts';
 import type { Logger } from '../log.ts';
-import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
+import { upgradeRequestHeaders, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { sendRawError } from '../stack/respond.ts';
 import { forwardHttp } from '../proxy/http-forwarder.ts';
 import { HttpUpstream, sameUpstreamOptions, upstreamOptions } from '../proxy/http-upstream.ts';
@@ -284,33 +284,55 @@ export class ServiceRuntime {
   }
 
   /**
-   * Relays a connection upgrade (WebSocket) to a balanced endpoint. The tunnel counts as
-   * in flight on its endpoint until the client socket closes.
+   * Relays a connection upgrade (WebSocket) to a balanced endpoint, over mTLS when the endpoint is
+   * another meshd. The tunnel counts as in flight on its endpoint and against the service's
+   * limit until the client socket closes; the handshake is bounded by the service timeout.
    */
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
     const { clock, log } = this.deps;
-    const endpoint = this.balancer.pick(clock(), this.hashKey?.(req.headers));
-    if (endpoint === undefined) {
-      this.recorder.finishedWithoutEndpoint(503, (clock() - started) / 1000);
-      sendRawError(socket, new MeshError('no_endpoints', `service "${this.name}" has no available endpoints`, { retryAfterSeconds: 1 }));
-      return;
+    const { limits, pool } = this.config;
+    const refuse = (err: MeshError): void => {
+      this.recorder.finishedWithoutEndpoint(err.status, (clock() - started) / 1000);
+      sendRawError(socket, err);
+    };
+    if (this.inFlight.value >= limits.maxInFlight) {
+      return refuse(new MeshError('overloaded', `service "${this.name}" is at its limit of ${limits.maxInFlight} requests in flight`, { retryAfterSeconds: 1 }));
     }
-    endpoint.inFlight++;
-    socket.once('close', () => endpoint.inFlight--);
-    const { host, port } = endpoint.spec;
-    const target = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    this.deps.upgrades.forward(req, socket, head, target, this.config.connectTimeoutMs, started, clock, (result) => {
-      endpoint.record(result.outcome, result.handshakeMs, clock());
-      this.feedback?.observe(endpoint, result.outcome, result.handshakeMs, result.status ?? 0, false);
+    const capacity = pool.maxConnections + limits.maxPendingPerEndpoint;
+    const key = this.hashKey?.(req.headers);
+    let endpoint = this.balancer.pick(clock(), key);
+    for (let i = 0; i < 3 && endpoint !== undefined && endpoint.inFlight >= capacity; i++) endpoint = this.balancer.pick(clock(), key) ?? endpoint;
+    if (endpoint === undefined) return refuse(new MeshError('no_endpoints', `service "${this.name}" has no available endpoints`, { retryAfterSeconds: 1 }));
+    if (endpoint.inFlight >= capacity) {
+      return refuse(new MeshError('overloaded', `every endpoint of "${this.name}" is at its limit of ${capacity} requests in flight`, { retryAfterSeconds: 1 }));
+    }
+    const identity = endpoint.spec.identity;
+    if (identity !== undefined && this.deps.tls === undefined) {
+      return refuse(new MeshError('connect_failed', `endpoint ${endpoint.address} has an identity but this host has no TLS material`));
+    }
+    const chosen = endpoint;
+    chosen.inFlight++;
+    this.inFlight.value++;
+    socket.once('close', () => {
+      chosen.inFlight--;
+      this.inFlight.value--;
+    });
+    const target = { host: chosen.spec.host, port: chosen.spec.port, tls: identity === undefined ? undefined : this.deps.tls?.connectionOptions(identity) };
+    const limitsOfUpgrade = { connectTimeoutMs: this.config.connectTimeoutMs, handshakeTimeoutMs: this.config.timeoutMs };
+    this.deps.upgrades.forward(req, socket, head, target, upgradeRequestHeaders(req), limitsOfUpgrade, started, clock, (result) => {
+      chosen.record(result.outcome, result.handshakeMs, clock());
+      this.feedback?.observe(chosen, result.outcome, result.handshakeMs, result.status ?? 0, false);
       const failure =
         result.error === undefined
           ? undefined
           : result.outcome === 'connect_failed'
-            ? new MeshError('connect_failed', `cannot connect to ${endpoint.address}`, { cause: result.error })
-            : new MeshError('upstream_reset', `${endpoint.address} closed the connection during the upgrade`, { cause: result.error });
-      endpoint.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
+            ? new MeshError('connect_failed', `cannot connect to ${chosen.address}`, { cause: result.error })
+            : result.outcome === 'timeout'
+              ? new MeshError('upstream_timeout', `${chosen.address} did not answer the upgrade in time`, { cause: result.error })
+              : new MeshError('upstream_reset', `${chosen.address} closed the connection during the upgrade`, { cause: result.error });
+      chosen.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
       if (failure !== undefined) {
-        log.warn({ service: this.name, endpoint: endpoint.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code }, failure.message);
+        log.warn({ service: this.name, endpoint: chosen.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error?.message }, failure.message);
         sendRawError(socket, failure);
       }
     });
@@ -329,7 +351,17 @@ export class ServiceRuntime {
       this.deps.log.info({ event: 'health_check', service: this.name, endpoint: address, healthy }, `health check of ${address}: ${healthy ? 'passing' : 'failing'}`);
       feedback.health(address, healthy);
     });
-    this.healthChecker.setTargets([...this.endpoints.values()].map((e) => ({ address: e.address, host: e.spec.host, port: e.spec.port })));
+    this.healthChecker.setTargets(this.probeTargets());
+  }
+
+  /** What the health checker probes: every endpoint, over mTLS with its identity when it has one. */
+  private probeTargets(): ProbeTarget[] {
+    const tls = this.deps.tls;
+    return [...this.endpoints.values()].map((e) => {
+      const identity = e.spec.identity;
+      const secure = identity === undefined || tls === undefined ? undefined : { options: () => tls.connectionOptions(identity), service: this.name };
+      return { address: e.address, host: e.spec.host, port: e.spec.port, tls: secure };
+    });
   }
 
   /** Stops accepting TCP connections (drain); open ones continue until close(). */
@@ -541,7 +573,7 @@ export class ServiceRuntime {
     for (const address of removed) this.sourcesOf.delete(address);
     this.balancer.setEndpoints([...this.endpoints.values()]);
     this.feedback?.setEndpoints([...this.endpoints.values()]);
-    this.healthChecker?.setTargets([...this.endpoints.values()].map((e) => ({ address: e.address, host: e.spec.host, port: e.spec.port })));
+    this.healthChecker?.setTargets(this.probeTargets());
     if (added.length > 0 || removed.length > 0) {
       this.deps.log.info({ service: this.name, added, removed, endpoints: this.endpoints.size }, 'endpoints changed');
     }

@@ -5,13 +5,13 @@
  * Connectors follow rotation: a new material builds a new connector (with its
  * own TLS session cache) for new connections; open ones are left alone.
  */
-import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import { LRUCache } from 'lru-cache';
 import type { buildConnector as Connector } from 'undici';
 import { buildConnector } from '../proxy/undici-parts.ts';
 import type { TlsMaterial } from './material.ts';
 import { peerIdentity } from './identity.ts';
-import type { TlsState } from './tls-state.ts';
+import type { TlsState, TlsVersion } from './tls-state.ts';
 
 /** ALPN protocol of raw TCP carried over the mTLS hop; the SNI names the local service. */
 export const TCP_ALPN = 'meshd-tcp';
@@ -22,7 +22,16 @@ export function identityMismatch(expected: string, cert: PeerCertificate): Error
   return Object.assign(new Error(`the server presented identity ${actual ?? '(none)'} instead of ${expected}`), { code: 'ERR_MESHD_IDENTITY_MISMATCH' });
 }
 
-function clientOptions(m: TlsMaterial, state: TlsState, expected: string): ConnectionOptions {
+/** What a connection to another meshd presents and checks: this host's certificate, the bundle, the peer's identity. */
+export interface PeerTlsOptions {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+  readonly minVersion: TlsVersion;
+  readonly checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined;
+}
+
+function clientOptions(m: TlsMaterial, state: TlsState, expected: string): PeerTlsOptions {
   return {
     cert: m.certPem,
     key: m.keyPem,
@@ -55,6 +64,14 @@ export class MeshTlsClient {
       }
       return entry.connector(options, callback);
     };
+  }
+
+  /**
+   * TLS settings for a connection to a meshd that must present `identity`, with the material in
+   * force now (WebSocket upgrades and HTTP health checks, which make their own connections).
+   */
+  connectionOptions(identity: string): PeerTlsOptions {
+    return clientOptions(this.state.current, this.state, identity);
   }
 
   /** A TLS connection for raw TCP to the `service` on a meshd that must present `identity`. */

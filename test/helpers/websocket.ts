@@ -25,7 +25,7 @@ export function textFrame(text: string, masked: boolean): Buffer {
 }
 
 /** Decodes one short frame at the start of `buf`; undefined until it is complete. */
-export function readFrame(buf: Buffer): { text: string; size: number } | undefined {
+export function readFrame(buf: Buffer): { text: string; size: number; opcode: number } | undefined {
   if (buf.length < 2) return undefined;
   const masked = (buf[1]! & 0x80) !== 0;
   const len = buf[1]! & 0x7f;
@@ -33,12 +33,13 @@ export function readFrame(buf: Buffer): { text: string; size: number } | undefin
   if (buf.length < start + len) return undefined;
   const payload = Buffer.from(buf.subarray(start, start + len));
   if (masked) for (let i = 0; i < len; i++) payload[i] = payload[i]! ^ buf[2 + (i % 4)]!;
-  return { text: payload.toString(), size: start + len };
+  return { text: payload.toString(), size: start + len, opcode: buf[0]! & 0x0f };
 }
 
 /** Makes `server` answer WebSocket upgrades by echoing each text frame prefixed with "echo:". */
-export function serveWebSocketEcho(server: Server): void {
+export function serveWebSocketEcho(server: Server, onHandshake: (req: IncomingMessage) => void = () => {}): void {
   server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    onHandshake(req);
     const key = req.headers['sec-websocket-key'];
     if (typeof key !== 'string') {
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
@@ -50,6 +51,8 @@ export function serveWebSocketEcho(server: Server): void {
       pending = Buffer.concat([pending, d]);
       for (let frame = readFrame(pending); frame !== undefined; frame = readFrame(pending)) {
         pending = pending.subarray(frame.size);
+        // A close frame is answered with one, as RFC 6455 §5.5.1 asks, and the connection ends.
+        if (frame.opcode === 0x8) return void socket.end(Buffer.from([0x88, 0]));
         socket.write(textFrame(`echo:${frame.text}`, false));
       }
     });
@@ -67,7 +70,7 @@ export interface WebSocketClient {
 }
 
 /** Opens a WebSocket through `address` with the given Host; resolves after the response head. */
-export function openWebSocket(address: string, host: string, path = '/'): Promise<WebSocketClient> {
+export function openWebSocket(address: string, host: string, path = '/', extraHeaders: Record<string, string> = {}): Promise<WebSocketClient> {
   const [h, port] = splitAddress(address);
   const key = randomBytes(16).toString('base64');
   return new Promise((resolve, reject) => {
@@ -106,6 +109,7 @@ export function openWebSocket(address: string, host: string, path = '/'): Promis
         else frames.push(frame.text);
       }
     });
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    const extra = Object.entries(extraHeaders).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`);
   });
 }
