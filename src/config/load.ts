@@ -140,7 +140,7 @@ interface RawConfig {
   workers?: number | 'auto';
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
   tls?: { cert: string; key: string; ca: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; expiryWarning?: string };
-  local?: Record<string, { target: string; allow?: string[]; deny?: string[]; tcp?: boolean; timeout?: string; concurrency?: RawService['concurrency'] }>;
+  local?: Record<string, { target: string; allow?: string[]; deny?: string[]; tcp?: boolean; protocol?: 'http1' | 'h2c'; timeout?: string; concurrency?: RawService['concurrency'] }>;
   limits?: { maxInFlight?: number };
   services?: Record<string, RawService>;
 }
@@ -233,6 +233,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       allow: l.allow ?? [],
       deny: l.deny ?? [],
       tcp: l.tcp ?? false,
+      protocol: l.protocol ?? 'http1',
       timeoutMs: ms(l.timeout, '30s'),
       concurrency: normaliseConcurrency(l.concurrency),
     });

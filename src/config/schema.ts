@@ -240,6 +240,7 @@ export const CONFIG_SCHEMA = {
           allow: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
           deny: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
           tcp: { type: 'boolean' },
+          protocol: { enum: ['http1', 'h2c'] },
           timeout: duration,
           concurrency,
         },

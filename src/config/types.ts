@@ -116,6 +116,8 @@ export interface LocalServiceConfig {
   readonly deny: readonly string[];
   /** Raw TCP (routed by SNI) instead of HTTP (routed by Host). */
   readonly tcp: boolean;
+  /** How the target is spoken to: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC servers). */
+  readonly protocol: 'http1' | 'h2c';
   readonly timeoutMs: number;
   readonly concurrency: ConcurrencySettings;
 }

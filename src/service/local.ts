@@ -70,7 +70,7 @@ export class LocalService {
     this.authorize = compilePolicy(config);
     const address = formatSocketAddress(config.target);
     const spec = { address, host: config.target.host, port: config.target.port, zone: undefined, weight: 1, labels: {}, identity: undefined };
-    const upstream = new HttpUpstream(spec, { protocol: 'http1', maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS }, undefined);
+    const upstream = new HttpUpstream(spec, { protocol: config.protocol, maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS }, undefined);
     const label = `local:${config.name}`;
     this.target = new Endpoint(spec, upstream, deps.observer.forEndpoint(label, address), deps.clock());
     const c = config.concurrency;

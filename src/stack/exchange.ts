@@ -46,7 +46,7 @@ export class Exchange {
   attempt = 1;
   /** The endpoint the previous attempt failed on; the balancer avoids it when it can. */
   avoid: Endpoint | undefined = undefined;
-  /** The request body as the retry layer prepared it: buffered to resend, or re-assembled; undefined streams `req`. */
+  /** This attempt's request body (the retry layer's replayable stream); undefined streams `req` itself. */
   body: Buffer | Readable | undefined = undefined;
   /**
    * Asked by the forwarder when an attempt's response has arrived: true means "do not relay

@@ -4,11 +4,15 @@
  * per-try timeout only for idempotent methods or when the caller marks the
  * request `x-meshd-retryable: true`. Every retry is paid from the service's
  * budget, waits an exponential backoff with full jitter, must fit in the
- * deadline, and goes to another endpoint when there is one.
+ * deadline, and goes to another endpoint when there is one. A request body
+ * streams upstream at once (a caller may wait for an answer before it sends
+ * the rest); a copy of up to `bufferLimitBytes` is kept, and an attempt is
+ * retried only while that copy holds every byte sent and nothing has been
+ * relayed to the caller.
  */
-import { Readable } from 'node:stream';
 import type { Clock, Random } from '../clock.ts';
 import { requestHasBody } from '../proxy/request-body.ts';
+import { ReplayableBody } from '../proxy/replayable-body.ts';
 import { MeshError } from '../errors.ts';
 import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
@@ -32,7 +36,7 @@ export interface RetryPolicy {
   readonly retryOnGrpc: ReadonlySet<number>;
   readonly backoffBaseMs: number;
   readonly backoffMaxMs: number;
-  /** Request bodies up to this size are buffered so that they can be resent. */
+  /** Request bodies stream at once; a copy of up to this many bytes is kept so that they can be resent. */
   readonly bufferLimitBytes: number;
   /** 0: an attempt may use the whole deadline. */
   readonly perTryTimeoutMs: number;
@@ -46,20 +50,20 @@ export interface RetryRecorder {
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 export const RETRYABLE_HEADER = 'x-meshd-retryable';
 
-type BodyState = 'none' | 'buffered' | 'streaming';
-
 export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: RetryRecorder, clock: Clock, random: Random): Layer {
   const backoff = (attempt: number): number => random() * Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (attempt - 1));
   return (next) => async (ex) => {
     budget.recordRequest(clock());
     if (policy.attempts <= 1) return next(ex);
-    const body = requestHasBody(ex.req) ? await prepareBody(ex, policy.bufferLimitBytes) : 'none';
+    const body = requestBodyOf(ex, policy.bufferLimitBytes);
+    // The body streams at once; it can be sent again only while its copy holds every byte sent.
+    const resendable = (): boolean => body === undefined || (body !== 'too_large' && body.replayable);
     const method = ex.req.method ?? 'GET';
-    const safeToRepeat = body !== 'streaming' && (IDEMPOTENT.has(method) || ex.req.headers[RETRYABLE_HEADER] === 'true');
+    const repeatable = IDEMPOTENT.has(method) || ex.req.headers[RETRYABLE_HEADER] === 'true';
     let pause = 0;
     // Commits to a retry: budget withdrawn and backoff chosen; false if any condition fails.
     const commit = (attempt: number): boolean => {
-      if (attempt >= policy.attempts || ex.cancelled !== undefined) return false;
+      if (attempt >= policy.attempts || ex.cancelled !== undefined || !resendable()) return false;
       const wait = backoff(attempt);
       if (clock() + wait >= ex.deadline) return false;
       if (!budget.tryWithdraw(clock())) {
@@ -72,11 +76,9 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
     for (let attempt = 1; ; attempt++) {
       ex.attempt = attempt;
       ex.outcome = 'success';
+      ex.body = body === undefined || body === 'too_large' ? undefined : body.stream();
       // gRPC UNAVAILABLE (and any configured code) means the call was not processed: resendable for any method.
-    ex.retryOnStatus =
-      body !== 'streaming'
-        ? (status, grpc) => ((safeToRepeat && policy.retryOn.has(status)) || (grpc !== undefined && policy.retryOnGrpc.has(grpc))) && commit(attempt)
-        : undefined;
+      ex.retryOnStatus = (status, grpc) => ((repeatable && policy.retryOn.has(status)) || (grpc !== undefined && policy.retryOnGrpc.has(grpc))) && commit(attempt);
       const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(onPerTryTimeout, policy.perTryTimeoutMs, ex, policy.perTryTimeoutMs) : undefined;
       let reason: string;
       try {
@@ -87,9 +89,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
           reason = err.reason; // already committed by retryOnStatus
         } else {
           const code = err instanceof MeshError ? err.code : undefined;
-          const retryable =
-            ex.cancelled === undefined &&
-            ((code === 'connect_failed' && body !== 'streaming') || (safeToRepeat && (code === 'upstream_reset' || code === 'upstream_timeout')));
+          const retryable = ex.cancelled === undefined && (code === 'connect_failed' || (repeatable && (code === 'upstream_reset' || code === 'upstream_timeout')));
           if (!retryable || !commit(attempt)) throw err;
           reason = code as string;
         }
@@ -104,46 +104,18 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
   };
 }
 
+/**
+ * The request body as the attempts send it: none, a replayable stream, or one declared larger
+ * than the copy may hold (streamed as is, never resent).
+ */
+function requestBodyOf(ex: Exchange, limit: number): ReplayableBody | 'too_large' | undefined {
+  const req = ex.req;
+  if (!requestHasBody(req)) return undefined;
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) return 'too_large';
+  return new ReplayableBody(req, limit);
+}
+
 function onPerTryTimeout(ex: Exchange, ms: number): void {
   ex.cancelAttempt(new MeshError('upstream_timeout', `no response within the ${ms}ms per-try timeout`));
-}
-
-/**
- * Buffers a body up to `limit` so that it can be resent. A body declared larger streams as is;
- * one of unknown length (chunked, HTTP/2) is read up to the limit and, if it goes on, streams
- * on as the part already read followed by the rest.
- */
-async function prepareBody(ex: Exchange, limit: number): Promise<BodyState> {
-  const req = ex.req;
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) return 'streaming';
-  const chunks: Buffer[] = [];
-  let size = 0;
-  const reader = req[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      const { value, done } = await reader.next();
-      if (done === true) break;
-      chunks.push(value as Buffer);
-      size += (value as Buffer).length;
-      if (size > limit) {
-        ex.body = Readable.from(rest(chunks, reader), { objectMode: false });
-        return 'streaming';
-      }
-    }
-  } catch (err) {
-    ex.outcome = 'client_abort';
-    throw new MeshError('bad_request', 'the request body ended early', { cause: err });
-  }
-  ex.body = Buffer.concat(chunks);
-  return 'buffered';
-}
-
-async function* rest(head: Buffer[], reader: AsyncIterator<unknown>): AsyncGenerator<Buffer> {
-  yield* head;
-  for (;;) {
-    const { value, done } = await reader.next();
-    if (done === true) return;
-    yield value as Buffer;
-  }
 }

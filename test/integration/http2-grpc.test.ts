@@ -1,13 +1,20 @@
 /**
  * HTTP/2: h2c from local apps on the outbound port (prior knowledge), HTTP/2
- * multiplexed to the endpoints, and gRPC end to end with a real client and server.
+ * multiplexed to the endpoints, and gRPC end to end with a real client and
+ * server: unary, client-streaming and bidirectional calls, and request bodies
+ * that must flow while the response is already coming back.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { connect as h2connect } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { startBackend } from '../helpers/backend.ts';
 import { startDaemon } from '../helpers/daemon.ts';
-import { request } from '../helpers/http.ts';
+import { request, splitAddress } from '../helpers/http.ts';
+import { newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
 import { grpc, grpcClient, startGrpcServer } from '../helpers/grpc.ts';
 
 function h2get(address: string, authority: string, path: string): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
@@ -106,6 +113,109 @@ services:
       empty.close();
       unknown.close();
       await meshd.stop();
+    }
+  });
+});
+
+describe('streaming request bodies', () => {
+  it('carries gRPC client-streaming and bidirectional calls (@grpc/grpc-js) to h2c and across an mTLS hop', async () => {
+    const server = await startGrpcServer(async (req) => ({ text: req.text }));
+    const dir = mkdtempSync(join(tmpdir(), 'meshd-grpc-stream-'));
+    const ca = await newCa();
+    const a = await writeHost(dir, 'a', ca, ca.certPem);
+    const b = await writeHost(dir, 'b', ca, ca.certPem);
+    const B = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+inbound: { listen: 127.0.0.1:0 }
+${tlsBlock(b.dir)}
+local:
+  remote: { target: ${server.address}, protocol: h2c, allow: [ "${a.identity}" ] }
+`);
+    const inbound = (await B.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'inbound'))['address'] as string;
+    const A = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+${tlsBlock(a.dir)}
+services:
+  echo: { endpoints: [ { address: ${server.address} } ], protocol: h2c, timeout: 15s }
+  remote: { endpoints: [ { address: ${inbound}, identity: ${b.identity} } ], timeout: 15s }
+`);
+    try {
+      for (const service of ['echo', 'remote']) {
+        const client = grpcClient(A.outbound, service);
+        try {
+          assert.deepEqual(await client.collect(['a', 'b', 'c']), { text: 'a,b,c' }, `${service}: client-streaming`);
+          const chat = client.chat();
+          // Each echo must arrive while the call is still open: nothing may wait for the end of the body.
+          assert.equal(await chat.send('one'), 'echo:one', `${service}: bidi, first message`);
+          assert.equal(await chat.send('two'), 'echo:two', `${service}: bidi, second message`);
+          await chat.end();
+        } finally {
+          client.close();
+        }
+      }
+    } finally {
+      await A.stop();
+      await B.stop();
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('forwards a chunked upload at once to a backend that answers before the body ends, and a deadline ends a trickled body', async () => {
+    // Answers as soon as the first chunk arrives, then echoes the rest as it comes.
+    const backend = await startBackend((req, res) => {
+      req.once('data', (first: Buffer) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write(`got:${first.toString()}\n`);
+        req.on('data', (d: Buffer) => res.write(`got:${d.toString()}\n`));
+        req.on('end', () => res.end('done\n'));
+      });
+    });
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  upload: { endpoints: [ { address: ${backend.address} } ], timeout: 10s }
+  short: { endpoints: [ { address: ${backend.address} } ], timeout: 600ms }
+`);
+    try {
+      const [host, port] = splitAddress(meshd.outbound);
+      const conversation = await new Promise<string>((resolve, reject) => {
+        const req = httpRequest({ host, port, method: 'POST', path: '/up', headers: { host: 'upload', 'transfer-encoding': 'chunked' } }, (res) => {
+          let seen = '';
+          res.on('data', (d: Buffer) => {
+            seen += d.toString();
+            // The caller sends its next chunk only after meshd delivered the answer to the previous one.
+            if (seen === 'got:1\n') req.write('2');
+            else if (seen === 'got:1\ngot:2\n') req.end();
+          });
+          res.on('end', () => resolve(seen));
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.write('1');
+      });
+      assert.equal(conversation, 'got:1\ngot:2\ndone\n');
+
+      // A body that never finishes: the service deadline ends the exchange, as for any other.
+      const started = Date.now();
+      const status = await new Promise<number | string>((resolve) => {
+        const req = httpRequest({ host, port, method: 'PUT', path: '/slow', headers: { host: 'short', 'transfer-encoding': 'chunked' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+          res.on('error', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+        req.write('x');
+      });
+      const elapsed = Date.now() - started;
+      assert.ok(status === 200 || status === 'ECONNRESET', `answered or cut at the deadline, got ${status}`);
+      assert.ok(elapsed < 5_000, `ended by the 600 ms deadline, after ${elapsed} ms`);
+    } finally {
+      await meshd.stop();
+      await backend.close();
     }
   });
 });
