@@ -143,6 +143,7 @@ export class Daemon {
         state: () => (cluster?.role === 'control' ? this.clusterState(cluster.workers) : this.state()),
       },
       config.admin.maxConnections,
+      () => this.config.admin.allowHosts,
       deps.log,
     );
   }

@@ -1,10 +1,15 @@
 /**
  * The admin listener (loopback): /metrics, /healthz, /readyz, /debug/state.
  * It has its own small connection cap so that a flood on the outbound
- * listener can never lock operators out.
+ * listener can never lock operators out, and a slow client cannot hold that
+ * cap (the oldest idle or half-sent connection gives way, and header timers
+ * are checked every second, not Node's 30 s). It answers only to Host names
+ * that are IP literals, localhost or configured, so that a web page cannot
+ * reach it through DNS rebinding.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo, type Socket } from 'node:net';
+import { ConnectionSlots } from './connection-slots.ts';
 import { bindServer, listenTarget } from '../listeners/bind.ts';
 import type { Logger } from '../log.ts';
 
@@ -25,17 +30,26 @@ export class AdminServer {
   private readonly sources: AdminSources;
   private readonly log: Logger;
 
-  constructor(sources: AdminSources, maxConnections: number, log: Logger) {
+  private readonly slots: ConnectionSlots;
+  private readonly allowHosts: () => readonly string[];
+
+  /** `allowHosts` is read per request, so that it follows reloads. */
+  constructor(sources: AdminSources, maxConnections: number, allowHosts: () => readonly string[], log: Logger) {
     this.sources = sources;
     this.log = log;
-    this.server = createServer({ headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+    this.allowHosts = allowHosts;
+    this.slots = new ConnectionSlots(maxConnections);
+    this.server = createServer({ headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
+      res.once('close', this.slots.requestStarted(req.socket));
       this.handle(req, res).catch((err: unknown) => {
         this.log.error({ err, path: req.url }, 'admin request failed');
         if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
         else res.destroy();
       });
     });
-    this.server.maxConnections = maxConnections;
+    this.server.on('connection', (socket: Socket) => {
+      if (!this.slots.admit(socket)) socket.destroy();
+    });
     this.server.on('clientError', (_err, socket) => socket.destroy());
   }
 
@@ -50,6 +64,11 @@ export class AdminServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!hostAllowed(req.headers.host, this.allowHosts())) {
+      this.log.warn({ listener: 'admin', host: req.headers.host, remote: req.socket.remoteAddress }, 'admin request for a Host name it does not serve refused');
+      send(res, 403, 'text/plain', 'forbidden: this Host is not served here; add it to admin.allowHosts\n');
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'text/plain', 'method not allowed\n');
@@ -77,6 +96,13 @@ export class AdminServer {
         send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state\n');
     }
   }
+}
+
+/** An IP literal, localhost, a configured name, or no Host at all (HTTP/1.0): never a name a web page chose. */
+export function hostAllowed(host: string | undefined, allowHosts: readonly string[]): boolean {
+  if (host === undefined || host === '') return true;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
+  return isIP(name) !== 0 || name === 'localhost' || allowHosts.includes(name);
 }
 
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {

@@ -134,8 +134,8 @@ interface RawOutlier {
 interface RawConfig {
   node?: { name?: string; zone?: string };
   log?: { level?: LogLevel };
-  admin?: { listen?: string; maxConnections?: number };
-  outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string; allowFrom?: string[] };
+  admin?: { listen?: string; maxConnections?: number; allowHosts?: string[] };
+  outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string; allowFrom?: string[]; http2?: { maxConcurrentStreams?: number } };
   drainTimeout?: string;
   workers?: number | 'auto';
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
@@ -281,7 +281,7 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
     source,
     node: { name: raw.node?.name ?? hostname(), zone: raw.node?.zone },
     log: { level: raw.log?.level ?? 'info' },
-    admin: { listen: admin, maxConnections: raw.admin?.maxConnections ?? 64 },
+    admin: { listen: admin, maxConnections: raw.admin?.maxConnections ?? 64, allowHosts: (raw.admin?.allowHosts ?? []).map((h) => h.toLowerCase()) },
     outbound: {
       listen: outbound,
       maxConnections: raw.outbound?.maxConnections ?? 'auto',
@@ -289,6 +289,8 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       headersTimeoutMs: ms(raw.outbound?.headersTimeout, '10s'),
       idleTimeoutMs: ms(raw.outbound?.idleTimeout, '60s'),
       allowFrom: raw.outbound?.allowFrom,
+      // Per HTTP/2 connection: one caller's connection cannot hold the whole in-flight ceiling.
+      http2MaxConcurrentStreams: raw.outbound?.http2?.maxConcurrentStreams ?? 100,
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
     workers: raw.workers ?? 1,

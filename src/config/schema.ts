@@ -197,7 +197,12 @@ export const CONFIG_SCHEMA = {
     admin: {
       type: 'object',
       additionalProperties: false,
-      properties: { listen, maxConnections: { type: 'integer', minimum: 1 } },
+      properties: {
+        listen,
+        maxConnections: { type: 'integer', minimum: 1 },
+        // Host names the admin API answers to besides IP literals and localhost (DNS rebinding).
+        allowHosts: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$' } },
+      },
     },
     outbound: {
       type: 'object',
@@ -209,6 +214,11 @@ export const CONFIG_SCHEMA = {
         headersTimeout: duration,
         idleTimeout: duration,
         allowFrom: cidrList,
+        http2: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { maxConcurrentStreams: { type: 'integer', minimum: 1, maximum: 2147483647 } },
+        },
       },
     },
     inbound: {

@@ -127,7 +127,12 @@ export interface MeshConfig {
   readonly source: string;
   readonly node: { readonly name: string; readonly zone: string | undefined };
   readonly log: { readonly level: LogLevel };
-  readonly admin: { readonly listen: SocketAddress; readonly maxConnections: number };
+  readonly admin: {
+    readonly listen: SocketAddress;
+    readonly maxConnections: number;
+    /** Host names the admin API answers to besides IP literals and localhost (lowercase). */
+    readonly allowHosts: readonly string[];
+  };
   readonly outbound: {
     readonly listen: SocketAddress;
     /** "auto" sizes the cap from the process's open-file limit, keeping a reserve. */
@@ -137,6 +142,8 @@ export interface MeshConfig {
     readonly idleTimeoutMs: number;
     /** Source ranges allowed to connect; undefined: anyone who can reach a loopback listener. */
     readonly allowFrom: readonly string[] | undefined;
+    /** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+    readonly http2MaxConcurrentStreams: number;
   };
   readonly drainTimeoutMs: number;
   /** Processes carrying traffic: 'auto' is one per available core; 1 runs everything in one process. */
