@@ -21,6 +21,8 @@ import type { HandedListener } from './cluster/protocol.ts';
 import type { Socket } from 'node:net';
 import { InboundListener } from './listeners/inbound.ts';
 import { LocalService } from './service/local.ts';
+import { expandAllowFrom, nodePodCidrs } from './kubernetes/node-pod-cidrs.ts';
+import { sourceFilter, type SourceFilter } from './listeners/source-filter.ts';
 import { MeshTlsClient } from './tls/client.ts';
 import type { TlsState } from './tls/tls-state.ts';
 
@@ -104,6 +106,7 @@ export class Daemon {
       feedbackTickMs: 250,
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
+      sourceFilter: (ranges) => this.sourceFilter(ranges),
       cluster: serviceRole,
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
@@ -148,8 +151,28 @@ export class Daemon {
     );
   }
 
+  /** This node's pod ranges, read from the Kubernetes API once, when an allowFrom list names them. */
+  private nodeCidrs: Promise<string[]> | undefined;
+
+  private async sourceFilter(ranges: readonly string[] | undefined): Promise<SourceFilter | undefined> {
+    const read = (): Promise<string[]> =>
+      (this.nodeCidrs ??= nodePodCidrs(this.config.kubernetes, process.env).then(
+        (cidrs) => {
+          this.deps.log.info({ node: this.config.kubernetes.nodeName ?? process.env['NODE_NAME'], podCidrs: cidrs }, 'node pod ranges read from the Kubernetes API');
+          return cidrs;
+        },
+        (err: unknown) => {
+          this.nodeCidrs = undefined; // the next start or reload asks again
+          throw err;
+        },
+      ));
+    return sourceFilter(await expandAllowFrom(ranges, read));
+  }
+
   /** Starts discovery, then binds admin and outbound. Rejects (nothing left bound) if a bind fails. */
   async start(): Promise<BoundAddresses> {
+    // Before anything binds: a listener that leaves loopback admits only its ranges.
+    if (this.deps.cluster?.role !== 'control') this.outbound.allowFrom = await this.sourceFilter(this.config.outbound.allowFrom);
     await this.services.apply(this.config);
     const cluster = this.deps.cluster;
     if (cluster?.role === 'control') {

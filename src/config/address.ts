@@ -59,3 +59,6 @@ export function parseCidr(text: string): { address: string; prefix: number; fami
 export function isLoopback(host: string): boolean {
   return host === '::1' || host === 'localhost' || (isIP(host) === 4 && host.startsWith('127.'));
 }
+
+/** The allowFrom entry that stands for the pod ranges of the Kubernetes node meshd runs on. */
+export const NODE_POD_CIDRS = 'node-pod-cidrs';

@@ -137,6 +137,7 @@ interface RawConfig {
   admin?: { listen?: string; maxConnections?: number; allowHosts?: string[] };
   outbound?: { listen?: string; maxConnections?: 'auto' | number; maxHeaderSize?: string; headersTimeout?: string; idleTimeout?: string; allowFrom?: string[]; http2?: { maxConcurrentStreams?: number } };
   drainTimeout?: string;
+  kubernetes?: { apiServer?: string; tokenFile?: string; caFile?: string; nodeName?: string };
   workers?: number | 'auto';
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
   tls?: { cert: string; key: string; ca: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; expiryWarning?: string };
@@ -293,6 +294,12 @@ function normalise(raw: RawConfig, source: string, baseDir: string, report: Repo
       http2MaxConcurrentStreams: raw.outbound?.http2?.maxConcurrentStreams ?? 100,
     },
     drainTimeoutMs: ms(raw.drainTimeout, '10s'),
+    kubernetes: {
+      apiServer: raw.kubernetes?.apiServer,
+      tokenFile: raw.kubernetes?.tokenFile === undefined ? undefined : resolveFrom(baseDir, raw.kubernetes.tokenFile),
+      caFile: raw.kubernetes?.caFile === undefined ? undefined : resolveFrom(baseDir, raw.kubernetes.caFile),
+      nodeName: raw.kubernetes?.nodeName,
+    },
     workers: raw.workers ?? 1,
     tls:
       raw.tls === undefined

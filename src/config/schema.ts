@@ -7,8 +7,8 @@
 const duration = { type: 'string', format: 'duration' } as const;
 const size = { type: 'string', format: 'size' } as const;
 const listen = { type: 'string', format: 'listen-address' } as const;
-/** Source ranges allowed to connect to a listener that leaves loopback. */
-const cidrList = { type: 'array', minItems: 1, items: { type: 'string', format: 'cidr' } } as const;
+/** Source ranges allowed to connect to a listener that leaves loopback; `node-pod-cidrs` stands for this Kubernetes node's pod ranges. */
+const cidrList = { type: 'array', minItems: 1, items: { type: 'string', format: 'source-range' } } as const;
 
 /** Adaptive concurrency, for outbound services and local services alike. */
 const concurrency = {
@@ -254,6 +254,16 @@ export const CONFIG_SCHEMA = {
           timeout: duration,
           concurrency,
         },
+      },
+    },
+    kubernetes: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        apiServer: { type: 'string', pattern: '^https://' },
+        tokenFile: { type: 'string', minLength: 1 },
+        caFile: { type: 'string', minLength: 1 },
+        nodeName: { type: 'string', minLength: 1 },
       },
     },
     drainTimeout: duration,

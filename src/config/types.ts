@@ -122,6 +122,16 @@ export interface LocalServiceConfig {
   readonly concurrency: ConcurrencySettings;
 }
 
+/** How meshd reaches the Kubernetes API server; every field defaults to the pod's in-cluster setting. */
+export interface KubernetesSettings {
+  /** https://host:port; undefined: the in-cluster address from KUBERNETES_SERVICE_HOST/PORT. */
+  readonly apiServer: string | undefined;
+  readonly tokenFile: string | undefined;
+  readonly caFile: string | undefined;
+  /** The node this meshd runs on; undefined: the NODE_NAME environment variable (downward API spec.nodeName). */
+  readonly nodeName: string | undefined;
+}
+
 export interface MeshConfig {
   /** The file it came from, or "<embedded default>". */
   readonly source: string;
@@ -146,6 +156,8 @@ export interface MeshConfig {
     readonly http2MaxConcurrentStreams: number;
   };
   readonly drainTimeoutMs: number;
+  /** How to reach the Kubernetes API (in-cluster by default), for `allowFrom: [ node-pod-cidrs ]`. */
+  readonly kubernetes: KubernetesSettings;
   /** Processes carrying traffic: 'auto' is one per available core; 1 runs everything in one process. */
   readonly workers: number | 'auto';
   /** This host's identity; required by inbound and by endpoints that have an identity. */

@@ -5,7 +5,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { isMap, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { ConfigProblem } from '../errors.ts';
-import { parseCidr, parseSocketAddress } from './address.ts';
+import { NODE_POD_CIDRS, parseCidr, parseSocketAddress } from './address.ts';
 import { parseDuration, parseSize } from './units.ts';
 
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
@@ -15,7 +15,7 @@ ajv.addFormat('listen-address', {
   type: 'string',
   validate: (s: string) => typeof parseSocketAddress(s, { allowPortZero: true }) !== 'string',
 });
-ajv.addFormat('cidr', { type: 'string', validate: (s: string) => parseCidr(s) !== undefined });
+ajv.addFormat('source-range', { type: 'string', validate: (s: string) => s === NODE_POD_CIDRS || parseCidr(s) !== undefined });
 ajv.addFormat('endpoint-address', {
   type: 'string',
   validate: (s: string) => typeof parseSocketAddress(s, { allowPortZero: false }) !== 'string',
@@ -133,8 +133,8 @@ function describe(error: ErrorObject, value: unknown): string {
           return `expected a duration like "250ms", got ${shown(value)}`;
         case 'size':
           return `expected a size like "16KiB", got ${shown(value)}`;
-        case 'cidr':
-          return `expected an address range like "10.244.0.0/16" or "::1/128", got ${shown(value)}`;
+        case 'source-range':
+          return `expected an address range like "10.244.0.0/16" or "::1/128", or ${NODE_POD_CIDRS}, got ${shown(value)}`;
         case 'listen-address':
         case 'endpoint-address': {
           const reason = parseSocketAddress(String(value), { allowPortZero: params['format'] === 'listen-address' });

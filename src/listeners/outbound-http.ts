@@ -20,7 +20,7 @@ import { sendError, sendRawError } from '../stack/respond.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { parseRequestTarget } from './request-target.ts';
-import { sourceFilter, type SourceFilter } from './source-filter.ts';
+import { SourceFilter } from './source-filter.ts';
 
 export interface OutboundDeps {
   route(service: string): ServiceRuntime | undefined;
@@ -48,8 +48,11 @@ export class OutboundHttpListener {
   readonly h2: Http2Server;
   private readonly sessions = new Set<Http2Session>();
   private readonly sniffTimeoutMs: number;
-  /** Callers allowed by source address; undefined allows all (loopback listeners). */
-  private readonly allowFrom: SourceFilter | undefined;
+  /**
+   * Callers allowed by source address; undefined allows all (loopback listeners). Ranges read at
+   * start (the node's pod ranges) are set by the daemon before it binds; until then nobody.
+   */
+  allowFrom: SourceFilter | undefined;
   private readonly deps: OutboundDeps;
   private draining = false;
   /** Requests whose response has not closed yet, plus open tunnels; drain waits for this to reach 0. */
@@ -85,7 +88,7 @@ export class OutboundHttpListener {
     });
     this.h2.on('sessionError', (err) => deps.log.info({ listener: 'outbound', err: err.message }, 'HTTP/2 session error'));
     this.sniffTimeoutMs = settings.headersTimeoutMs;
-    this.allowFrom = sourceFilter(settings.allowFrom);
+    this.allowFrom = settings.allowFrom === undefined ? undefined : new SourceFilter([]);
     this.acceptor = createTcpServer({ noDelay: true }, (socket) => this.route(socket));
     this.acceptor.maxConnections = maxConnections;
     this.acceptor.on('drop', () => deps.connectionRefused('outbound'));

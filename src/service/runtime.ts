@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { formatSocketAddress } from '../config/address.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { TcpListener } from '../listeners/tcp.ts';
-import { sourceFilter } from '../listeners/source-filter.ts';
+import type { SourceFilter } from '../listeners/source-filter.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
@@ -56,6 +56,8 @@ export interface ServiceDeps {
   concurrencyLimit(service: string, limit: number): void;
   /** Counts a failed discovery read (file source). */
   discoveryFailed(service: string, source: string): void;
+  /** The filter for an allowFrom list, its `node-pod-cidrs` entry resolved; undefined allows all. */
+  sourceFilter(ranges: readonly string[] | undefined): Promise<SourceFilter | undefined>;
   /** Absent in a single-process meshd; see ClusterRole. */
   readonly cluster?: ClusterRole | undefined;
 }
@@ -379,7 +381,7 @@ export class ServiceRuntime {
     // The control process carries no traffic.
     const want = this.deps.cluster?.role === 'control' ? undefined : this.config.tcp;
     const key = want === undefined ? undefined : formatSocketAddress(want.listen);
-    const allowFrom = sourceFilter(want?.allowFrom);
+    const allowFrom = await this.deps.sourceFilter(want?.allowFrom);
     if (key === this.tcpAddress) {
       if (this.tcpListener !== undefined) this.tcpListener.allowFrom = allowFrom;
       return;

@@ -14,6 +14,8 @@ import { Namespace } from 'kubernetes-models/v1/Namespace';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { parseConfig } from '../../src/config/load.ts';
 
 const DIR = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url));
@@ -26,6 +28,8 @@ const MODELS: Record<string, new (data: never) => Model> = {
   'v1/Secret': Secret as never,
   'v1/Pod': Pod as never,
   'apps/v1/DaemonSet': DaemonSet as never,
+  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
 };
 
 function manifests(): { file: string; doc: Record<string, unknown> }[] {
@@ -76,7 +80,20 @@ describe('Kubernetes manifests', () => {
   it('ship a meshd config that meshd accepts', () => {
     const cm = manifests().find((m) => m.doc['kind'] === 'ConfigMap')!.doc as { data: Record<string, string> };
     const config = parseConfig(cm.data['meshd.yaml']!, 'configmap', '/etc/meshd');
-    assert.deepEqual(config.outbound.allowFrom, ['10.244.0.0/16', '127.0.0.0/8']);
+    // This node's pods only (and the node itself), never a cluster-wide range.
+    assert.deepEqual(config.outbound.allowFrom, ['node-pod-cidrs', '127.0.0.0/8']);
     assert.equal(config.inbound?.listen.port, 4143);
+  });
+
+  it('give meshd what node-pod-cidrs needs, and no more: its node name, a token, get on nodes', () => {
+    const all = manifests();
+    const ds = all.find((m) => m.doc['kind'] === 'DaemonSet')!.doc as { spec: { template: { spec: { automountServiceAccountToken: boolean; containers: { env: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[] }[] } } } };
+    const pod = ds.spec.template.spec;
+    assert.equal(pod.automountServiceAccountToken, true);
+    assert.equal(pod.containers[0]!.env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+    const role = all.find((m) => m.doc['kind'] === 'ClusterRole')!.doc as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
+    assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
+    const binding = all.find((m) => m.doc['kind'] === 'ClusterRoleBinding')!.doc as { subjects: { name: string; namespace: string }[] };
+    assert.deepEqual(binding.subjects.map((s) => `${s.namespace}/${s.name}`), ['meshd/meshd']);
   });
 });
