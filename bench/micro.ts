@@ -22,7 +22,7 @@ import { Endpoint, type EndpointRecorder, type Upstream } from '../src/balancer/
 import { DEFAULT_PEAK_EWMA, PeakEwma } from '../src/balancer/peak-ewma.ts';
 import { seededRandom, type Random } from '../src/clock.ts';
 import type { BalancerAlgorithm, BalancerConfig, EndpointSpec } from '../src/config/types.ts';
-import { isEndpointFailure, type Outcome } from '../src/feedback/outcome.ts';
+import { isEndpointFailure, type Outcome } from '../src/protocol/outcome.ts';
 import { cpuModel, gitRevision, log, resultPath } from './common.ts';
 
 const SEED = 20_261_123;

@@ -14,10 +14,9 @@ import { OutboundHttpListener } from './listeners/outbound-http.ts';
 import type { Logger } from './log.ts';
 import { UpgradeForwarder } from './proxy/upgrade-forwarder.ts';
 import { ServiceRegistry } from './service/registry.ts';
-import type { ClusterRole } from './service/runtime.ts';
-import type { FeedbackLink, Sample } from './feedback/remote.ts';
+import type { Sample } from './feedback/remote.ts';
 import type { AvailabilityUpdate } from './feedback/loop.ts';
-import type { HandedListener } from './cluster/protocol.ts';
+import { singleProcess, type HandedListener, type ProcessRole, type WorkerView } from './service/process-role.ts';
 import type { Socket } from 'node:net';
 import { InboundListener } from './listeners/inbound.ts';
 import { LocalService } from './service/local.ts';
@@ -34,36 +33,8 @@ export interface DaemonDeps {
   readonly tls?: TlsState | undefined;
   /** Listening sockets inherited from systemd or a previous meshd, by name (outbound, inbound, admin). */
   readonly inheritedFds?: ReadonlyMap<string, number>;
-  /** Absent: this one process does everything. */
-  readonly cluster?: DaemonClusterRole | undefined;
-}
-
-/**
- * With several workers: a worker carries traffic on listeners shared by port (SO_REUSEPORT) and
- * has no admin listener; the control process (the supervisor) carries none, decides the feedback
- * for all and answers the admin API with every worker's numbers.
- */
-export type DaemonClusterRole =
-  | {
-      readonly role: 'worker';
-      readonly link: FeedbackLink;
-      /** Ports resolved by the first worker (port 0 in the config) so that all share them. */
-      readonly ports: { readonly outbound?: number; readonly inbound?: number };
-      /** Listeners the supervisor accepts on (socket activation) and hands connections of to this worker. */
-      readonly handoff: ReadonlySet<HandedListener>;
-    }
-  | {
-      readonly role: 'control';
-      publish(service: string, update: AvailabilityUpdate): void;
-      readonly workers: WorkerView;
-    };
-
-/** What the control process can learn from its workers. */
-export interface WorkerView {
-  readonly wanted: number;
-  readonly ready: number;
-  /** Each worker's answer (a worker that does not answer in time is left out). */
-  query(what: 'state' | 'metrics'): Promise<unknown[]>;
+  /** What this process does (service/process-role.ts); default: everything. */
+  readonly role?: ProcessRole | undefined;
 }
 
 export interface BoundAddresses {
@@ -82,6 +53,7 @@ export class Daemon {
   private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
   private readonly admin: AdminServer;
+  private readonly role: ProcessRole;
   private bound: BoundAddresses | undefined;
   private draining = false;
   private readonly startedAt = new Date();
@@ -92,9 +64,8 @@ export class Daemon {
     this.config = config;
     this.deps = deps;
     const metrics = this.metrics;
-    const cluster = deps.cluster;
-    const serviceRole: ClusterRole | undefined =
-      cluster === undefined ? undefined : cluster.role === 'worker' ? { role: 'worker', link: cluster.link } : { role: 'control', publish: (s, u) => cluster.publish(s, u) };
+    const role = deps.role ?? singleProcess;
+    this.role = role;
     this.services = new ServiceRegistry({
       observer: metrics,
       log: deps.log,
@@ -107,7 +78,7 @@ export class Daemon {
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
       sourceFilter: (ranges) => this.sourceFilter(ranges),
-      cluster: serviceRole,
+      role,
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
     const tls = deps.tls;
@@ -116,7 +87,7 @@ export class Daemon {
       tls.onRotation((ok) => metrics.tlsRotation(ok));
     }
     this.buildLocal(config);
-    if (config.inbound !== undefined && tls !== undefined && cluster?.role !== 'control') {
+    if (config.inbound !== undefined && tls !== undefined && role.carriesTraffic) {
       this.inbound = new InboundListener(tls, config.inbound, {
         local: (name) => this.local.get(name),
         handshakeError: (reason) => metrics.handshakeError('inbound', reason),
@@ -141,9 +112,9 @@ export class Daemon {
     });
     this.admin = new AdminServer(
       {
-        metrics: () => (cluster?.role === 'control' ? this.clusterMetrics(cluster.workers) : metrics.render()),
+        metrics: () => (role.workers === undefined ? metrics.render() : this.clusterMetrics(role.workers)),
         readiness: () => this.readiness(),
-        state: () => (cluster?.role === 'control' ? this.clusterState(cluster.workers) : this.state()),
+        state: () => (role.workers === undefined ? this.state() : this.clusterState(role.workers)),
       },
       config.admin.maxConnections,
       () => this.config.admin.allowHosts,
@@ -172,28 +143,26 @@ export class Daemon {
   /** Starts discovery, then binds admin and outbound. Rejects (nothing left bound) if a bind fails. */
   async start(): Promise<BoundAddresses> {
     // Before anything binds: a listener that leaves loopback admits only its ranges.
-    if (this.deps.cluster?.role !== 'control') this.outbound.allowFrom = await this.sourceFilter(this.config.outbound.allowFrom);
+    const role = this.role;
+    if (role.carriesTraffic) this.outbound.allowFrom = await this.sourceFilter(this.config.outbound.allowFrom);
     await this.services.apply(this.config);
-    const cluster = this.deps.cluster;
-    if (cluster?.role === 'control') {
+    if (!role.carriesTraffic) {
       const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, this.deps.inheritedFds?.get('admin'));
       this.bound = { admin: formatAddress(admin), outbound: '' };
       this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
       return this.bound;
     }
-    const worker = cluster?.role === 'worker' ? cluster : undefined;
     try {
       const fds = this.deps.inheritedFds;
       const { outbound: outboundAt, admin: adminAt } = this.config;
-      const admin = worker === undefined ? formatAddress(await this.admin.listen(adminAt.listen.host, adminAt.listen.port, fds?.get('admin'))) : '';
-      const handed = worker?.handoff ?? new Set<HandedListener>();
-      const outbound = handed.has('outbound')
+      const admin = role.servesAdmin ? formatAddress(await this.admin.listen(adminAt.listen.host, adminAt.listen.port, fds?.get('admin'))) : '';
+      const outbound = role.handedOver('outbound')
         ? HANDED_OVER
-        : formatAddress(await this.outbound.listen(outboundAt.listen.host, worker?.ports.outbound ?? outboundAt.listen.port, fds?.get('outbound'), worker !== undefined));
+        : formatAddress(await this.outbound.listen(outboundAt.listen.host, role.port('outbound', outboundAt.listen.port), fds?.get('outbound'), role.sharesPorts));
       this.bound = { admin, outbound };
       if (this.inbound !== undefined && this.config.inbound !== undefined) {
         const { host, port } = this.config.inbound.listen;
-        this.bound.inbound = handed.has('inbound') ? HANDED_OVER : formatAddress(await this.inbound.listen(host, worker?.ports.inbound ?? port, fds?.get('inbound'), worker !== undefined));
+        this.bound.inbound = role.handedOver('inbound') ? HANDED_OVER : formatAddress(await this.inbound.listen(host, role.port('inbound', port), fds?.get('inbound'), role.sharesPorts));
         this.deps.log.info({ listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] }, 'listening');
       }
     } catch (err) {
@@ -209,7 +178,7 @@ export class Daemon {
       { listener: 'outbound', address: this.bound.outbound, maxConnections: this.outboundConnectionCap, services: [...this.config.services.keys()] },
       'listening',
     );
-    if (worker === undefined) this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
+    if (role.servesAdmin) this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
     return this.bound;
   }
 
@@ -294,8 +263,7 @@ export class Daemon {
       this.local.delete(name);
       void existing.close();
     }
-    // Local services only receive traffic, which the control process never does.
-    if (this.deps.cluster?.role === 'control') return;
+    if (!this.role.carriesTraffic) return;
     for (const [name, lc] of config.local) {
       if (this.local.has(name)) continue;
       this.local.set(name, new LocalService(lc, { observer: this.metrics, decisions: this.metrics, log: this.deps.log, clock: this.deps.clock }));
@@ -303,14 +271,14 @@ export class Daemon {
   }
 
   readiness(): Readiness {
-    const cluster = this.deps.cluster;
+    const workers = this.role.workers;
     const checks: Record<string, boolean> = {
       listenersBound: this.bound !== undefined,
       configLoaded: true,
       notDraining: !this.draining,
       certificateValid: this.deps.tls === undefined || !this.deps.tls.expired(),
     };
-    if (cluster?.role === 'control') checks['workersReady'] = cluster.workers.ready === cluster.workers.wanted;
+    if (workers !== undefined) checks['workersReady'] = workers.ready === workers.wanted;
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 

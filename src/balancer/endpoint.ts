@@ -5,8 +5,8 @@
  * its address stays, so load and history are never reset by a reload.
  */
 import type { EndpointSpec } from '../config/types.ts';
-import { EndpointStats } from '../feedback/endpoint-stats.ts';
-import { isEndpointFailure, type Outcome } from '../feedback/outcome.ts';
+import { EndpointStats } from './endpoint-stats.ts';
+import { isEndpointFailure, type Outcome } from '../protocol/outcome.ts';
 import { DEFAULT_PEAK_EWMA, PeakEwma } from './peak-ewma.ts';
 
 /** Per-endpoint metric recorder, pre-bound to its labels (see admin/metrics.ts). */

@@ -6,6 +6,7 @@
  */
 import type { AvailabilityUpdate } from '../feedback/loop.ts';
 import type { Sample } from '../feedback/remote.ts';
+import type { HandedListener } from '../service/process-role.ts';
 
 export type WorkerMessage =
   /** A new worker is listening on the channel and asks for its start. */
@@ -26,8 +27,7 @@ export type SupervisorMessage =
   /** Sent with a connection the supervisor accepted on a socket-activated listener. */
   | { meshd: 'connection'; listener: HandedListener };
 
-/** Listeners whose connections the supervisor accepts (socket activation) and hands to workers. */
-export type HandedListener = 'outbound' | 'inbound';
+export type { HandedListener } from '../service/process-role.ts';
 
 /** Whether an IPC message is one of meshd's (the sender is trusted: it is our own parent or child). */
 export function isMeshdMessage<T extends WorkerMessage | SupervisorMessage>(m: unknown): m is T {

@@ -15,7 +15,8 @@ import { bindServer } from '../listeners/bind.ts';
 import { formatSocketAddress } from '../config/address.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
-import { Daemon, type WorkerView } from '../daemon.ts';
+import { Daemon } from '../daemon.ts';
+import { supervisorRole, type WorkerView } from '../service/process-role.ts';
 import type { Logger } from '../log.ts';
 import type { TlsState } from '../tls/tls-state.ts';
 import { missingFlags, runtimeEnv } from '../../bin/runtime-settings.js';
@@ -54,7 +55,7 @@ export class Supervisor {
       random: deps.random,
       tls: deps.tls,
       inheritedFds: deps.inheritedFds,
-      cluster: { role: 'control', publish: (service, update) => pool.broadcast({ meshd: 'feedback', service, update }), workers: pool },
+      role: supervisorRole((service, update) => pool.broadcast({ meshd: 'feedback', service, update }), pool),
     });
   }
 

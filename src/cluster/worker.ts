@@ -16,6 +16,7 @@ import { TlsState } from '../tls/tls-state.ts';
 import { Socket } from 'node:net';
 import { isMeshdMessage, WORKER_INDEX_ENV, type SupervisorMessage, type WorkerMessage, type WorkerStart } from './protocol.ts';
 import { WorkerLink } from './worker-link.ts';
+import { workerRole } from '../service/process-role.ts';
 
 export async function runWorker(configPath: string | undefined): Promise<number> {
   const env = process.env;
@@ -58,7 +59,7 @@ export async function runWorker(configPath: string | undefined): Promise<number>
   const link = new WorkerLink(send);
   const ports = start.ports;
   const handoff = new Set(start.handoff);
-  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, cluster: { role: 'worker', link, ports, handoff } });
+  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, role: workerRole(link, ports, handoff) });
   try {
     const bound = await daemon.start();
     send({ meshd: 'ready', bound: { outbound: bound.outbound, ...(bound.inbound === undefined ? {} : { inbound: bound.inbound }) } });

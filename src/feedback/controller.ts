@@ -9,7 +9,7 @@ import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import { applyAvailability, wallClockMs, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
-import type { Outcome } from './outcome.ts';
+import type { Outcome } from '../protocol/outcome.ts';
 import { OutlierDetector, type Decision, type EndpointCondition, type EndpointHealthView, type OutlierConfig } from './outlier.ts';
 
 export interface DecisionRecorder {

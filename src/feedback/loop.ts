@@ -7,7 +7,7 @@
  */
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { OutlierConfig, EndpointCondition, EndpointHealthView } from './outlier.ts';
-import type { Outcome } from './outcome.ts';
+import type { Outcome } from '../protocol/outcome.ts';
 
 export interface FeedbackLoop {
   start(): void;

@@ -16,7 +16,7 @@
  * ejection share, and is followed by probation (stricter thresholds); panic
  * mode makes every endpoint eligible when too few healthy ones remain.
  */
-import { isEndpointFailure, type Outcome } from './outcome.ts';
+import { isEndpointFailure, type Outcome } from '../protocol/outcome.ts';
 import { SlidingCounters } from '../util/sliding-window.ts';
 
 export interface OutlierConfig {

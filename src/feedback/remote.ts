@@ -9,7 +9,7 @@ import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import { applyAvailability, wallClockMs, returnToService, type AvailabilityUpdate, type FeedbackLoop } from './loop.ts';
 import type { EndpointCondition, EndpointHealthView } from './outlier.ts';
-import type { Outcome } from './outcome.ts';
+import type { Outcome } from '../protocol/outcome.ts';
 
 /** One finished attempt as it travels to the supervisor (a tuple keeps the batches small). */
 export type Sample = [address: string, outcome: Outcome, latencyMs: number, status: number, overloaded: boolean];

@@ -20,14 +20,13 @@ import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
 import { TCP_ALPN } from '../tls/client.ts';
 import { peerIdentity } from '../tls/identity.ts';
+import { PEER_IDENTITY_HEADER } from '../protocol/fields.ts';
 import { secureOptions } from '../tls/material.ts';
 import type { TlsState } from '../tls/tls-state.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { serviceName } from './request-target.ts';
 
-/** The verified caller, as the local service sees it. */
-export const PEER_IDENTITY_HEADER = 'x-meshd-peer-identity';
 
 export interface InboundDeps {
   local(name: string): LocalService | undefined;

@@ -6,11 +6,11 @@
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import { MeshError } from '../errors.ts';
-import { GRPC_SERVER_FAILURES } from '../feedback/outcome.ts';
 import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.ts';
-import { RetryableStatus } from '../stack/retry.ts';
-import { TIMEOUT_HEADER } from '../stack/deadline.ts';
-import { requestHasBody } from './request-body.ts';
+import { RetryableStatus } from '../protocol/retryable-status.ts';
+import { OVERLOADED_HEADER, TIMEOUT_HEADER } from '../protocol/fields.ts';
+import { GRPC_SERVER_FAILURES, GRPC_TRAILER_FIELDS, grpcStatusOf } from '../protocol/grpc.ts';
+import { requestHasBody } from '../protocol/request-body.ts';
 import { downstreamResponseHeaders, http2ResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
 import type { HttpUpstream } from './http-upstream.ts';
 
@@ -175,18 +175,6 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
     this.settled = true;
     this.ex.onCancel(undefined);
   }
-}
-
-/** Set by a meshd that shed the request because its local service is overloaded. */
-export const OVERLOADED_HEADER = 'x-meshd-overloaded';
-
-const GRPC_TRAILER_FIELDS = ['grpc-status', 'grpc-message', 'grpc-status-details-bin'] as const;
-
-function grpcStatusOf(headers: HeaderObject): number | undefined {
-  const value = headers['grpc-status'];
-  if (typeof value !== 'string') return undefined;
-  const n = Number(value);
-  return Number.isInteger(n) ? n : undefined;
 }
 
 function clientGone(ex: Exchange): boolean {

@@ -5,6 +5,7 @@
  */
 import type { buildConnector as Connector, Pool as UndiciPool } from 'undici';
 import { buildConnector, Pool } from './undici-parts.ts';
+import { meshConnector } from './mesh-connector.ts';
 import type { Upstream } from '../balancer/endpoint.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
@@ -51,7 +52,7 @@ export class HttpUpstream implements Upstream {
       headersTimeout: 0,
       bodyTimeout: 0,
       // Another meshd: mTLS with this host's certificate, the peer's identity checked.
-      ...(this.secure ? { connect: (tls as MeshTlsClient).undiciConnect(spec.identity as string, options.connectTimeoutMs) } : {}),
+      ...(this.secure ? { connect: meshConnector(tls as MeshTlsClient, spec.identity as string, options.connectTimeoutMs) } : {}),
       // h2c: each pool connection is one multiplexed HTTP/2 session (prior knowledge); a new
       // one opens only when a session has its maximum of concurrent streams in use.
       ...(options.protocol === 'h2c' && !this.secure

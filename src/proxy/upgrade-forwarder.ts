@@ -10,7 +10,7 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { ProxyServer, ServerOptions } from 'http-proxy-3';
-import type { Outcome } from '../feedback/outcome.ts';
+import type { Outcome } from '../protocol/outcome.ts';
 import type { PeerTlsOptions } from '../tls/client.ts';
 import { upstreamRequestHeaders, type HeaderObject } from './headers.ts';
 

@@ -11,7 +11,7 @@ import { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 import { EndpointsFileSource, type EndpointsFileStatus } from '../discovery/endpoints-file.ts';
-import type { EndpointStatsSnapshot } from '../feedback/endpoint-stats.ts';
+import type { EndpointStatsSnapshot } from '../balancer/endpoint-stats.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { formatSocketAddress } from '../config/address.ts';
@@ -22,7 +22,8 @@ import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { MeshError } from '../errors.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
-import { RemoteFeedback, type FeedbackLink, type Sample } from '../feedback/remote.ts';
+import type { ProcessRole } from './process-role.ts';
+import { RemoteFeedback, type Sample } from '../feedback/remote.ts';
 import { HealthChecker, type ProbeTarget } from '../feedback/health-check.ts';
 import type { EndpointHealthView } from '../feedback/outlier.ts';
 import type { OutlierSettings } from '../config/types.ts';
@@ -58,19 +59,9 @@ export interface ServiceDeps {
   discoveryFailed(service: string, source: string): void;
   /** The filter for an allowFrom list, its `node-pod-cidrs` entry resolved; undefined allows all. */
   sourceFilter(ranges: readonly string[] | undefined): Promise<SourceFilter | undefined>;
-  /** Absent in a single-process meshd; see ClusterRole. */
-  readonly cluster?: ClusterRole | undefined;
+  /** What this process does: everything, the supervisor's decisions, or a worker's traffic. */
+  readonly role: ProcessRole;
 }
-
-/**
- * A process's part when several workers share the host's traffic. A worker forwards traffic,
- * reports every attempt over `link` and obeys the supervisor's feedback decisions. The control
- * process (the supervisor) serves no traffic: it runs discovery, health checks and the outlier
- * detectors fed with all workers' samples, and publishes each change of availability.
- */
-export type ClusterRole =
-  | { readonly role: 'worker'; readonly link: FeedbackLink }
-  | { readonly role: 'control'; publish(service: string, update: AvailabilityUpdate): void };
 
 export interface EndpointState {
   address: string;
@@ -142,7 +133,7 @@ export class ServiceRuntime {
 
   private createAdmission(settings: ConcurrencySettings): Admission | undefined {
     // Concurrency limits adapt in the processes that carry the traffic.
-    if (!settings.adaptive || this.deps.cluster?.role === 'control') return undefined;
+    if (!settings.adaptive || !this.deps.role.carriesTraffic) return undefined;
     const limiter = new GradientLimiter({
       ...DEFAULT_CONCURRENCY,
       initialLimit: settings.initialLimit,
@@ -187,10 +178,8 @@ export class ServiceRuntime {
 
   private createFeedback(settings: OutlierSettings): FeedbackLoop | undefined {
     if (!settings.enabled) return undefined;
-    const { clock, log, decisions, feedbackTickMs, cluster } = this.deps;
-    if (cluster?.role === 'worker') return new RemoteFeedback(this.name, cluster.link, clock);
-    const publish = cluster?.role === 'control' ? (update: AvailabilityUpdate) => cluster.publish(this.name, update) : undefined;
-    return new FeedbackController(this.name, settings, settings.returnRampMs, { clock, log, recorder: decisions, tickMs: feedbackTickMs, publish });
+    const { clock, log, decisions, feedbackTickMs } = this.deps;
+    return this.deps.role.feedbackLoop(this.name, settings, { clock, log, recorder: decisions, tickMs: feedbackTickMs });
   }
 
   /** Control process: attempts reported by the workers, fed to the detector and to the endpoints' statistics. */
@@ -347,7 +336,7 @@ export class ServiceRuntime {
     this.healthChecker?.stop();
     this.healthChecker = undefined;
     // One prober per host: with several workers, the supervisor checks for all of them.
-    if (want === undefined || this.feedback === undefined || this.deps.cluster?.role === 'worker') return;
+    if (want === undefined || this.feedback === undefined || !this.deps.role.decidesFeedback) return;
     const feedback = this.feedback;
     this.healthChecker = new HealthChecker(want, this.deps.random, (address, healthy) => {
       this.deps.log.info({ event: 'health_check', service: this.name, endpoint: address, healthy }, `health check of ${address}: ${healthy ? 'passing' : 'failing'}`);
@@ -378,8 +367,7 @@ export class ServiceRuntime {
 
   /** Binds, moves or removes the service's TCP listener to match the config. */
   private async syncTcpListener(failOnBindError: boolean): Promise<void> {
-    // The control process carries no traffic.
-    const want = this.deps.cluster?.role === 'control' ? undefined : this.config.tcp;
+    const want = this.deps.role.carriesTraffic ? this.config.tcp : undefined;
     const key = want === undefined ? undefined : formatSocketAddress(want.listen);
     const allowFrom = await this.deps.sourceFilter(want?.allowFrom);
     if (key === this.tcpAddress) {
@@ -402,7 +390,7 @@ export class ServiceRuntime {
         this.deps.log,
       );
       try {
-        const bound = await fresh.listen(want.listen.host, want.listen.port, this.deps.cluster?.role === 'worker');
+        const bound = await fresh.listen(want.listen.host, want.listen.port, this.deps.role.sharesPorts);
         this.deps.log.info({ listener: 'tcp', service: this.name, address: formatSocketAddress({ host: bound.address, port: bound.port }) }, 'listening');
       } catch (err) {
         if (failOnBindError) throw err;

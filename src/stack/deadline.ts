@@ -10,19 +10,9 @@ import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
 import type { Clock } from '../clock.ts';
 import { DeadlineTimers } from './deadline-timers.ts';
+import { TIMEOUT_HEADER } from '../protocol/fields.ts';
+import { parseGrpcTimeout } from '../protocol/grpc.ts';
 
-/** Milliseconds the caller will still wait; meshd sets it on every upstream request. */
-export const TIMEOUT_HEADER = 'x-meshd-timeout-ms';
-
-const GRPC_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 0.001, n: 0.000001 };
-
-/** Parses gRPC's `grpc-timeout` ("100m", "5S"; at most 8 digits); undefined when malformed. */
-export function parseGrpcTimeout(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  if (match === null) return undefined;
-  return Number(match[1]) * GRPC_UNIT_MS[match[2] as string]!;
-}
 
 /** The time budget the caller asked for, in ms; undefined when it set none (or nonsense). */
 export function callerTimeoutMs(headers: Exchange['req']['headers']): number | undefined {

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { MeshError } from '../errors.ts';
-import type { Outcome } from '../feedback/outcome.ts';
+import type { Outcome } from '../protocol/outcome.ts';
 import type { BudgetList } from './deadline-timers.ts';
 
 /** Whatever holds upstream work for the exchange and can stop it. */

@@ -11,22 +11,15 @@
  * relayed to the caller.
  */
 import type { Clock, Random } from '../clock.ts';
-import { requestHasBody } from '../proxy/request-body.ts';
-import { ReplayableBody } from '../proxy/replayable-body.ts';
+import { requestHasBody } from '../protocol/request-body.ts';
+import { ReplayableBody } from './replayable-body.ts';
+import { RETRYABLE_HEADER } from '../protocol/fields.ts';
+import { RetryableStatus } from '../protocol/retryable-status.ts';
 import { MeshError } from '../errors.ts';
 import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
 import type { RetryBudget } from './retry-budget.ts';
 
-/** Raised by the forwarder for a response the retry layer chose to retry instead of relay. */
-export class RetryableStatus extends Error {
-  /** "503", or "grpc-14" for a gRPC status. */
-  readonly reason: string;
-  constructor(reason: string) {
-    super(`retryable response ${reason}`);
-    this.reason = reason;
-  }
-}
 
 export interface RetryPolicy {
   /** Total attempts, the first included; 1 disables retries. */
@@ -48,7 +41,6 @@ export interface RetryRecorder {
 }
 
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-export const RETRYABLE_HEADER = 'x-meshd-retryable';
 
 export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: RetryRecorder, clock: Clock, random: Random): Layer {
   const backoff = (attempt: number): number => random() * Math.min(policy.backoffMaxMs, policy.backoffBaseMs * 2 ** (attempt - 1));

@@ -2,13 +2,10 @@
  * Originating mTLS to other meshd hosts: this host's certificate, the trust
  * bundle, and a check that the server's URI SAN is exactly the identity
  * discovery promised for that endpoint (anything else is a failed connect).
- * Connectors follow rotation: a new material builds a new connector (with its
- * own TLS session cache) for new connections; open ones are left alone.
+ * Each new connection takes the material in force (rotation); open ones are
+ * left alone.
  */
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
-import { LRUCache } from 'lru-cache';
-import type { buildConnector as Connector } from 'undici';
-import { buildConnector } from '../proxy/undici-parts.ts';
 import type { TlsMaterial } from './material.ts';
 import { peerIdentity } from './identity.ts';
 import type { TlsState, TlsVersion } from './tls-state.ts';
@@ -44,31 +41,19 @@ function clientOptions(m: TlsMaterial, state: TlsState, expected: string): PeerT
 
 export class MeshTlsClient {
   private readonly state: TlsState;
-  /** One connector (and TLS session cache) per peer identity; bounded for meshes of any size. */
-  private readonly connectors = new LRUCache<string, { material: TlsMaterial; connector: Connector.connector }>({ max: 1_024 });
 
   constructor(state: TlsState) {
     this.state = state;
   }
 
-  /** An undici `connect` function for an endpoint that must present `identity`. */
-  undiciConnect(identity: string, timeoutMs: number): Connector.connector {
-    const key = `${identity}\u0000${timeoutMs}`;
-    return (options, callback) => {
-      const material = this.state.current;
-      let entry = this.connectors.get(key);
-      if (entry === undefined || entry.material !== material) {
-        const connector = buildConnector({ ...clientOptions(material, this.state, identity), timeout: timeoutMs, maxCachedSessions: 256 } as Connector.BuildOptions);
-        entry = { material, connector };
-        this.connectors.set(key, entry);
-      }
-      return entry.connector(options, callback);
-    };
+  /** The material in force; a new object after each rotation. */
+  get material(): TlsMaterial {
+    return this.state.current;
   }
 
   /**
    * TLS settings for a connection to a meshd that must present `identity`, with the material in
-   * force now (WebSocket upgrades and HTTP health checks, which make their own connections).
+   * force now (HTTP pools, WebSocket upgrades and health checks, which make their own connections).
    */
   connectionOptions(identity: string): PeerTlsOptions {
     return clientOptions(this.state.current, this.state, identity);

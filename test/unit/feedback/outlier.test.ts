@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seededRandom } from '../../../src/clock.ts';
-import type { Outcome } from '../../../src/feedback/outcome.ts';
+import type { Outcome } from '../../../src/protocol/outcome.ts';
 import { DEFAULT_OUTLIER, OutlierDetector, type Decision, type OutlierConfig } from '../../../src/feedback/outlier.ts';
 
 const HOSTS = ['a', 'b', 'c', 'd'];

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { RetryBudget } from '../../../src/stack/retry-budget.ts';
-import { callerTimeoutMs, parseGrpcTimeout } from '../../../src/stack/deadline.ts';
+import { callerTimeoutMs } from '../../../src/stack/deadline.ts';
+import { parseGrpcTimeout } from '../../../src/protocol/grpc.ts';
 
 describe('retry budget', () => {
   it('allows ratio × requests plus the per-second floor over the window', () => {

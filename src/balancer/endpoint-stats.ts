@@ -4,7 +4,7 @@
  * failures. Time is always passed in, never read, so tests drive it exactly.
  */
 import { SlidingCounters } from '../util/sliding-window.ts';
-import { isEndpointFailure, OUTCOMES, type Outcome } from './outcome.ts';
+import { isEndpointFailure, OUTCOMES, type Outcome } from '../protocol/outcome.ts';
 
 export interface EndpointStatsOptions {
   /** Decay time of the latency average: a sample this old weighs 1/e. */

@@ -18,11 +18,3 @@ export const OUTCOMES: readonly Outcome[] = ['success', 'http_5xx', 'grpc_error'
 export function isEndpointFailure(outcome: Outcome): boolean {
   return outcome !== 'success' && outcome !== 'client_abort';
 }
-
-/**
- * gRPC statuses that say the server (not the request) failed: UNKNOWN, DEADLINE_EXCEEDED,
- * RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DATA_LOSS. The others (NOT_FOUND,
- * INVALID_ARGUMENT, PERMISSION_DENIED, …) are the caller's, like HTTP 4xx, and must
- * not count against an endpoint.
- */
-export const GRPC_SERVER_FAILURES: ReadonlySet<number> = new Set([2, 4, 8, 13, 14, 15]);

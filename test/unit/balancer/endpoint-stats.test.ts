@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EndpointStats } from '../../../src/feedback/endpoint-stats.ts';
+import { EndpointStats } from '../../../src/balancer/endpoint-stats.ts';
 
 const options = { decayMs: 10_000, windowMs: 10_000, buckets: 10 };
 

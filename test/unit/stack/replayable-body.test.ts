@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { PassThrough, type Readable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { ReplayableBody } from '../../../src/proxy/replayable-body.ts';
+import { ReplayableBody } from '../../../src/stack/replayable-body.ts';
 
 /** Reads until `length` characters arrived (resolves as soon as they are there; chunks may merge). */
 async function take(stream: Readable, length: number): Promise<string> {
