@@ -22,6 +22,7 @@ import { InboundListener } from './listeners/inbound.ts';
 import { LocalService } from './service/local.ts';
 import { expandAllowFrom, nodePodCidrs } from './kubernetes/node-pod-cidrs.ts';
 import { sourceFilter, type SourceFilter } from './listeners/source-filter.ts';
+import { ServiceTcpListeners } from './listeners/service-tcp.ts';
 import { MeshTlsClient } from './tls/client.ts';
 import type { TlsState } from './tls/tls-state.ts';
 
@@ -54,6 +55,7 @@ export class Daemon {
   private readonly outbound: OutboundHttpListener;
   private readonly admin: AdminServer;
   private readonly role: ProcessRole;
+  private readonly tcp: ServiceTcpListeners;
   private bound: BoundAddresses | undefined;
   private draining = false;
   private readonly startedAt = new Date();
@@ -77,10 +79,20 @@ export class Daemon {
       feedbackTickMs: 250,
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
-      sourceFilter: (ranges) => this.sourceFilter(ranges),
       role,
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
+    this.tcp = new ServiceTcpListeners({
+      log: deps.log,
+      connection: (service, socket) => {
+        const runtime = this.services.get(service);
+        runtime?.relayTcp(socket);
+        return runtime !== undefined;
+      },
+      refused: (service, remote) => this.services.get(service)?.tcpRefused(remote),
+      sourceFilter: (ranges) => this.sourceFilter(ranges),
+      sharesPorts: role.sharesPorts,
+    });
     const tls = deps.tls;
     if (tls !== undefined) {
       metrics.setCertificateSource(() => ({ identity: tls.current.identity, notAfter: tls.current.notAfter }));
@@ -146,6 +158,7 @@ export class Daemon {
     const role = this.role;
     if (role.carriesTraffic) this.outbound.allowFrom = await this.sourceFilter(this.config.outbound.allowFrom);
     await this.services.apply(this.config);
+    if (role.carriesTraffic) await this.tcp.sync(this.config.services, true);
     if (!role.carriesTraffic) {
       const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, this.deps.inheritedFds?.get('admin'));
       this.bound = { admin: formatAddress(admin), outbound: '' };
@@ -171,6 +184,7 @@ export class Daemon {
       this.outbound.acceptor.close();
       this.inbound?.closeAll();
       this.inbound?.server.close();
+      this.tcp.destroyAll();
       await this.services.close();
       throw err;
     }
@@ -222,6 +236,7 @@ export class Daemon {
     this.deps.log.level = next.log.level;
     this.buildLocal(next);
     await this.services.apply(next);
+    if (this.role.carriesTraffic) await this.tcp.sync(next.services, false);
     this.recordReload(true);
   }
 
@@ -235,7 +250,7 @@ export class Daemon {
     this.draining = true;
     this.outbound.startDrain();
     this.inbound?.startDrain();
-    this.services.stopAcceptingTcp();
+    this.tcp.stopAccepting();
     const deadline = this.deps.clock() + timeoutMs;
     while (this.inFlight > 0 && this.deps.clock() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
@@ -246,13 +261,14 @@ export class Daemon {
     await Promise.allSettled([...this.local.values()].map((l) => l.close()));
     if (this.admin.server.listening) this.admin.close();
     this.upgrades.close();
+    this.tcp.destroyAll();
     await this.services.close();
     return { abandoned };
   }
 
   /** HTTP exchanges, WebSocket tunnels and TCP connections still open. */
   get inFlight(): number {
-    return this.outbound.active + this.services.tcpActive + (this.inbound?.active ?? 0);
+    return this.outbound.active + this.tcp.active + (this.inbound?.active ?? 0);
   }
 
   /** (Re)builds the local services; one whose settings did not change keeps its pool. */
@@ -266,7 +282,8 @@ export class Daemon {
     if (!this.role.carriesTraffic) return;
     for (const [name, lc] of config.local) {
       if (this.local.has(name)) continue;
-      this.local.set(name, new LocalService(lc, { observer: this.metrics, decisions: this.metrics, log: this.deps.log, clock: this.deps.clock }));
+      const metrics = this.metrics;
+      this.local.set(name, new LocalService(lc, { observer: metrics, decisions: metrics, log: this.deps.log, clock: this.deps.clock, concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit) }));
     }
   }
 

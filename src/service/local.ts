@@ -10,18 +10,15 @@ import { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
 import { formatSocketAddress } from '../config/address.ts';
 import type { LocalServiceConfig } from '../config/types.ts';
-import { MeshError } from '../errors.ts';
-import { DEFAULT_CONCURRENCY, GradientLimiter } from '../feedback/concurrency.ts';
 import type { Logger } from '../log.ts';
 import { forwardHttp } from '../proxy/http-forwarder.ts';
-import { OVERLOADED_HEADER } from '../protocol/fields.ts';
 import { HttpUpstream } from '../proxy/http-upstream.ts';
-import { Admission, admissionLayer } from '../stack/admission.ts';
-import { deadlineLayer } from '../stack/deadline.ts';
-import type { Layer } from '../stack/layer.ts';
-import { compose, type Handler } from '../stack/layer.ts';
-import { balanceLayer, observeLayer, respondLayer } from '../stack/layers.ts';
+import type { Admission } from '../stack/admission.ts';
+import { Attempts, type AttemptSink } from '../stack/attempt.ts';
+import { buildStack } from '../stack/build.ts';
+import type { Handler } from '../stack/layer.ts';
 import type { DataPathObserver } from '../stack/observer.ts';
+import { createAdmission } from './concurrency-control.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import { compilePolicy, type Verdict } from '../tls/identity.ts';
 
@@ -38,16 +35,6 @@ class TargetBalancer implements Balancer {
   setEndpoints(): void {}
 }
 
-/** Marks meshd's own overload answers so the caller's meshd backs off this host. */
-const markOverload: Layer = (next) => async (ex) => {
-  try {
-    await next(ex);
-  } catch (err) {
-    if (err instanceof MeshError && err.code === 'overloaded' && !ex.res.headersSent) ex.res.setHeader(OVERLOADED_HEADER, '1');
-    throw err;
-  }
-};
-
 /** Local targets are on this host: a connect that takes longer than this has failed. */
 export const LOCAL_CONNECT_TIMEOUT_MS = 1_000;
 
@@ -56,7 +43,12 @@ export interface LocalDeps {
   readonly decisions: DecisionRecorder;
   readonly log: Logger;
   readonly clock: Clock;
+  /** Publishes the concurrency limit (gauge). */
+  concurrencyLimit(service: string, limit: number): void;
 }
+
+/** A local target's attempts report nowhere but its statistics: there is no choice to feed back into. */
+const NO_FEEDBACK: AttemptSink = { attemptFinished: () => {} };
 
 export class LocalService {
   readonly config: LocalServiceConfig;
@@ -74,23 +66,20 @@ export class LocalService {
     const upstream = new HttpUpstream(spec, { protocol: config.protocol, maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS }, undefined);
     const label = `local:${config.name}`;
     this.target = new Endpoint(spec, upstream, deps.observer.forEndpoint(label, address), deps.clock());
-    const c = config.concurrency;
-    this.admission = c.adaptive
-      ? new Admission(new GradientLimiter({ ...DEFAULT_CONCURRENCY, initialLimit: c.initialLimit, minLimit: c.minLimit, maxLimit: c.maxLimit, tolerance: c.tolerance, windowMs: c.windowMs }), c.queue, deps.clock, {
-          limitChanged: (change) => deps.decisions.decision(label, 'limit_change', change.to > change.from ? 'increase' : 'decrease'),
-          shed: (reason) => deps.decisions.decision(label, 'shed', reason),
-        })
-      : undefined;
+    this.admission = createAdmission(label, config.concurrency, { log: deps.log, clock: deps.clock, decisions: deps.decisions, limit: deps.concurrencyLimit });
     const balancer = new TargetBalancer(this.target);
-    this.handler = compose(
-      [
-        observeLayer(deps.observer.forService(label), deps.clock),
-        respondLayer(label, deps.log),
-        markOverload,
-        deadlineLayer(config.timeoutMs, deps.clock),
-        admissionLayer(() => this.admission, deps.clock),
-        balanceLayer(label, () => balancer, undefined, Number.POSITIVE_INFINITY, deps.clock, () => {}),
-      ],
+    this.handler = buildStack(
+      {
+        label,
+        recorder: deps.observer.forService(label),
+        log: deps.log,
+        clock: deps.clock,
+        timeoutMs: config.timeoutMs,
+        admission: () => this.admission,
+        attempts: new Attempts(label, () => balancer, () => Number.POSITIVE_INFINITY, deps.clock, NO_FEEDBACK),
+        hashKey: undefined,
+        markOverload: true,
+      },
       forwardHttp,
     );
   }

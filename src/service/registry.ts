@@ -57,17 +57,6 @@ export class ServiceRegistry {
     return out;
   }
 
-  /** Stops accepting on every TCP listener (drain). */
-  stopAcceptingTcp(): void {
-    for (const s of this.services.values()) s.stopAcceptingTcp();
-  }
-
-  get tcpActive(): number {
-    let n = 0;
-    for (const s of this.services.values()) n += s.tcpActive;
-    return n;
-  }
-
   async close(): Promise<void> {
     const all = [...this.services.values()];
     this.services.clear();

@@ -1,11 +1,11 @@
 /**
- * The layers of a service's outbound stack, outermost first:
- * observe → respond → limit → deadline (deadline.ts) → retry (retry.ts) → balance → (proxy).
- * Each does one job.
+ * The small layers of a service's stack (stack/build.ts puts them in order):
+ * observe, respond, limit, mark overload, balance; deadline, admission and
+ * retry have modules of their own. Each does one job.
  */
-import type { Balancer } from '../balancer/balancer.ts';
-import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock } from '../clock.ts';
+import { OVERLOADED_HEADER } from '../protocol/fields.ts';
+import type { Attempts } from './attempt.ts';
 import { MeshError, toMeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Exchange } from './exchange.ts';
@@ -54,47 +54,30 @@ function causeText(err: MeshError): string | undefined {
   return cause.code ?? cause.message;
 }
 
-/** Picks an endpoint, and accounts its in-flight load and the attempt's outcome and latency. */
-/** Where the balance layer reports each attempt (the service's feedback loop). */
-export type AttemptObserver = (endpoint: Endpoint, ex: Exchange, latencyMs: number) => void;
-
-export function balanceLayer(
-  service: string,
-  balancer: () => Balancer,
-  hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined,
-  endpointCapacity: number,
-  clock: Clock,
-  observeAttempt: AttemptObserver,
-): Layer {
+/** Picks an endpoint and holds the attempt on it: its in-flight place, then its outcome and latency. */
+export function balanceLayer(attempts: Attempts, hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined): Layer {
   return (next) => async (ex) => {
-    const now = clock();
-    const key = hashKey?.(ex.req.headers);
-    let endpoint = balancer().pick(now, key);
-    // A retry goes elsewhere when it can, and a full endpoint is passed over.
-    for (let i = 0; i < 3 && endpoint !== undefined && (endpoint === ex.avoid || endpoint.inFlight >= endpointCapacity); i++) {
-      endpoint = balancer().pick(now, key) ?? endpoint;
-    }
-    if (endpoint === undefined) {
-      throw new MeshError('no_endpoints', `service "${service}" has no available endpoints`, { retryAfterSeconds: 1 });
-    }
-    if (endpoint.inFlight >= endpointCapacity) {
-      throw new MeshError('overloaded', `every endpoint of "${service}" is at its limit of ${endpointCapacity} requests in flight`, { retryAfterSeconds: 1 });
-    }
-    ex.endpoint = endpoint;
+    const lease = attempts.begin(hashKey?.(ex.req.headers), ex.avoid);
+    ex.endpoint = lease.endpoint;
     ex.upstreamStatus = 0;
     ex.upstreamOverloaded = false;
-    endpoint.inFlight++;
-    const started = clock();
     try {
       await next(ex);
     } finally {
-      endpoint.inFlight--;
-      const now = clock();
-      endpoint.record(ex.outcome, now - started, now);
-      observeAttempt(endpoint, ex, now - started);
+      lease.finish(ex.outcome, ex.upstreamStatus, ex.upstreamOverloaded);
     }
   };
 }
+
+/** Marks meshd's own overload answers of a local service, so that the calling host's meshd backs off this host. */
+export const markOverloadLayer: Layer = (next) => async (ex) => {
+  try {
+    await next(ex);
+  } catch (err) {
+    if (err instanceof MeshError && err.code === 'overloaded' && !ex.res.headersSent) ex.res.setHeader(OVERLOADED_HEADER, '1');
+    throw err;
+  }
+};
 
 /** Mutable count shared by a service's stacks across reloads. */
 export interface InFlightCount {

@@ -1,0 +1,75 @@
+/**
+ * A TCP connection through a service: balanced per connection, with connect
+ * failures retried on another endpoint (no byte has been sent yet) within the
+ * retry budget, then spliced. The attempt counts in flight on its endpoint
+ * until the connection closes.
+ */
+import type { Socket } from 'node:net';
+import type { Clock } from '../clock.ts';
+import { MeshError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Attempts } from '../stack/attempt.ts';
+import type { ServiceRecorder } from '../stack/observer.ts';
+import type { RetryBudget } from '../stack/retry-budget.ts';
+import type { MeshTlsClient } from '../tls/client.ts';
+import { connectTcp, splice } from './tcp-forwarder.ts';
+
+export interface TcpRelayContext {
+  readonly service: string;
+  readonly attempts: Attempts;
+  readonly budget: RetryBudget;
+  readonly recorder: ServiceRecorder;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly tls: MeshTlsClient | undefined;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  /** Total attempts, the first included. */
+  readonly attemptsAllowed: number;
+}
+
+export async function relayTcp(ctx: TcpRelayContext, client: Socket): Promise<void> {
+  const { clock, log } = ctx;
+  ctx.budget.recordRequest(clock());
+  let avoid: Parameters<Attempts['begin']>[1];
+  for (let attempt = 1; ; attempt++) {
+    let lease;
+    try {
+      // Every local client has the same address, so TCP is never hashed.
+      lease = ctx.attempts.begin(undefined, avoid);
+    } catch (err) {
+      const code = err instanceof MeshError ? err.code : 'internal';
+      ctx.recorder.tcpConnection('none', 'no_endpoints');
+      log.warn({ service: ctx.service, code }, `TCP connection refused: ${(err as Error).message}`);
+      client.destroy();
+      return;
+    }
+    const endpoint = lease.endpoint;
+    let upstream: Socket;
+    try {
+      upstream = await connectTcp(endpoint.spec, ctx.connectTimeoutMs, ctx.service, ctx.tls);
+    } catch (err) {
+      lease.finish('connect_failed');
+      ctx.recorder.tcpConnection(endpoint.address, 'connect_failed');
+      const retry = attempt < ctx.attemptsAllowed && !client.destroyed && ctx.budget.tryWithdraw(clock());
+      log.warn({ service: ctx.service, endpoint: endpoint.address, code: 'connect_failed', cause: (err as NodeJS.ErrnoException).code, retry }, 'TCP connect failed');
+      if (!retry) {
+        client.destroy();
+        return;
+      }
+      ctx.recorder.retried('connect_failed');
+      avoid = endpoint;
+      continue;
+    }
+    lease.report('success');
+    ctx.recorder.tcpConnection(endpoint.address, 'connected');
+    if (client.destroyed) {
+      upstream.destroy();
+      lease.release();
+      return;
+    }
+    splice(client, upstream, ctx.idleTimeoutMs, () => lease.release());
+    client.resume();
+    return;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * A WebSocket upgrade through a service: held to the service's in-flight
+ * limit, balanced, over mTLS when the endpoint is another meshd, with the
+ * handshake's fields shaped as on every HTTP path and bounded by the service
+ * timeout. The tunnel counts in flight on its endpoint and against the
+ * service until the client socket closes.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Clock } from '../clock.ts';
+import { MeshError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Attempts } from '../stack/attempt.ts';
+import type { InFlightCount } from '../stack/layers.ts';
+import type { ServiceRecorder } from '../stack/observer.ts';
+import { sendRawError } from '../stack/respond.ts';
+import type { MeshTlsClient } from '../tls/client.ts';
+import { upgradeRequestHeaders, type UpgradeForwarder } from './upgrade-forwarder.ts';
+
+export interface WebSocketRelayContext {
+  readonly service: string;
+  readonly attempts: Attempts;
+  readonly inFlight: InFlightCount;
+  readonly maxInFlight: number;
+  readonly hashKey: ((headers: IncomingMessage['headers']) => string | undefined) | undefined;
+  readonly recorder: ServiceRecorder;
+  readonly upgrades: UpgradeForwarder;
+  readonly tls: MeshTlsClient | undefined;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly connectTimeoutMs: number;
+  readonly timeoutMs: number;
+}
+
+export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
+  const { clock, log } = ctx;
+  const refuse = (err: MeshError): void => {
+    ctx.recorder.finishedWithoutEndpoint(err.status, (clock() - started) / 1000);
+    sendRawError(socket, err);
+  };
+  if (ctx.inFlight.value >= ctx.maxInFlight) {
+    return refuse(new MeshError('overloaded', `service "${ctx.service}" is at its limit of ${ctx.maxInFlight} requests in flight`, { retryAfterSeconds: 1 }));
+  }
+  let lease;
+  try {
+    lease = ctx.attempts.begin(ctx.hashKey?.(req.headers), undefined);
+  } catch (err) {
+    return refuse(err instanceof MeshError ? err : new MeshError('internal', 'internal error'));
+  }
+  const endpoint = lease.endpoint;
+  const identity = endpoint.spec.identity;
+  if (identity !== undefined && ctx.tls === undefined) {
+    lease.release();
+    return refuse(new MeshError('connect_failed', `endpoint ${endpoint.address} has an identity but this host has no TLS material`));
+  }
+  const inFlight = ctx.inFlight;
+  inFlight.value++;
+  socket.once('close', () => {
+    lease.release();
+    inFlight.value--;
+  });
+  const target = { host: endpoint.spec.host, port: endpoint.spec.port, tls: identity === undefined ? undefined : ctx.tls?.connectionOptions(identity) };
+  const limits = { connectTimeoutMs: ctx.connectTimeoutMs, handshakeTimeoutMs: ctx.timeoutMs };
+  ctx.upgrades.forward(req, socket, head, target, upgradeRequestHeaders(req), limits, started, clock, (result) => {
+    lease.report(result.outcome, result.status ?? 0);
+    const failure =
+      result.error === undefined
+        ? undefined
+        : result.outcome === 'connect_failed'
+          ? new MeshError('connect_failed', `cannot connect to ${endpoint.address}`, { cause: result.error })
+          : result.outcome === 'timeout'
+            ? new MeshError('upstream_timeout', `${endpoint.address} did not answer the upgrade in time`, { cause: result.error })
+            : new MeshError('upstream_reset', `${endpoint.address} closed the connection during the upgrade`, { cause: result.error });
+    endpoint.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
+    if (failure !== undefined) {
+      log.warn({ service: ctx.service, endpoint: endpoint.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error?.message }, failure.message);
+      sendRawError(socket, failure);
+    }
+  });
+}
