@@ -3,7 +3,8 @@
  * comes from the config unless MESHD_LOG_LEVEL overrides it.
  */
 import { pino, type Logger } from 'pino';
-import type { LogLevel } from './config/types.ts';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
 export type { Logger };
 

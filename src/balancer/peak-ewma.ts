@@ -10,6 +10,7 @@
  * latency, decays towards zero while an endpoint gets no traffic, so that a
  * shunned endpoint is probed again eventually. Time is always passed in.
  */
+import { DEFAULTS } from '../config/defaults.ts';
 
 export interface PeakEwmaOptions {
   /** Time constant of the decay: after `decayMs` without samples an estimate weighs 1/e. */
@@ -22,7 +23,12 @@ export interface PeakEwmaOptions {
   readonly failureAlpha: number;
 }
 
-export const DEFAULT_PEAK_EWMA: PeakEwmaOptions = { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 10, failureAlpha: 0.05 };
+export const DEFAULT_PEAK_EWMA: PeakEwmaOptions = {
+  decayMs: DEFAULTS.services.balancer.decay,
+  defaultRttMs: DEFAULTS.services.balancer.defaultRtt,
+  failurePenalty: DEFAULTS.services.balancer.failurePenalty,
+  failureAlpha: 0.05,
+};
 
 export class PeakEwma {
   private options: PeakEwmaOptions;

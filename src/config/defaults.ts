@@ -4,16 +4,32 @@
  * `outbound.headersTimeout` is `DEFAULTS.outbound.headersTimeout`.
  *
  * Values are in the units MeshConfig holds: durations in milliseconds, sizes
- * in bytes. Listen addresses are written as in the config. The outlier
- * detector's numbers belong to the detector (DEFAULT_OUTLIER) and are only
- * named here under their config keys.
+ * in bytes. Listen addresses are written as in the config. The modules that
+ * use a default when no config is involved (the outlier detector, the
+ * gradient limiter, peak EWMA) read their numbers from here, so each number
+ * is written once.
  *
  * Not in the table: `node.name`, which is this host's name when the config is
  * loaded, and keys that are simply absent when not set (zones, allowFrom, tls
  * files, kubernetes settings, endpointsFile, hashOn, healthCheck itself).
  */
-import { DEFAULT_OUTLIER } from '../feedback/outlier.ts';
+import type { OutlierConfig } from './types.ts';
 import { deepFreeze } from './deep-freeze.ts';
+
+/** The outlier detector's thresholds when the config sets none (docs/design.md says why each is what it is). */
+export const DEFAULT_OUTLIER: OutlierConfig = {
+  consecutiveGatewayFailures: 5,
+  consecutiveServerErrors: 5,
+  failurePercentage: { threshold: 0.2, minRequests: 5, minFailures: 3 },
+  successRate: { stdevFactor: 1.9, minRequests: 50, minHosts: 3 },
+  latency: { factor: 3, percentile: 0.9, floorMs: 5, minRequests: 10, minHosts: 2 },
+  windowMs: 5_000,
+  baseEjectionMs: 10_000,
+  maxEjectionMs: 300_000,
+  maxEjectionShare: 0.5,
+  panicThreshold: 0.5,
+  probationMs: 10_000,
+};
 
 const SECOND = 1_000;
 const HOUR = 3_600 * SECOND;

@@ -4,7 +4,7 @@
  * never throws, so one load names every problem at once. CONFIG_RULES runs
  * them in a fixed order, which is the order the problems are listed in.
  */
-import { identityPatternProblem } from '../tls/identity.ts';
+import { identityPatternProblem } from '../identity/spiffe.ts';
 import { formatSocketAddress, isLoopback } from './address.ts';
 import type { RawConfig, RawService } from './raw.ts';
 import type { EndpointSpec, MeshConfig, ServiceConfig } from './types.ts';

@@ -2,12 +2,56 @@
  * The validated, normalised config the daemon runs on: units resolved to
  * numbers, defaults filled in, deep-frozen. Only ./load.ts builds these.
  */
-import type { HealthCheckConfig } from '../feedback/health-check.ts';
-import type { OutlierConfig } from '../feedback/outlier.ts';
+import type { LogLevel } from '../log.ts';
 import type { SocketAddress } from './address.ts';
-import type { TlsSettings } from '../tls/tls-state.ts';
 
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+export type { LogLevel } from '../log.ts';
+
+/** The outlier detector's thresholds (feedback/outlier.ts), as the config sets them. */
+export interface OutlierConfig {
+  readonly consecutiveGatewayFailures: number;
+  readonly consecutiveServerErrors: number;
+  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number; readonly minFailures: number };
+  readonly successRate: { readonly stdevFactor: number; readonly minRequests: number; readonly minHosts: number };
+  readonly latency: { readonly factor: number; readonly percentile: number; readonly floorMs: number; readonly minRequests: number; readonly minHosts: number };
+  /** Window of the rate and latency rules. */
+  readonly windowMs: number;
+  readonly baseEjectionMs: number;
+  readonly maxEjectionMs: number;
+  /** Share of a service's endpoints that may be out at once (at least one may always be). */
+  readonly maxEjectionShare: number;
+  /** Below this share of available endpoints, balance over all of them. */
+  readonly panicThreshold: number;
+  /** After a return, thresholds are halved for this long. */
+  readonly probationMs: number;
+}
+
+/** Active health checks (feedback/health-check.ts). */
+export interface HealthCheckConfig {
+  readonly kind: 'http' | 'tcp';
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+}
+
+/** Where this host's TLS material lives (tls/material.ts). */
+export interface TlsPaths {
+  readonly cert: string;
+  readonly key: string;
+  readonly ca: string;
+}
+
+export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+
+export interface TlsSettings extends TlsPaths {
+  readonly minVersion: TlsVersion;
+  /** Log a warning when the certificate has less than this left. */
+  readonly expiryWarningMs: number;
+}
+
+
 export type BalancerAlgorithm = 'p2c-ewma' | 'least-request' | 'round-robin' | 'weighted-round-robin' | 'ring-hash';
 
 export interface BalancerConfig {

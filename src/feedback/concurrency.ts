@@ -29,6 +29,7 @@
  *   stayed under half the limit leaves it unchanged (no unbounded growth
  *   while idle, then a burst against a stale huge limit).
  */
+import { DEFAULTS } from '../config/defaults.ts';
 
 export interface ConcurrencyConfig {
   readonly initialLimit: number;
@@ -48,13 +49,13 @@ export interface ConcurrencyConfig {
 }
 
 export const DEFAULT_CONCURRENCY: ConcurrencyConfig = {
-  initialLimit: 100,
-  minLimit: 8,
-  maxLimit: 2_000,
-  tolerance: 1.15,
+  initialLimit: DEFAULTS.services.concurrency.initialLimit,
+  minLimit: DEFAULTS.services.concurrency.minLimit,
+  maxLimit: DEFAULTS.services.concurrency.maxLimit,
+  tolerance: DEFAULTS.services.concurrency.tolerance,
   smoothing: 0.2,
   shrinkSmoothing: 0.5,
-  windowMs: 250,
+  windowMs: DEFAULTS.services.concurrency.window,
   minSamples: 10,
   baselineMs: 30_000,
 };

@@ -10,16 +10,10 @@ import { request as tlsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Random } from '../clock.ts';
+import type { HealthCheckConfig } from '../config/types.ts';
 import type { PeerTlsOptions } from '../tls/client.ts';
 
-export interface HealthCheckConfig {
-  readonly kind: 'http' | 'tcp';
-  readonly path: string;
-  readonly intervalMs: number;
-  readonly timeoutMs: number;
-  readonly unhealthyThreshold: number;
-  readonly healthyThreshold: number;
-}
+export type { HealthCheckConfig } from '../config/types.ts';
 
 /** Consecutive-result counting for one endpoint; returns the new verdict when it flips. */
 export class HealthVerdict {

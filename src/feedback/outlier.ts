@@ -16,40 +16,12 @@
  * ejection share, and is followed by probation (stricter thresholds); panic
  * mode makes every endpoint eligible when too few healthy ones remain.
  */
+import type { OutlierConfig } from '../config/types.ts';
 import { isEndpointFailure, type Outcome } from '../protocol/outcome.ts';
 import { SlidingCounters } from '../util/sliding-window.ts';
 
-export interface OutlierConfig {
-  readonly consecutiveGatewayFailures: number;
-  readonly consecutiveServerErrors: number;
-  readonly failurePercentage: { readonly threshold: number; readonly minRequests: number; readonly minFailures: number };
-  readonly successRate: { readonly stdevFactor: number; readonly minRequests: number; readonly minHosts: number };
-  readonly latency: { readonly factor: number; readonly percentile: number; readonly floorMs: number; readonly minRequests: number; readonly minHosts: number };
-  /** Window of the rate and latency rules. */
-  readonly windowMs: number;
-  readonly baseEjectionMs: number;
-  readonly maxEjectionMs: number;
-  /** Share of a service's endpoints that may be out at once (at least one may always be). */
-  readonly maxEjectionShare: number;
-  /** Below this share of available endpoints, balance over all of them. */
-  readonly panicThreshold: number;
-  /** After a return, thresholds are halved for this long. */
-  readonly probationMs: number;
-}
-
-export const DEFAULT_OUTLIER: OutlierConfig = {
-  consecutiveGatewayFailures: 5,
-  consecutiveServerErrors: 5,
-  failurePercentage: { threshold: 0.2, minRequests: 5, minFailures: 3 },
-  successRate: { stdevFactor: 1.9, minRequests: 50, minHosts: 3 },
-  latency: { factor: 3, percentile: 0.9, floorMs: 5, minRequests: 10, minHosts: 2 },
-  windowMs: 5_000,
-  baseEjectionMs: 10_000,
-  maxEjectionMs: 300_000,
-  maxEjectionShare: 0.5,
-  panicThreshold: 0.5,
-  probationMs: 10_000,
-};
+export type { OutlierConfig } from '../config/types.ts';
+export { DEFAULT_OUTLIER } from '../config/defaults.ts';
 
 export type EjectReason =
   | 'consecutive_gateway_failures'

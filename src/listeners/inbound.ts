@@ -19,7 +19,7 @@ import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts
 import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
 import { sendError, sendRawError } from '../stack/respond.ts';
 import { TCP_ALPN } from '../tls/client.ts';
-import { peerIdentity } from '../tls/identity.ts';
+import { peerIdentity } from '../identity/spiffe.ts';
 import { PEER_IDENTITY_HEADER } from '../protocol/fields.ts';
 import { secureOptions } from '../tls/material.ts';
 import type { TlsState } from '../tls/tls-state.ts';

@@ -20,7 +20,7 @@ import type { Handler } from '../stack/layer.ts';
 import type { DataPathObserver } from '../stack/observer.ts';
 import { createAdmission } from './concurrency-control.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
-import { compilePolicy, type Verdict } from '../tls/identity.ts';
+import { compilePolicy, type Verdict } from '../identity/spiffe.ts';
 
 /** The one endpoint of a local service: its target. */
 class TargetBalancer implements Balancer {

@@ -7,7 +7,7 @@
  */
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { TlsMaterial } from './material.ts';
-import { peerIdentity } from './identity.ts';
+import { peerIdentity } from '../identity/spiffe.ts';
 import type { TlsState, TlsVersion } from './tls-state.ts';
 
 /** ALPN protocol of raw TCP carried over the mTLS hop; the SNI names the local service. */

@@ -6,15 +6,12 @@
  * rejected with the reason; callers keep the old one.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import type { TlsPaths } from '../config/types.ts';
 import { readFile } from 'node:fs/promises';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
-import { identityOf } from './identity.ts';
+import { identityOf } from '../identity/spiffe.ts';
 
-export interface TlsPaths {
-  readonly cert: string;
-  readonly key: string;
-  readonly ca: string;
-}
+export type { TlsPaths } from '../config/types.ts';
 
 export interface TlsMaterial {
   readonly certPem: string;

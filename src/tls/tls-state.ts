@@ -8,15 +8,10 @@
  */
 import type { Logger } from '../log.ts';
 import { FileWatch } from '../util/file-watch.ts';
-import { loadTlsMaterial, TlsMaterialError, type TlsMaterial, type TlsPaths } from './material.ts';
+import type { TlsSettings } from '../config/types.ts';
+import { loadTlsMaterial, TlsMaterialError, type TlsMaterial } from './material.ts';
 
-export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
-
-export interface TlsSettings extends TlsPaths {
-  readonly minVersion: TlsVersion;
-  /** Log a warning when the certificate has less than this left. */
-  readonly expiryWarningMs: number;
-}
+export type { TlsSettings, TlsVersion } from '../config/types.ts';
 
 export class TlsState {
   private material: TlsMaterial;

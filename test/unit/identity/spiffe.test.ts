@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { seededRandom, type Random } from '../../../src/clock.ts';
-import { authorize, identityOf, identityPattern, identityPatternProblem } from '../../../src/tls/identity.ts';
+import { authorize, identityOf, identityPattern, identityPatternProblem } from '../../../src/identity/spiffe.ts';
 
 /** "*" within one segment, by recursion on characters. */
 function globSegment(pattern: string, text: string): boolean {
