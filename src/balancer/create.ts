@@ -36,21 +36,20 @@ export function peakEwmaOptions(config: BalancerConfig): PeakEwmaOptions {
   return { decayMs: config.decayMs, defaultRttMs: config.defaultRttMs, failurePenalty: config.failurePenalty, failureAlpha: DEFAULT_PEAK_EWMA.failureAlpha };
 }
 
+/** Reads a request's consistent-hashing key from its fields. */
+export type HashKeyReader = (request: { field(name: string): string | undefined }) => string | undefined;
+
 /** How a request's hash key is read, for ring-hash; undefined for other algorithms. */
-export function hashKeyReader(config: BalancerConfig): ((headers: Record<string, string | string[] | undefined>) => string | undefined) | undefined {
+export function hashKeyReader(config: BalancerConfig): HashKeyReader | undefined {
   const on = config.hashOn;
   if (on === undefined) return undefined;
   if ('header' in on) {
     const name = on.header;
-    return (headers) => {
-      const v = headers[name];
-      return Array.isArray(v) ? v.join(',') : v;
-    };
+    return (request) => request.field(name);
   }
   const prefix = `${on.cookie}=`;
-  return (headers) => {
-    const cookie = headers['cookie'];
-    const text = Array.isArray(cookie) ? cookie.join('; ') : cookie;
+  return (request) => {
+    const text = request.field('cookie');
     if (text === undefined) return undefined;
     for (const part of text.split(';')) {
       const trimmed = part.trim();

@@ -16,8 +16,9 @@ import type { Logger } from '../log.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { upgradeRequestHeaders, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts';
-import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
-import { sendError, sendRawError } from '../stack/respond.ts';
+import { CLIENT_GONE } from '../stack/exchange.ts';
+import { sendRawError } from '../stack/respond.ts';
+import { nodeExchange, sendError } from './node-exchange.ts';
 import { TCP_ALPN } from '../tls/client.ts';
 import { peerIdentity } from '../identity/spiffe.ts';
 import { PEER_IDENTITY_HEADER } from '../protocol/fields.ts';
@@ -257,8 +258,8 @@ export class InboundListener {
       return;
     }
     const url = req.url ?? '/';
-    const ex = new Exchange(req, res, url.startsWith('/') ? url : '/', undefined, started);
-    ex.extraHeaders = [PEER_IDENTITY_HEADER, identity];
+    const ex = nodeExchange(req, res, url.startsWith('/') ? url : '/', undefined, started);
+    ex.extraFields = [PEER_IDENTITY_HEADER, identity];
     this.active++;
     res.once('close', () => {
       this.active--;

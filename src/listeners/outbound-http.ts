@@ -14,9 +14,10 @@ import type { MeshConfig } from '../config/types.ts';
 import { MeshError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRuntime } from '../service/runtime.ts';
-import { CLIENT_GONE, Exchange } from '../stack/exchange.ts';
+import { CLIENT_GONE, type Exchange } from '../stack/exchange.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
-import { sendError, sendRawError } from '../stack/respond.ts';
+import { sendRawError } from '../stack/respond.ts';
+import { nodeExchange, sendError } from './node-exchange.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { parseRequestTarget } from './request-target.ts';
@@ -195,7 +196,7 @@ export class OutboundHttpListener {
       this.answerWithoutService(res, new MeshError('unknown_service', `no service named "${target.service}" is configured`), started);
       return;
     }
-    const ex = new Exchange(req, res, target.path, target.authority, started);
+    const ex = nodeExchange(req, res, target.path, target.authority, started);
     this.active++;
     // One shared listener, not a closure per request: the response carries what it needs.
     (res as TrackedResponse)[EXCHANGE] = ex;

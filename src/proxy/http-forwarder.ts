@@ -10,36 +10,23 @@ import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.t
 import { RetryableStatus } from '../protocol/retryable-status.ts';
 import { OVERLOADED_HEADER, TIMEOUT_HEADER } from '../protocol/fields.ts';
 import { GRPC_SERVER_FAILURES, GRPC_TRAILER_FIELDS, grpcStatusOf } from '../protocol/grpc.ts';
-import { requestHasBody } from '../protocol/request-body.ts';
-import { downstreamResponseHeaders, http2ResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
+import { downstreamResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
+import type { Outcome } from '../protocol/outcome.ts';
 import type { HttpUpstream } from './http-upstream.ts';
 
 /** Sends the exchange upstream; resolves when the response is complete. */
 export function forwardHttp(ex: Exchange): Promise<void> {
-  const endpoint = ex.endpoint as Endpoint<HttpUpstream>;
+  const endpoint = ex.attempt.endpoint as Endpoint<HttpUpstream>;
   return new Promise<void>((resolve, reject) => {
     const handler = new ForwardHandler(ex, endpoint, resolve, reject);
     ex.onCancel(handler);
-    const req = ex.req;
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-      clientAddress: req.socket.remoteAddress,
-      // An HTTP/2 caller names the service in :authority, which has no HTTP/1.1 Host to copy.
-      authority: ex.authority ?? (req.httpVersionMajor === 2 && req.headers.host === undefined ? (req.headers[':authority'] as string | undefined) : undefined),
-    });
-    if (ex.extraHeaders !== undefined) headers.push(...ex.extraHeaders);
+    const head = ex.head;
+    const fields = upstreamRequestHeaders(head.fields, head.field('connection'), { clientAddress: head.remoteAddress, authority: head.authority });
+    if (ex.extraFields !== undefined) fields.push(...ex.extraFields);
     // Tell the next hop how long this caller will still wait (deadline propagation).
-    if (Number.isFinite(ex.deadline)) headers.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
+    if (Number.isFinite(ex.deadline)) fields.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
     try {
-      endpoint.upstream.pool.dispatch(
-        {
-          path: ex.path,
-          method: req.method ?? 'GET',
-          headers,
-          body: ex.body ?? (requestHasBody(req) ? req : null),
-          upgrade: null,
-        },
-        handler,
-      );
+      endpoint.upstream.pool.dispatch({ path: head.path, method: head.method, headers: fields, body: ex.attempt.body ?? ex.body ?? null, upgrade: null }, handler);
     } catch (err) {
       handler.onResponseError(undefined, err as Error);
     }
@@ -80,21 +67,20 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderObject, statusMessage?: string): void {
     if (statusCode < 200) return; // 1xx interim responses are not relayed
-    const res = this.ex.res;
-    if (res.destroyed) {
+    const { attempt, response } = this.ex;
+    if (response.closed) {
       controller.abort(new Error('client closed the connection'));
       return;
     }
-    this.ex.upstreamStatus = statusCode;
-    this.ex.upstreamOverloaded = headers[OVERLOADED_HEADER] !== undefined;
+    attempt.upstreamStatus = statusCode;
+    attempt.upstreamOverloaded = headers[OVERLOADED_HEADER] !== undefined;
     // gRPC "trailers-only" responses carry their status in the headers.
     const grpc = grpcStatusOf(headers);
-    this.ex.outcome = statusCode >= 500 ? 'http_5xx' : grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc) ? 'grpc_error' : 'success';
-    if (this.ex.retryOnStatus?.(statusCode, grpc) === true) {
+    attempt.outcome = statusCode >= 500 ? 'http_5xx' : grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc) ? 'grpc_error' : 'success';
+    if (attempt.retryable?.(statusCode, grpc) === true) {
       this.discarding = grpc !== undefined && grpc !== 0 && statusCode < 500 ? `grpc-${grpc}` : String(statusCode);
       return;
     }
-    this.ex.status = statusCode;
     const out = downstreamResponseHeaders(headers);
     if (grpc !== undefined) {
       // A "trailers-only" gRPC answer is relayed as headers + trailers: the same status for every
@@ -105,24 +91,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
         if (typeof value === 'string') trailers[name] = value;
         delete out[name];
       }
-      res.addTrailers(trailers);
+      response.trailers(trailers);
     }
-    if (this.ex.req.httpVersionMajor === 2) {
-      // HTTP/2 has no reason phrase, and refuses fields HTTP/1.1 tolerates (repeated single-value ones).
-      try {
-        res.writeHead(statusCode, http2ResponseHeaders(out));
-      } catch {
-        res.writeHead(statusCode, http2ResponseHeaders(out, true));
-      }
-    } else if (statusMessage === undefined || statusMessage === '') res.writeHead(statusCode, out);
-    else res.writeHead(statusCode, statusMessage, out);
+    response.start(statusCode, out, statusMessage);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.discarding !== undefined) return;
-    if (!this.ex.res.write(chunk)) {
+    if (!this.ex.response.write(chunk)) {
       controller.pause();
-      this.ex.res.once('drain', () => controller.resume());
+      this.ex.response.onceDrain(() => controller.resume());
     }
   }
 
@@ -132,16 +110,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       this.reject(new RetryableStatus(this.discarding));
       return;
     }
-    const res = this.ex.res;
+    const response = this.ex.response;
     if (trailers !== null && typeof trailers === 'object') {
       const grpc = grpcStatusOf(trailers);
-      if (grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc)) this.ex.outcome = 'grpc_error';
+      if (grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc)) this.ex.attempt.outcome = 'grpc_error';
       for (const _ in trailers) {
-        res.addTrailers(trailers as Record<string, string>);
+        response.trailers(trailers as Record<string, string>);
         break;
       }
     }
-    res.end();
+    response.end();
     this.settle();
     this.resolve();
   }
@@ -149,24 +127,24 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     if (this.settled) return;
     this.settle();
-    const ex = this.ex;
-    const cancelled = this.cancelReason ?? ex.cancelled;
+    const { attempt, response } = this.ex;
+    const cancelled = this.cancelReason ?? this.ex.cancelled;
     let failure: MeshError;
     if (cancelled instanceof MeshError) {
-      ex.outcome = 'timeout';
+      attempt.outcome = 'timeout';
       failure = cancelled;
-    } else if (cancelled instanceof ClientGone || clientGone(ex)) {
-      ex.outcome = 'client_abort';
+    } else if (cancelled instanceof ClientGone || response.closed) {
+      attempt.outcome = 'client_abort';
       failure = new MeshError('bad_request', 'client closed the connection');
     } else {
       failure = classify(err, this.endpoint.address);
-      ex.outcome = OUTCOME_OF[failure.code] ?? 'reset';
+      attempt.outcome = OUTCOME_OF[failure.code] ?? 'reset';
     }
-    if (!ex.res.headersSent) {
+    if (!response.started) {
       this.reject(failure);
     } else {
       // The caller already has a status line: the only honest signal left is a reset.
-      ex.res.destroy();
+      response.reset();
       this.resolve();
     }
   }
@@ -177,12 +155,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
   }
 }
 
-function clientGone(ex: Exchange): boolean {
-  const socket = ex.req.socket as { destroyed?: boolean } | null;
-  return socket === null || socket.destroyed === true || ex.res.destroyed;
-}
-
-const OUTCOME_OF: Partial<Record<MeshError['code'], Exchange['outcome']>> = {
+const OUTCOME_OF: Partial<Record<MeshError['code'], Outcome>> = {
   connect_failed: 'connect_failed',
   upstream_timeout: 'timeout',
   upstream_reset: 'reset',

@@ -7,6 +7,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { HashKeyReader } from '../balancer/create.ts';
 import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -22,7 +23,7 @@ export interface WebSocketRelayContext {
   readonly attempts: Attempts;
   readonly inFlight: InFlightCount;
   readonly maxInFlight: number;
-  readonly hashKey: ((headers: IncomingMessage['headers']) => string | undefined) | undefined;
+  readonly hashKey: HashKeyReader | undefined;
   readonly recorder: ServiceRecorder;
   readonly upgrades: UpgradeForwarder;
   readonly tls: MeshTlsClient | undefined;
@@ -43,7 +44,7 @@ export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage,
   }
   let lease;
   try {
-    lease = ctx.attempts.begin(ctx.hashKey?.(req.headers), undefined);
+    lease = ctx.attempts.begin(ctx.hashKey?.({ field: (name) => firstValue(req.headers[name]) }), undefined);
   } catch (err) {
     return refuse(err instanceof MeshError ? err : new MeshError('internal', 'internal error'));
   }
@@ -77,4 +78,8 @@ export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage,
       sendRawError(socket, failure);
     }
   });
+}
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
 }

@@ -106,7 +106,7 @@ export function admissionLayer(admission: () => Admission | undefined, clock: Cl
     let ok = false;
     try {
       await next(ex);
-      ok = ex.outcome === 'success';
+      ok = ex.attempt.outcome === 'success';
     } finally {
       gate.release(clock() - started, ok);
     }

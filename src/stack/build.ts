@@ -14,7 +14,7 @@ import type { Admission } from './admission.ts';
 import { admissionLayer } from './admission.ts';
 import type { Attempts } from './attempt.ts';
 import { deadlineLayer } from './deadline.ts';
-import type { Exchange } from './exchange.ts';
+import type { HashKeyReader } from '../balancer/create.ts';
 import { compose, type Handler, type Layer } from './layer.ts';
 import { balanceLayer, limitLayer, markOverloadLayer, observeLayer, respondLayer, type InFlightCount } from './layers.ts';
 import type { ServiceRecorder } from './observer.ts';
@@ -31,7 +31,7 @@ export interface StackSpec {
   /** The adaptive concurrency limit in force (read per request: it follows reloads); undefined: none. */
   readonly admission: () => Admission | undefined;
   readonly attempts: Attempts;
-  readonly hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined;
+  readonly hashKey: HashKeyReader | undefined;
   readonly limit?: { readonly maxInFlight: number; readonly count: InFlightCount };
   readonly retry?: { readonly policy: RetryPolicy; readonly budget: RetryBudget; readonly random: Random };
   readonly markOverload?: boolean;

@@ -6,7 +6,7 @@
  */
 import { formatDuration } from '../config/units.ts';
 import { MeshError } from '../errors.ts';
-import type { Exchange } from './exchange.ts';
+import type { Exchange, FieldReader } from './exchange.ts';
 import type { Layer } from './layer.ts';
 import type { Clock } from '../clock.ts';
 import { DeadlineTimers } from './deadline-timers.ts';
@@ -15,11 +15,11 @@ import { parseGrpcTimeout } from '../protocol/grpc.ts';
 
 
 /** The time budget the caller asked for, in ms; undefined when it set none (or nonsense). */
-export function callerTimeoutMs(headers: Exchange['req']['headers']): number | undefined {
+export function callerTimeoutMs(request: FieldReader): number | undefined {
   let budget: number | undefined;
-  const own = headers[TIMEOUT_HEADER];
-  if (typeof own === 'string' && /^\d{1,9}$/.test(own)) budget = Number(own);
-  const grpc = parseGrpcTimeout(typeof headers['grpc-timeout'] === 'string' ? headers['grpc-timeout'] : undefined);
+  const own = request.field(TIMEOUT_HEADER);
+  if (own !== undefined && /^\d{1,9}$/.test(own)) budget = Number(own);
+  const grpc = parseGrpcTimeout(request.field('grpc-timeout'));
   if (grpc !== undefined) budget = budget === undefined ? grpc : Math.min(budget, grpc);
   return budget;
 }
@@ -28,7 +28,7 @@ export function callerTimeoutMs(headers: Exchange['req']['headers']): number | u
 export function deadlineLayer(timeoutMs: number, clock: Clock): Layer {
   const timers = new DeadlineTimers(clock, onDeadline);
   return (next) => async (ex) => {
-    const asked = callerTimeoutMs(ex.req.headers);
+    const asked = callerTimeoutMs(ex.head);
     const budget = asked === undefined ? timeoutMs : Math.min(timeoutMs, asked);
     ex.deadline = ex.startedAt + budget;
     timers.add(ex, budget);

@@ -1,14 +1,59 @@
 /**
- * One request/response pair travelling through a service's stack. Layers
- * read and annotate it; whoever holds the upstream call registers a canceller
- * so that a deadline or a vanished client stops upstream work at once.
+ * One request/response pair travelling through a service's stack, in terms
+ * of HTTP rather than of any one codec: a request head, the caller's body
+ * stream and a response sink. A listener adapts its codec to these
+ * (listeners/node-exchange.ts adapts node:http and node:http2), so a second
+ * HTTP/1.1 codec can carry the same stack. Layers read and annotate the
+ * exchange; whoever holds upstream work registers a canceller so that a
+ * deadline or a vanished client stops it at once.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { MeshError } from '../errors.ts';
 import type { Outcome } from '../protocol/outcome.ts';
 import type { BudgetList } from './deadline-timers.ts';
+
+/** Reads request fields by lowercase name (repeated fields joined as HTTP allows); undefined when absent. */
+export interface FieldReader {
+  field(name: string): string | undefined;
+}
+
+/** What a layer may know of the request before its body. */
+export interface RequestHead extends FieldReader {
+  readonly method: string;
+  /** Origin-form request target sent upstream ("/path?query"). */
+  readonly path: string;
+  /** Host to send upstream instead of the caller's Host field (absolute-form, HTTP/2 :authority); undefined keeps it. */
+  readonly authority: string | undefined;
+  /** The caller's fields as a flat [name, value, …] list: order, case and repeats kept. */
+  readonly fields: readonly string[];
+  /** Whether a body follows the head. */
+  readonly hasBody: boolean;
+  /** The caller's address (for X-Forwarded-For and Forwarded). */
+  readonly remoteAddress: string | undefined;
+}
+
+/** Where the response goes, whatever the codec. */
+export interface ResponseSink {
+  /** The status line went out: no other answer is possible any more. */
+  readonly started: boolean;
+  /** The response is complete. */
+  readonly ended: boolean;
+  /** The caller is gone. */
+  readonly closed: boolean;
+  /** The status sent (or to be sent). */
+  readonly status: number;
+  /** Adds a field to the response before it starts (meshd's own signals). */
+  setField(name: string, value: string): void;
+  start(status: number, fields: Readonly<Record<string, string | string[] | undefined>>, reason?: string): void;
+  /** false: wait for `onceDrain` before writing more. */
+  write(chunk: Buffer): boolean;
+  onceDrain(resume: () => void): void;
+  trailers(fields: Readonly<Record<string, string>>): void;
+  end(body?: string): void;
+  /** Cuts the response: the caller sees a reset, never a truncated body taken for complete. */
+  reset(): void;
+}
 
 /** Whatever holds upstream work for the exchange and can stop it. */
 export interface Cancellable {
@@ -21,52 +66,68 @@ export class ClientGone {
 }
 export const CLIENT_GONE = new ClientGone();
 
-export class Exchange {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  /** Origin-form request target sent upstream ("/path?query"). */
-  readonly path: string;
-  /** Host to send upstream instead of the caller's (absolute-form requests); undefined keeps it. */
-  readonly authority: string | undefined;
-  readonly startedAt: number;
-  /** Absolute monotonic time after which the exchange fails with upstream_timeout. */
-  deadline = Number.POSITIVE_INFINITY;
+/**
+ * Decides, when an attempt's response arrives, whether to relay it or try again: true means "do
+ * not relay this status, another attempt is committed". The retry layer sets one per attempt.
+ */
+export type ResponseClassifier = (status: number, grpcStatus: number | undefined) => boolean;
+
+/** Everything that belongs to one attempt; `Exchange.nextAttempt` resets it in one place. */
+export class AttemptState {
   endpoint: Endpoint | undefined = undefined;
-  /** How the upstream attempt ended; recorded against the endpoint. */
+  /** How the attempt ended; recorded against the endpoint. */
   outcome: Outcome = 'success';
-  /** Status sent to the caller (0 until headers are written). */
-  status = 0;
-  /** Status of the current attempt's upstream response (0 when none arrived). */
+  /** Status of the upstream response (0 when none arrived). */
   upstreamStatus = 0;
   /** The endpoint's meshd said it is overloaded (x-meshd-overloaded on its response). */
   upstreamOverloaded = false;
+  /** The request body this attempt sends (a replayable copy); undefined sends the caller's stream. */
+  body: Readable | undefined = undefined;
+  /** Unset when no retry is possible. */
+  retryable: ResponseClassifier | undefined = undefined;
+
+  reset(body: Readable | undefined, retryable: ResponseClassifier | undefined): void {
+    this.endpoint = undefined;
+    this.outcome = 'success';
+    this.upstreamStatus = 0;
+    this.upstreamOverloaded = false;
+    this.body = body;
+    this.retryable = retryable;
+  }
+}
+
+export class Exchange {
+  readonly head: RequestHead;
+  /** The caller's body as it arrives (undefined when the head says there is none). */
+  readonly body: Readable | undefined;
+  readonly response: ResponseSink;
+  readonly startedAt: number;
+  /** Absolute monotonic time after which the exchange fails with upstream_timeout. */
+  deadline = Number.POSITIVE_INFINITY;
   /** Set once the exchange was cancelled; later cancels are ignored. */
   cancelled: MeshError | ClientGone | undefined = undefined;
-  /** Attempt number, from 1; the retry layer increments it. */
-  attempt = 1;
+  /** The current attempt. */
+  readonly attempt = new AttemptState();
   /** The endpoint the previous attempt failed on; the balancer avoids it when it can. */
   avoid: Endpoint | undefined = undefined;
-  /** This attempt's request body (the retry layer's replayable stream); undefined streams `req` itself. */
-  body: Buffer | Readable | undefined = undefined;
-  /**
-   * Asked by the forwarder when an attempt's response has arrived: true means "do not relay
-   * this status, the retry layer has committed to another attempt". Unset when no retry is possible.
-   */
-  retryOnStatus: ((status: number, grpcStatus: number | undefined) => boolean) | undefined = undefined;
-  /** Headers meshd adds upstream as [name, value, …] (the verified peer identity on inbound). */
-  extraHeaders: string[] | undefined = undefined;
+  /** Fields meshd adds upstream as [name, value, …] (the verified peer identity on inbound). */
+  extraFields: readonly string[] | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
   /** Links of the deadline list this exchange waits in (deadline-timers.ts); undefined when in none. */
   deadlineList: BudgetList | undefined = undefined;
   deadlinePrev: Exchange | undefined = undefined;
   deadlineNext: Exchange | undefined = undefined;
 
-  constructor(req: IncomingMessage, res: ServerResponse, path: string, authority: string | undefined, startedAt: number) {
-    this.req = req;
-    this.res = res;
-    this.path = path;
-    this.authority = authority;
+  constructor(head: RequestHead, body: Readable | undefined, response: ResponseSink, startedAt: number) {
+    this.head = head;
+    this.body = body;
+    this.response = response;
     this.startedAt = startedAt;
+  }
+
+  /** Starts a new attempt: every per-attempt field reset, with this attempt's body and classifier. */
+  nextAttempt(body: Readable | undefined, retryable: ResponseClassifier | undefined): void {
+    this.attempt.reset(body, retryable);
   }
 
   onCancel(canceller: Cancellable | undefined): void {

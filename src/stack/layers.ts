@@ -6,12 +6,12 @@
 import type { Clock } from '../clock.ts';
 import { OVERLOADED_HEADER } from '../protocol/fields.ts';
 import type { Attempts } from './attempt.ts';
+import type { HashKeyReader } from '../balancer/create.ts';
 import { MeshError, toMeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
 import type { ServiceRecorder } from './observer.ts';
-import { sendError } from './respond.ts';
+import { respondError } from './respond.ts';
 
 /** Counts the request and records its status and duration against its endpoint (or the service). */
 export function observeLayer(recorder: ServiceRecorder, clock: Clock): Layer {
@@ -23,12 +23,13 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock): Layer {
       recorder.ended();
       const seconds = (clock() - ex.startedAt) / 1000;
       // 499: the caller went away before a response (nginx's convention).
-      const status = ex.outcome === 'client_abort' && !ex.res.headersSent ? 499 : ex.res.statusCode;
-      if (ex.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
-      else ex.endpoint.recorder.finished(status, seconds);
-      if (ex.outcome === 'client_abort') recorder.reset('client');
-      // end() not called after headers went out: the stream was cut (finish may lag behind end).
-      else if (ex.res.headersSent && !ex.res.writableEnded) recorder.reset('upstream');
+      const { attempt, response } = ex;
+      const status = attempt.outcome === 'client_abort' && !response.started ? 499 : response.status;
+      if (attempt.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
+      else attempt.endpoint.recorder.finished(status, seconds);
+      if (attempt.outcome === 'client_abort') recorder.reset('client');
+      // Not ended after the status line went out: the stream was cut.
+      else if (response.started && !response.ended) recorder.reset('upstream');
     }
   };
 }
@@ -40,10 +41,10 @@ export function respondLayer(service: string, log: Logger): Layer {
       await next(ex);
     } catch (thrown) {
       const err = toMeshError(thrown);
-      const fields = { service, endpoint: ex.endpoint?.address, code: err.code, outcome: ex.outcome, cause: causeText(err) };
+      const fields = { service, endpoint: ex.attempt.endpoint?.address, code: err.code, outcome: ex.attempt.outcome, cause: causeText(err) };
       if (err.code === 'internal') log.error({ ...fields, err: thrown }, 'request failed');
-      else if (ex.outcome !== 'client_abort') log.warn(fields, err.message);
-      sendError(ex.res, err);
+      else if (ex.attempt.outcome !== 'client_abort') log.warn(fields, err.message);
+      respondError(ex.response, { method: ex.head.method, contentType: ex.head.field('content-type') }, err);
     }
   };
 }
@@ -55,16 +56,15 @@ function causeText(err: MeshError): string | undefined {
 }
 
 /** Picks an endpoint and holds the attempt on it: its in-flight place, then its outcome and latency. */
-export function balanceLayer(attempts: Attempts, hashKey: ((headers: Exchange['req']['headers']) => string | undefined) | undefined): Layer {
+export function balanceLayer(attempts: Attempts, hashKey: HashKeyReader | undefined): Layer {
   return (next) => async (ex) => {
-    const lease = attempts.begin(hashKey?.(ex.req.headers), ex.avoid);
-    ex.endpoint = lease.endpoint;
-    ex.upstreamStatus = 0;
-    ex.upstreamOverloaded = false;
+    const lease = attempts.begin(hashKey?.(ex.head), ex.avoid);
+    const attempt = ex.attempt;
+    attempt.endpoint = lease.endpoint;
     try {
       await next(ex);
     } finally {
-      lease.finish(ex.outcome, ex.upstreamStatus, ex.upstreamOverloaded);
+      lease.finish(attempt.outcome, attempt.upstreamStatus, attempt.upstreamOverloaded);
     }
   };
 }
@@ -74,7 +74,7 @@ export const markOverloadLayer: Layer = (next) => async (ex) => {
   try {
     await next(ex);
   } catch (err) {
-    if (err instanceof MeshError && err.code === 'overloaded' && !ex.res.headersSent) ex.res.setHeader(OVERLOADED_HEADER, '1');
+    if (err instanceof MeshError && err.code === 'overloaded' && !ex.response.started) ex.response.setField(OVERLOADED_HEADER, '1');
     throw err;
   }
 };

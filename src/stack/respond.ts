@@ -2,9 +2,10 @@
  * Writes meshd's own error responses: JSON body `{error, message}`, header
  * `x-meshd-error`, status from the one code→status table in errors.ts.
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { ERROR_HEADER, errorBody, type ErrorCode, type MeshError } from '../errors.ts';
+import type { ResponseSink } from './exchange.ts';
 
 /** gRPC status for each meshd error, so gRPC callers get a status their library understands. */
 const GRPC_STATUS: Record<ErrorCode, number> = {
@@ -24,31 +25,36 @@ const GRPC_STATUS: Record<ErrorCode, number> = {
   upstream_timeout: 4,
 };
 
+/** What an error answer depends on in the request: HEAD gets no body, a gRPC caller gets a status in trailers. */
+export interface ErrorAudience {
+  readonly method: string;
+  readonly contentType: string | undefined;
+}
+
 /** Sends `err` to the caller, or resets the stream when a response already started. */
-export function sendError(res: ServerResponse, err: MeshError, closeConnection = false): void {
-  if (res.headersSent) {
-    res.destroy();
+export function respondError(sink: ResponseSink, audience: ErrorAudience, err: MeshError, closeConnection = false): void {
+  if (sink.started) {
+    sink.reset();
     return;
   }
-  if (res.destroyed) return;
-  const contentType = res.req?.headers['content-type'];
-  if (typeof contentType === 'string' && contentType.startsWith('application/grpc')) {
+  if (sink.closed) return;
+  if (audience.contentType !== undefined && audience.contentType.startsWith('application/grpc')) {
     // gRPC carries the status in trailers (HTTP status is always 200).
-    res.writeHead(200, { 'content-type': 'application/grpc', [ERROR_HEADER]: err.code });
-    res.addTrailers({ 'grpc-status': String(GRPC_STATUS[err.code]), 'grpc-message': encodeURIComponent(err.message) });
-    res.end();
+    sink.start(200, { 'content-type': 'application/grpc', [ERROR_HEADER]: err.code });
+    sink.trailers({ 'grpc-status': String(GRPC_STATUS[err.code]), 'grpc-message': encodeURIComponent(err.message) });
+    sink.end();
     return;
   }
   const body = errorBody(err);
-  const headers: Record<string, string | number> = {
+  const fields: Record<string, string> = {
     'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
+    'content-length': String(Buffer.byteLength(body)),
     [ERROR_HEADER]: err.code,
   };
-  if (err.retryAfterSeconds !== undefined) headers['retry-after'] = err.retryAfterSeconds;
-  if (closeConnection) headers['connection'] = 'close';
-  res.writeHead(err.status, headers);
-  res.end(res.req?.method === 'HEAD' ? undefined : body);
+  if (err.retryAfterSeconds !== undefined) fields['retry-after'] = String(err.retryAfterSeconds);
+  if (closeConnection) fields['connection'] = 'close';
+  sink.start(err.status, fields);
+  sink.end(audience.method === 'HEAD' ? undefined : body);
 }
 
 /** Answers on a raw socket (malformed input, upgrades: no ServerResponse exists) and closes it. */

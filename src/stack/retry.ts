@@ -11,7 +11,6 @@
  * relayed to the caller.
  */
 import type { Clock, Random } from '../clock.ts';
-import { requestHasBody } from '../protocol/request-body.ts';
 import { ReplayableBody } from './replayable-body.ts';
 import { RETRYABLE_HEADER } from '../protocol/fields.ts';
 import { RetryableStatus } from '../protocol/retryable-status.ts';
@@ -50,8 +49,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
     const body = requestBodyOf(ex, policy.bufferLimitBytes);
     // The body streams at once; it can be sent again only while its copy holds every byte sent.
     const resendable = (): boolean => body === undefined || (body !== 'too_large' && body.replayable);
-    const method = ex.req.method ?? 'GET';
-    const repeatable = IDEMPOTENT.has(method) || ex.req.headers[RETRYABLE_HEADER] === 'true';
+    const repeatable = IDEMPOTENT.has(ex.head.method) || ex.head.field(RETRYABLE_HEADER) === 'true';
     let pause = 0;
     // Commits to a retry: budget withdrawn and backoff chosen; false if any condition fails.
     const commit = (attempt: number): boolean => {
@@ -66,11 +64,11 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
       return true;
     };
     for (let attempt = 1; ; attempt++) {
-      ex.attempt = attempt;
-      ex.outcome = 'success';
-      ex.body = body === undefined || body === 'too_large' ? undefined : body.stream();
       // gRPC UNAVAILABLE (and any configured code) means the call was not processed: resendable for any method.
-      ex.retryOnStatus = (status, grpc) => ((repeatable && policy.retryOn.has(status)) || (grpc !== undefined && policy.retryOnGrpc.has(grpc))) && commit(attempt);
+      ex.nextAttempt(
+        body === undefined || body === 'too_large' ? undefined : body.stream(),
+        (status, grpc) => ((repeatable && policy.retryOn.has(status)) || (grpc !== undefined && policy.retryOnGrpc.has(grpc))) && commit(attempt),
+      );
       const perTry = policy.perTryTimeoutMs > 0 ? setTimeout(onPerTryTimeout, policy.perTryTimeoutMs, ex, policy.perTryTimeoutMs) : undefined;
       let reason: string;
       try {
@@ -78,7 +76,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
         return;
       } catch (err) {
         if (err instanceof RetryableStatus) {
-          reason = err.reason; // already committed by retryOnStatus
+          reason = err.reason; // already committed by the classifier
         } else {
           const code = err instanceof MeshError ? err.code : undefined;
           const retryable = ex.cancelled === undefined && (code === 'connect_failed' || (repeatable && (code === 'upstream_reset' || code === 'upstream_timeout')));
@@ -89,7 +87,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
         clearTimeout(perTry);
       }
       recorder.retried(reason);
-      ex.avoid = ex.endpoint;
+      ex.avoid = ex.attempt.endpoint;
       if (pause > 0) await new Promise((r) => setTimeout(r, pause));
       if (ex.cancelled !== undefined) throw ex.cancelled instanceof MeshError ? ex.cancelled : new MeshError('bad_request', 'client closed the connection');
     }
@@ -101,11 +99,10 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
  * than the copy may hold (streamed as is, never resent).
  */
 function requestBodyOf(ex: Exchange, limit: number): ReplayableBody | 'too_large' | undefined {
-  const req = ex.req;
-  if (!requestHasBody(req)) return undefined;
-  const declared = req.headers['content-length'];
+  if (ex.body === undefined) return undefined;
+  const declared = ex.head.field('content-length');
   if (declared !== undefined && Number(declared) > limit) return 'too_large';
-  return new ReplayableBody(req, limit);
+  return new ReplayableBody(ex.body, limit);
 }
 
 function onPerTryTimeout(ex: Exchange, ms: number): void {

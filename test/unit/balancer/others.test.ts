@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { fields } from '../../helpers/fake-exchange.ts';
 import { describe, it } from 'node:test';
 import { hashKeyReader } from '../../../src/balancer/create.ts';
 import { ewmaCost, P2CBalancer } from '../../../src/balancer/p2c.ts';
@@ -89,10 +90,10 @@ describe('ring hash', () => {
 
   it('reads the key from a header or a cookie', () => {
     const base: BalancerConfig = { algorithm: 'ring-hash', decayMs: 1, defaultRttMs: 1, failurePenalty: 0, hashOn: { header: 'x-user' }, zoneAware: false, slowStart: NO_SLOW_START };
-    assert.equal(hashKeyReader(base)?.({ 'x-user': 'u1' }), 'u1');
+    assert.equal(hashKeyReader(base)?.(fields({ 'x-user': 'u1' })), 'u1');
     const byCookie = hashKeyReader({ ...base, hashOn: { cookie: 'session' } });
-    assert.equal(byCookie?.({ cookie: 'a=1; session=abc; b=2' }), 'abc');
-    assert.equal(byCookie?.({ cookie: 'a=1' }), undefined);
+    assert.equal(byCookie?.(fields({ cookie: 'a=1; session=abc; b=2' })), 'abc');
+    assert.equal(byCookie?.(fields({ cookie: 'a=1' })), undefined);
     assert.equal(hashKeyReader({ ...base, algorithm: 'p2c-ewma', hashOn: undefined }), undefined);
   });
 });

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DeadlineTimers } from '../../../src/stack/deadline-timers.ts';
-import { Exchange } from '../../../src/stack/exchange.ts';
+import type { Exchange } from '../../../src/stack/exchange.ts';
+import { fakeExchange } from '../../helpers/fake-exchange.ts';
 
 function exchange(startedAt: number, budget: number): Exchange {
-  const ex = new Exchange({} as IncomingMessage, {} as ServerResponse, '/', undefined, startedAt);
+  const { ex } = fakeExchange({}, startedAt);
   ex.deadline = startedAt + budget;
   return ex;
 }

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { RetryBudget } from '../../../src/stack/retry-budget.ts';
 import { callerTimeoutMs } from '../../../src/stack/deadline.ts';
 import { parseGrpcTimeout } from '../../../src/protocol/grpc.ts';
+import { fields } from '../../helpers/fake-exchange.ts';
 
 describe('retry budget', () => {
   it('allows ratio × requests plus the per-second floor over the window', () => {
@@ -53,9 +54,9 @@ describe('caller deadlines', () => {
     assert.equal(parseGrpcTimeout('5s'), undefined);
   });
   it('takes the tighter of x-meshd-timeout-ms and grpc-timeout, ignoring nonsense', () => {
-    assert.equal(callerTimeoutMs({ 'x-meshd-timeout-ms': '250' }), 250);
-    assert.equal(callerTimeoutMs({ 'x-meshd-timeout-ms': '250', 'grpc-timeout': '100m' }), 100);
-    assert.equal(callerTimeoutMs({ 'x-meshd-timeout-ms': '-5' }), undefined);
-    assert.equal(callerTimeoutMs({}), undefined);
+    assert.equal(callerTimeoutMs(fields({ 'x-meshd-timeout-ms': '250' })), 250);
+    assert.equal(callerTimeoutMs(fields({ 'x-meshd-timeout-ms': '250', 'grpc-timeout': '100m' })), 100);
+    assert.equal(callerTimeoutMs(fields({ 'x-meshd-timeout-ms': '-5' })), undefined);
+    assert.equal(callerTimeoutMs(fields({})), undefined);
   });
 });
