@@ -509,6 +509,9 @@ export function metricFindings(
         `no failed, truncated or non-2xx response: a miscount in meshd's metrics, not failures on the data path`,
     );
   }
-  if (rest.length > 0) problems.push(`- meshd metrics moved during the run (non-2xx answers, resets, retries, feedback decisions such as shedding or ejections): ${rest.join(', ')}`);
+  if (rest.length > 0)
+    problems.push(
+      `- meshd metrics moved during the run (non-2xx answers, resets, retries, feedback decisions such as shedding or ejections): ${rest.join(', ')}`,
+    );
   return { problems, notes };
 }

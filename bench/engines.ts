@@ -100,17 +100,14 @@ async function httpProxy3(): Promise<Handler> {
 async function nodePipe(): Promise<Handler> {
   const agent = new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
   return (req, res) => {
-    const upstream = request(
-      { host: BACKEND_HOST, port: backendPort, method: req.method, path: req.url, headers: endToEnd(req.headers), agent },
-      (upRes) => {
-        const out = endToEnd(upRes.headers);
-        const message = upRes.statusMessage;
-        if (message === undefined || message === '') res.writeHead(upRes.statusCode ?? 502, out);
-        else res.writeHead(upRes.statusCode ?? 502, message, out);
-        upRes.on('error', (err) => fail(res, err));
-        upRes.pipe(res);
-      },
-    );
+    const upstream = request({ host: BACKEND_HOST, port: backendPort, method: req.method, path: req.url, headers: endToEnd(req.headers), agent }, (upRes) => {
+      const out = endToEnd(upRes.headers);
+      const message = upRes.statusMessage;
+      if (message === undefined || message === '') res.writeHead(upRes.statusCode ?? 502, out);
+      else res.writeHead(upRes.statusCode ?? 502, message, out);
+      upRes.on('error', (err) => fail(res, err));
+      upRes.pipe(res);
+    });
     upstream.on('error', (err) => fail(res, err));
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();

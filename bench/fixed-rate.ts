@@ -228,7 +228,8 @@ async function run(opts: Options): Promise<FixedRateReport> {
     conn.inFlight = IDLE;
     conn.pending = undefined;
     conn.need = -1;
-    if (conn.closeAfter) conn.socket.destroy(); // reopened on 'close'
+    if (conn.closeAfter)
+      conn.socket.destroy(); // reopened on 'close'
     else free.push(conn);
     if (priming) {
       if (++primed === opts.connections) onPrimed();

@@ -198,7 +198,10 @@ export async function runHttp1(ctx: ScenarioContext, engines: boolean): Promise<
       }
     }
     for (const s of summaries) {
-      if (s.otherCpuPct > DISTURBED_PCT) problems.push(`- ${s.target}/${s.size}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`);
+      if (s.otherCpuPct > DISTURBED_PCT)
+        problems.push(
+          `- ${s.target}/${s.size}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`,
+        );
     }
     if (warnings.count > 0) problems.push(`- meshd logged ${warnings.count} line(s) at warn or above: ${warnings.samples.join('; ')}`);
     const body = engines

@@ -93,13 +93,17 @@ export async function runHttp2(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     await waitReadyH2(meshd.proc, meshdPort, size.path, H2C_SERVICE, size.bytes);
     if (nginx !== undefined) await waitReadyH2(nginx.proc, nginx.port, size.path, 'bench', size.bytes);
   }
-  log(`http2: h2c backend :${h2Port}, HTTP/1.1 backend :${h1Port}, meshd :${meshdPort} (admin :${adminPort})${nginx !== undefined ? `, nginx (h2c) :${nginx.port}` : ''} ready`);
+  log(
+    `http2: h2c backend :${h2Port}, HTTP/1.1 backend :${h1Port}, meshd :${meshdPort} (admin :${adminPort})${nginx !== undefined ? `, nginx (h2c) :${nginx.port}` : ''} ready`,
+  );
 
   const rows: Row[] = [
     { name: 'direct h2c', client: 'h2load', server: h2Backend, group: 'h2backend', authority: 'bench', direct: 'direct h2c' },
     { name: 'meshd h2c→h2c', client: 'h2load', server: meshd, group: 'meshd', authority: H2C_SERVICE, direct: 'direct h2c' },
     { name: 'meshd h2c→h1', client: 'h2load', server: meshd, group: 'meshd', authority: H1_SERVICE, direct: 'direct h2c' },
-    ...(nginx !== undefined ? [{ name: 'nginx h2c→h1', client: 'h2load', server: nginx, group: 'nginx', authority: 'bench', direct: 'direct h2c' } as const] : []),
+    ...(nginx !== undefined
+      ? [{ name: 'nginx h2c→h1', client: 'h2load', server: nginx, group: 'nginx', authority: 'bench', direct: 'direct h2c' } as const]
+      : []),
     { name: 'direct h1', client: 'wrk', server: h1Backend, group: 'backend', authority: 'bench', direct: 'direct h1' },
     { name: 'meshd h1→h1', client: 'wrk', server: meshd, group: 'meshd', authority: H1_SERVICE, direct: 'direct h1' },
     { name: 'meshd h1→h2c', client: 'wrk', server: meshd, group: 'meshd', authority: H2C_SERVICE, direct: 'direct h1' },
@@ -148,7 +152,16 @@ export async function runHttp2(ctx: ScenarioContext): Promise<ScenarioOutcome> {
         return { rps: r.requestsPerSec, requests: r.requests, p50Ms: r.p50Ms, p90Ms: r.p90Ms, p99Ms: r.p99Ms, errors: r.failed, non2xx: r.non2xx3xx, ...cpu };
       }
       const { value: r, ...cpu } = await meter.measure(row.group, () =>
-        runWrk({ wrk: tools.wrk, port: row.server.port, path, threads: THREADS, connections: settings.connections, durationSec, cpu: loadCpu, host: row.authority }),
+        runWrk({
+          wrk: tools.wrk,
+          port: row.server.port,
+          path,
+          threads: THREADS,
+          connections: settings.connections,
+          durationSec,
+          cpu: loadCpu,
+          host: row.authority,
+        }),
       );
       const s = r.socketErrors;
       return {
@@ -216,8 +229,12 @@ export async function runHttp2(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       for (const row of rows) {
         const s = find(row.name, size.name);
         if (s === undefined) continue;
-        if (s.non2xx > 0 || s.errors > 0) problems.push(`- ${row.name}/${size.name}: ${s.non2xx} non-2xx/3xx responses, ${s.errors} errors out of ${s.requests} requests`);
-        if (s.otherCpuPct > DISTURBED_PCT) problems.push(`- ${row.name}/${size.name}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`);
+        if (s.non2xx > 0 || s.errors > 0)
+          problems.push(`- ${row.name}/${size.name}: ${s.non2xx} non-2xx/3xx responses, ${s.errors} errors out of ${s.requests} requests`);
+        if (s.otherCpuPct > DISTURBED_PCT)
+          problems.push(
+            `- ${row.name}/${size.name}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`,
+          );
       }
     }
     const warnings = meshdWarnings(meshd.proc);

@@ -73,12 +73,32 @@ function parseReport(output: string): FixedRateReport {
   if (line === undefined) throw new Error(`fixed-rate printed no JSON report:\n${output}`);
   const raw = JSON.parse(line) as FixedRateReport;
   if (typeof raw.completed !== 'number' || typeof raw.scheduled !== 'number') throw new Error(`fixed-rate report without counts: ${line}`);
-  return { ...raw, achievedRps: num(raw.achievedRps), cpuPct: num(raw.cpuPct), latencyMs: readPercentiles(raw.latencyMs), sendLagMs: readPercentiles(raw.sendLagMs) };
+  return {
+    ...raw,
+    achievedRps: num(raw.achievedRps),
+    cpuPct: num(raw.cpuPct),
+    latencyMs: readPercentiles(raw.latencyMs),
+    sendLagMs: readPercentiles(raw.sendLagMs),
+  };
 }
 
 /** One run of bench/fixed-rate.ts against `port`; killed (and rejected) if it overruns. */
 async function runFixedRate(port: number, durationSec: number, cpu: number | undefined): Promise<FixedRateReport> {
-  const args = [GENERATOR, '--port', String(port), '--rate', String(RATE), '--duration', String(durationSec), '--connections', String(CONNECTIONS), '--path', '/', '--host', 'bench'];
+  const args = [
+    GENERATOR,
+    '--port',
+    String(port),
+    '--rate',
+    String(RATE),
+    '--duration',
+    String(durationSec),
+    '--connections',
+    String(CONNECTIONS),
+    '--path',
+    '/',
+    '--host',
+    'bench',
+  ];
   const proc = startProcess({ name: 'fixed-rate', command: process.execPath, args, cpu });
   const limitMs = (durationSec + OVERRUN_SEC) * 1_000;
   const outcome = await withTimeout(proc.exited, limitMs);
@@ -195,15 +215,22 @@ export async function runLatency(ctx: ScenarioContext): Promise<ScenarioOutcome>
       );
     }
     const slow = runs.filter((r) => r.gen.achievedRps < RATE * 0.99).length;
-    if (slow > 0) problems.push(`- ${target}: ${slow} run(s) below 99% of ${RATE} req/s: the target (or the load core) could not keep up, and latencies include queueing`);
+    if (slow > 0)
+      problems.push(`- ${target}: ${slow} run(s) below 99% of ${RATE} req/s: the target (or the load core) could not keep up, and latencies include queueing`);
     const queued = Math.max(0, ...runs.map((r) => r.gen.maxQueued));
     // Not a distortion: their latency counts from their due time, as it would in the proxy's accept queue.
-    if (queued > 0) notes.push(`- ${target}: at worst ${queued} due request(s) waited at once for one of the ${CONNECTIONS} connections (a stall of ≥ ${((CONNECTIONS / RATE) * 1_000).toFixed(0)} ms); their latency counts from their due time`);
+    if (queued > 0)
+      notes.push(
+        `- ${target}: at worst ${queued} due request(s) waited at once for one of the ${CONNECTIONS} connections (a stall of ≥ ${((CONNECTIONS / RATE) * 1_000).toFixed(0)} ms); their latency counts from their due time`,
+      );
     const lagP99 = med(runs, (r) => r.gen.sendLagMs.p99);
     if (lagP99 > 1) {
-      problems.push(`- ${target}: the generator sent its p99 request ${fmtMs(lagP99)} late (median over runs): the load core stalled, so this row's p99 and above partly measure the load side, not ${target}`);
+      problems.push(
+        `- ${target}: the generator sent its p99 request ${fmtMs(lagP99)} late (median over runs): the load core stalled, so this row's p99 and above partly measure the load side, not ${target}`,
+      );
     }
-    if (other > DISTURBED_PCT) problems.push(`- ${target}: other processes used a median ${Math.round(other)}% of a core during its runs; its numbers are disturbed`);
+    if (other > DISTURBED_PCT)
+      problems.push(`- ${target}: other processes used a median ${Math.round(other)}% of a core during its runs; its numbers are disturbed`);
   }
   const warnings = meshdWarnings(meshd.proc);
   if (warnings.count > 0) problems.push(`- meshd logged ${warnings.count} line(s) at warn or above: ${warnings.samples.join('; ')}`);

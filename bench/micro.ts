@@ -72,7 +72,15 @@ const recorder: EndpointRecorder = { finished() {} };
 function makeEndpoint(index: number): Endpoint {
   const host = `10.0.${index >> 8}.${index & 255}`;
   const port = 8080;
-  const spec: EndpointSpec = { address: `${host}:${port}`, host, port, zone: ZONES[index % ZONES.length], weight: 1 + (index % 3), labels: {}, identity: undefined };
+  const spec: EndpointSpec = {
+    address: `${host}:${port}`,
+    host,
+    port,
+    zone: ZONES[index % ZONES.length],
+    weight: 1 + (index % 3),
+    labels: {},
+    identity: undefined,
+  };
   return new Endpoint(spec, upstream, recorder, 0);
 }
 
@@ -218,8 +226,18 @@ function microCases(): MicroCase[] {
   );
   const perResponse: MicroCase[] = [
     { id: 'ewma-observe', operation: 'PeakEwma.observe (EWMA update)', endpoints: undefined, build: observeLoop },
-    { id: 'ewma-cost', operation: 'PeakEwma.cost (p2c-ewma cost read)', endpoints: undefined, build: (r) => readLoop(r, (e, inFlight, now) => e.cost(inFlight, now)) },
-    { id: 'ewma-failure-rate', operation: 'PeakEwma.failureRateAt (p2c health read)', endpoints: undefined, build: (r) => readLoop(r, (e, _, now) => e.failureRateAt(now)) },
+    {
+      id: 'ewma-cost',
+      operation: 'PeakEwma.cost (p2c-ewma cost read)',
+      endpoints: undefined,
+      build: (r) => readLoop(r, (e, inFlight, now) => e.cost(inFlight, now)),
+    },
+    {
+      id: 'ewma-failure-rate',
+      operation: 'PeakEwma.failureRateAt (p2c health read)',
+      endpoints: undefined,
+      build: (r) => readLoop(r, (e, _, now) => e.failureRateAt(now)),
+    },
     { id: 'endpoint-record', operation: 'Endpoint.record (EndpointStats + PeakEwma)', endpoints: undefined, build: recordLoop },
   ];
   return [...picks, ...perResponse];
@@ -250,7 +268,12 @@ function measure(loop: Loop): CaseResult {
 
 function runCaseHere(id: string): CaseResult {
   const found = microCases().find((c) => c.id === id);
-  if (found === undefined) throw new Error(`unknown case "${id}"; known: ${microCases().map((c) => c.id).join(', ')}`);
+  if (found === undefined)
+    throw new Error(
+      `unknown case "${id}"; known: ${microCases()
+        .map((c) => c.id)
+        .join(', ')}`,
+    );
   return measure(found.build(seededRandom(SEED)));
 }
 

@@ -124,12 +124,36 @@ function makePki(tmp: string): Pki {
   const ext = join(nb, 'ext.cnf');
   writeFileSync(ext, `subjectAltName=DNS:${NGINX_SERVER_NAME}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\n`);
   run(openssl, ['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-subj', `/CN=${NGINX_SERVER_NAME}`, '-out', csr]);
-  run(openssl, ['x509', '-req', '-in', csr, '-CA', join(ca, 'ca.pem'), '-CAkey', join(ca, 'ca-key.pem'), '-CAcreateserial', '-days', '1', '-sha256', '-extfile', ext, '-out', cert]);
+  run(openssl, [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    join(ca, 'ca.pem'),
+    '-CAkey',
+    join(ca, 'ca-key.pem'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-sha256',
+    '-extfile',
+    ext,
+    '-out',
+    cert,
+  ]);
   return {
     dir,
     a,
     b,
-    nginx: { clientCert: join(a, 'cert.pem'), clientKey: join(a, 'key.pem'), serverCert: cert, serverKey: key, serverName: NGINX_SERVER_NAME, ca: join(a, 'ca.pem') },
+    nginx: {
+      clientCert: join(a, 'cert.pem'),
+      clientKey: join(a, 'key.pem'),
+      serverCert: cert,
+      serverKey: key,
+      serverName: NGINX_SERVER_NAME,
+      ca: join(a, 'ca.pem'),
+    },
     note: `nginx B's server certificate: openssl, RSA 2048, DNS SAN ${NGINX_SERVER_NAME}, signed by the same CA; nginx A's client certificate is meshd A's`,
   };
 }
@@ -333,7 +357,10 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       }
     }
     const pct = (part: number, whole: number): string => (whole > 0 ? `${((part / whole) * 100).toFixed(0)}%` : 'n/a');
-    const hsLines = ['| window | full handshakes (resumed="false") | resumed (resumed="true") | resumed share | requests over the mTLS hop | handshakes per 1,000 requests |', '| --- | ---: | ---: | ---: | ---: | ---: |'];
+    const hsLines = [
+      '| window | full handshakes (resumed="false") | resumed (resumed="true") | resumed share | requests over the mTLS hop | handshakes per 1,000 requests |',
+      '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ];
     const measuredHs = measured.full + measured.resumed;
     hsLines.push(
       `| measured mTLS runs (${settings.repeats} × ${SIZES.length}) | ${measured.full} | ${measured.resumed} | ${pct(measured.resumed, measuredHs)} | ${measured.requests.toLocaleString('en-US')} | ` +
@@ -341,7 +368,9 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     );
     if (handshakesAtEnd !== undefined) {
       const total = handshakesAtEnd.full + handshakesAtEnd.resumed;
-      hsLines.push(`| whole run, scraped at the end (readiness probes and warm-up included) | ${handshakesAtEnd.full} | ${handshakesAtEnd.resumed} | ${pct(handshakesAtEnd.resumed, total)} | | |`);
+      hsLines.push(
+        `| whole run, scraped at the end (readiness probes and warm-up included) | ${handshakesAtEnd.full} | ${handshakesAtEnd.resumed} | ${pct(handshakesAtEnd.resumed, total)} | | |`,
+      );
     } else {
       hsLines.push('| whole run | n/a (meshd B /metrics did not answer) | | | | |');
     }
@@ -351,11 +380,18 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       for (const row of rows) {
         const s = find(row.name, size.name);
         if (s === undefined) continue;
-        if (s.non2xx > 0 || s.errors > 0) problems.push(`- ${row.name}/${size.name}: ${s.non2xx} non-2xx/3xx responses, ${s.errors} socket errors out of ${s.requests} requests`);
-        if (s.otherCpuPct > DISTURBED_PCT) problems.push(`- ${row.name}/${size.name}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`);
+        if (s.non2xx > 0 || s.errors > 0)
+          problems.push(`- ${row.name}/${size.name}: ${s.non2xx} non-2xx/3xx responses, ${s.errors} socket errors out of ${s.requests} requests`);
+        if (s.otherCpuPct > DISTURBED_PCT)
+          problems.push(
+            `- ${row.name}/${size.name}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`,
+          );
       }
     }
-    for (const [name, proc] of [['meshd A', meshdA.proc], ['meshd B', meshdB.proc]] as const) {
+    for (const [name, proc] of [
+      ['meshd A', meshdA.proc],
+      ['meshd B', meshdB.proc],
+    ] as const) {
       const w = meshdWarnings(proc);
       if (w.count > 0) problems.push(`- ${name} logged ${w.count} line(s) at warn or above: ${w.samples.join('; ')}`);
     }
@@ -388,7 +424,7 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
         `nginx B (listen ssl, ssl_verify_client on, ssl_session_cache shared 10m) → backend (upstream keepalive 64); nginx: 1 worker each, access_log off, TLSv1.2–1.3`,
       `- ${pki.note}`,
       `- backend: node:http keep-alive (bench/backend.ts), 5-byte body (small) or 16 KiB body (16k)`,
-      `- references: ${[firstLine(tools.wrk, ['-v']), tools.nginx !== undefined ? firstLine(tools.nginx, ['-v']) : 'nginx: skipped (not installed)', (findExecutable('openssl') !== undefined ? firstLine('openssl', ['version']) : 'openssl: not found')].join('; ')}`,
+      `- references: ${[firstLine(tools.wrk, ['-v']), tools.nginx !== undefined ? firstLine(tools.nginx, ['-v']) : 'nginx: skipped (not installed)', findExecutable('openssl') !== undefined ? firstLine('openssl', ['version']) : 'openssl: not found'].join('; ')}`,
       `- peak RSS (max of sampled VmRSS and final VmHWM): ${watches.map((w) => `${w.name} ${fmtMiB(w.peakKb)}`).join(', ')}`,
       `- mTLS / plain: req/s of the mTLS hop over the plain two-hop (goal ≥ 0.5×); vs nginx TLS hop: req/s of the meshd rows over nginx's TLS hop; ` +
         `hop 1 / hop 2 CPU: CPU time of the first / second proxy, % of one core (direct: none); req/s per proxy core = req/s ÷ (hop 1 + hop 2 CPU)`,

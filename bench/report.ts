@@ -191,9 +191,7 @@ export function perCoreRanking(summaries: readonly Summary[], targets: readonly 
       .sort((a, b) => b.core - a.core);
     const best = ranked[0];
     if (best === undefined) continue;
-    lines.push(
-      `- ${size.name}: ${ranked.map((r, i) => `${r.t} ${fmtRps(r.core)}${i === 0 ? '' : ` (${fmtRatio(r.core, best.core)})`}`).join(' > ')}`,
-    );
+    lines.push(`- ${size.name}: ${ranked.map((r, i) => `${r.t} ${fmtRps(r.core)}${i === 0 ? '' : ` (${fmtRatio(r.core, best.core)})`}`).join(' > ')}`);
   }
   return lines;
 }

@@ -112,7 +112,9 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
   const meshd = startMeshdWithConfig(tmp, meshdPort, meshdYaml, proxyCpu);
   for (const b of backends) await waitReady(b.proc, b.port, '/', 5);
   for (const a of ALGORITHMS) await waitReady(meshd.proc, meshdPort, '/', 5, 20_000, { host: a, 'x-user': '1' });
-  log(`skewed: backends ${backends.map((b, i) => `${b.name} (${BACKENDS[i]?.delayMs} ms) :${b.port}`).join(', ')}; meshd :${meshdPort} (admin :${adminPort}) ready`);
+  log(
+    `skewed: backends ${backends.map((b, i) => `${b.name} (${BACKENDS[i]?.delayMs} ms) :${b.port}`).join(', ')}; meshd :${meshdPort} (admin :${adminPort}) ready`,
+  );
 
   type Row = { readonly name: string; readonly server: Server; readonly group: string; readonly host: string };
   const rows: Row[] = [
@@ -183,11 +185,11 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
     (row) => row.name,
     (row) => runOnce(row, settings.skewDurationSec),
     (row, _size, r) =>
-            `${row.name.padEnd(20)} ${Math.round(r.rps).toString().padStart(6)} req/s` +
-              `  p50 ${r.p50Ms.toFixed(2)} ms  p90 ${r.p90Ms.toFixed(2)} ms  p95 ${r.p95Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  p99.9 ${r.p999Ms.toFixed(2)} ms` +
-              `  (wrk p50 ${r.wrkP50Ms.toFixed(2)} p99 ${r.wrkP99Ms.toFixed(2)})  slow ${(slowShare(r.counts) * 100).toFixed(1)}% (${r.counts.join('/')})  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%` +
-              `${r.loadCorePct !== undefined ? ` load-core ${r.loadCorePct.toFixed(0)}%` : ''}${otherNote(r.otherCpuPct)}` +
-              `${r.non2xx > 0 ? `  non-2xx ${r.non2xx}` : ''}${r.errors > 0 ? `  errors ${r.errors}` : ''}`,
+      `${row.name.padEnd(20)} ${Math.round(r.rps).toString().padStart(6)} req/s` +
+      `  p50 ${r.p50Ms.toFixed(2)} ms  p90 ${r.p90Ms.toFixed(2)} ms  p95 ${r.p95Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  p99.9 ${r.p999Ms.toFixed(2)} ms` +
+      `  (wrk p50 ${r.wrkP50Ms.toFixed(2)} p99 ${r.wrkP99Ms.toFixed(2)})  slow ${(slowShare(r.counts) * 100).toFixed(1)}% (${r.counts.join('/')})  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%` +
+      `${r.loadCorePct !== undefined ? ` load-core ${r.loadCorePct.toFixed(0)}%` : ''}${otherNote(r.otherCpuPct)}` +
+      `${r.non2xx > 0 ? `  non-2xx ${r.non2xx}` : ''}${r.errors > 0 ? `  errors ${r.errors}` : ''}`,
   );
   const metricsAfter = await scrapeMetrics(adminPort);
 
@@ -211,13 +213,17 @@ export async function runSkewed(ctx: ScenarioContext): Promise<ScenarioOutcome> 
         `${fmtMs(median(runs.map((r) => r.wrkP50Ms)))} / ${fmtMs(median(runs.map((r) => r.wrkP99Ms)))} | ` +
         `${isDirect ? '' : fmtPct(s.serverCpuPct)} | ${fmtPct(s.loadCorePct)} | ${fmtPct(s.otherCpuPct)} | ${s.non2xx} | ${s.errors} | ${s.requests.toLocaleString('en-US')} |`,
     );
-    if (s.non2xx > 0 || s.errors > 0) problems.push(`- ${row.name}: ${s.non2xx} non-2xx/3xx responses, ${s.errors} socket errors out of ${s.requests} requests`);
+    if (s.non2xx > 0 || s.errors > 0)
+      problems.push(`- ${row.name}: ${s.non2xx} non-2xx/3xx responses, ${s.errors} socket errors out of ${s.requests} requests`);
     const unmatched = runs.reduce((a, r) => a + r.unmatched, 0);
     const timed = runs.reduce((a, r) => a + r.samples, 0);
     if (unmatched > 0 || timed < s.requests) {
-      problems.push(`- ${row.name}: the script timed ${timed} of ${s.requests} responses (${unmatched} without the echoed x-bench-start); its percentiles cover only those`);
+      problems.push(
+        `- ${row.name}: the script timed ${timed} of ${s.requests} responses (${unmatched} without the echoed x-bench-start); its percentiles cover only those`,
+      );
     }
-    if (s.otherCpuPct > DISTURBED_PCT) problems.push(`- ${row.name}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`);
+    if (s.otherCpuPct > DISTURBED_PCT)
+      problems.push(`- ${row.name}: other processes used a median ${Math.round(s.otherCpuPct)}% of a core during its runs; its numbers are disturbed`);
   }
   const warnings = meshdWarnings(meshd.proc);
   if (warnings.count > 0) problems.push(`- meshd logged ${warnings.count} line(s) at warn or above: ${warnings.samples.join('; ')}`);

@@ -14,7 +14,8 @@ import { runWrk } from './wrk.ts';
 
 export function soakMinutes(): number {
   const raw = Number(process.env['BENCH_SOAK_MINUTES'] ?? '10');
-  if (!Number.isInteger(raw) || raw < 1 || raw > 120) throw new Error(`BENCH_SOAK_MINUTES must be an integer in [1, 120], got "${process.env['BENCH_SOAK_MINUTES']}"`);
+  if (!Number.isInteger(raw) || raw < 1 || raw > 120)
+    throw new Error(`BENCH_SOAK_MINUTES must be an integer in [1, 120], got "${process.env['BENCH_SOAK_MINUTES']}"`);
   return raw;
 }
 
@@ -45,7 +46,15 @@ export async function runSoak(ctx: ScenarioContext): Promise<ScenarioOutcome> {
   const startRss = mib(procStatusKb(meshd.proc.pid, 'VmRSS'));
   const rows: Minute[] = [];
   for (let minute = 1; minute <= minutes; minute++) {
-    const wrk = await runWrk({ wrk: tools.wrk, port: meshd.port, path: minute % 2 === 0 ? '/16k' : '/', threads: 1, connections: settings.connections, durationSec: settings.quick ? 10 : 60, cpu: loadCpu });
+    const wrk = await runWrk({
+      wrk: tools.wrk,
+      port: meshd.port,
+      path: minute % 2 === 0 ? '/16k' : '/',
+      threads: 1,
+      connections: settings.connections,
+      durationSec: settings.quick ? 10 : 60,
+      cpu: loadCpu,
+    });
     const metrics = await scrapeMetrics(adminPort);
     const row: Minute = {
       minute,
@@ -56,7 +65,9 @@ export async function runSoak(ctx: ScenarioContext): Promise<ScenarioOutcome> {
       heapTotalMiB: metricSum(metrics, 'meshd_nodejs_heap_size_total_bytes') / 1048576,
     };
     rows.push(row);
-    log(`soak minute ${minute}/${minutes}: ${Math.round(row.rps)} req/s, RSS ${row.rssMiB.toFixed(1)} MiB (peak ${row.hwmMiB.toFixed(1)}), heap ${row.heapUsedMiB.toFixed(1)}/${row.heapTotalMiB.toFixed(1)} MiB`);
+    log(
+      `soak minute ${minute}/${minutes}: ${Math.round(row.rps)} req/s, RSS ${row.rssMiB.toFixed(1)} MiB (peak ${row.hwmMiB.toFixed(1)}), heap ${row.heapUsedMiB.toFixed(1)}/${row.heapTotalMiB.toFixed(1)} MiB`,
+    );
   }
   const half = rows.slice(Math.floor(rows.length / 2));
   const growth = half.length > 1 ? half[half.length - 1]!.rssMiB - half[0]!.rssMiB : 0;
@@ -72,7 +83,10 @@ export async function runSoak(ctx: ScenarioContext): Promise<ScenarioOutcome> {
     '',
     '| minute | body | req/s | RSS | peak RSS | V8 heap used | V8 heap total |',
     '|---:|---|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.minute} | ${r.minute % 2 === 0 ? '16k' : 'small'} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.rssMiB.toFixed(1)} MiB | ${r.hwmMiB.toFixed(1)} MiB | ${r.heapUsedMiB.toFixed(1)} MiB | ${r.heapTotalMiB.toFixed(1)} MiB |`),
+    ...rows.map(
+      (r) =>
+        `| ${r.minute} | ${r.minute % 2 === 0 ? '16k' : 'small'} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.rssMiB.toFixed(1)} MiB | ${r.hwmMiB.toFixed(1)} MiB | ${r.heapUsedMiB.toFixed(1)} MiB | ${r.heapTotalMiB.toFixed(1)} MiB |`,
+    ),
     '',
   ].join('\n');
   return writeReport('soak', started, settings.quick, report);

@@ -11,7 +11,19 @@
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
-import { cpuModel, CpuMeter, log, measureRounds, meshdWarnings, otherNote, retryNote, RETRY_PAUSE_MS, writeReport, type ScenarioContext, type ScenarioOutcome } from './common.ts';
+import {
+  cpuModel,
+  CpuMeter,
+  log,
+  measureRounds,
+  meshdWarnings,
+  otherNote,
+  retryNote,
+  RETRY_PAUSE_MS,
+  writeReport,
+  type ScenarioContext,
+  type ScenarioOutcome,
+} from './common.ts';
 import { childPids, freePort, waitReady } from './procs.ts';
 import { fmtMiB, median } from './report.ts';
 import { meshdConfig, startBackend, startMeshdWithConfig, type Server } from './servers.ts';
@@ -48,7 +60,10 @@ export async function runWorkers(ctx: ScenarioContext): Promise<ScenarioOutcome>
   await waitReady(backend.proc, backendPort, '/', 5);
   const servers = new Map<Row, Server>([['direct', backend]]);
   const admin = new Map<Row, number>();
-  for (const [row, workers] of [['meshd-1w', 1], ['meshd-2w', 2]] as const) {
+  for (const [row, workers] of [
+    ['meshd-1w', 1],
+    ['meshd-2w', 2],
+  ] as const) {
     const dir = join(tmp, row);
     mkdirSync(dir, { recursive: true });
     const port = await freePort();
@@ -69,7 +84,9 @@ export async function runWorkers(ctx: ScenarioContext): Promise<ScenarioOutcome>
   try {
     const run = async (row: Row, durationSec: number): Promise<Run> => {
       const server = servers.get(row) as Server;
-      const { value, ...cpu } = await meter.measure(row, () => runWrk({ wrk: tools.wrk, port: server.port, path: '/', threads: THREADS, connections: settings.connections, durationSec, cpu: undefined }));
+      const { value, ...cpu } = await meter.measure(row, () =>
+        runWrk({ wrk: tools.wrk, port: server.port, path: '/', threads: THREADS, connections: settings.connections, durationSec, cpu: undefined }),
+      );
       return { wrk: value, serverCpuPct: cpu.serverCpuPct, otherCpuPct: cpu.otherCpuPct };
     };
     if (settings.warmupSec > 0) for (const row of ROWS) await run(row, settings.warmupSec);
@@ -80,7 +97,8 @@ export async function runWorkers(ctx: ScenarioContext): Promise<ScenarioOutcome>
       ROWS,
       (row) => row,
       (row) => run(row, settings.durationSec),
-      (row, _size, r) => `${row.padEnd(9)} ${Math.round(r.wrk.requestsPerSec).toString().padStart(7)} req/s  p99 ${r.wrk.p99Ms.toFixed(2)} ms  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%${otherNote(r.otherCpuPct)}`,
+      (row, _size, r) =>
+        `${row.padEnd(9)} ${Math.round(r.wrk.requestsPerSec).toString().padStart(7)} req/s  p99 ${r.wrk.p99Ms.toFixed(2)} ms  cpu ${r.serverCpuPct?.toFixed(0) ?? '?'}%${otherNote(r.otherCpuPct)}`,
     );
     const after = await workerTotals(admin.get('meshd-2w') as number);
     clearInterval(sampler);
@@ -91,7 +109,10 @@ export async function runWorkers(ctx: ScenarioContext): Promise<ScenarioOutcome>
     const shares = after.map((n, i) => n - (before[i] ?? 0));
     const shareTotal = shares.reduce((a, b) => a + b, 0);
 
-    const lines = ['| target | req/s | p50 | p99 | server CPU | req/s per server core | CPU µs / request | vs 1 worker (per core) |', '|---|---:|---:|---:|---:|---:|---:|---:|'];
+    const lines = [
+      '| target | req/s | p50 | p99 | server CPU | req/s per server core | CPU µs / request | vs 1 worker (per core) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+    ];
     const perCore = new Map<Row, number>();
     for (const row of ROWS) {
       const runs = results.get(row) ?? [];

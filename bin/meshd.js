@@ -31,7 +31,11 @@ if (major < 24) {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128)));
 } else if (DAEMON_COMMANDS.has(args[0] ?? '') && needsRuntimeSettings(process.execArgv, process.env) && canReplaceItself()) {
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...missingFlags(process.execArgv, process.env), script, ...args], runtimeEnv(process.env));
+  process.execve(
+    process.execPath,
+    [process.execPath, ...process.execArgv, ...missingFlags(process.execArgv, process.env), script, ...args],
+    runtimeEnv(process.env),
+  );
 } else {
   await import(builtIsCurrent() ? '../dist/cli/main.js' : '../src/cli/main.ts');
 }
@@ -50,7 +54,9 @@ function canReplaceItself() {
   const forPid = process.env.LISTEN_PID;
   const handedOver = Number.isInteger(count) && count > 0 && (forPid === undefined || forPid === '' || Number(forPid) === process.pid);
   if (handedOver) {
-    process.stderr.write('meshd: started with inherited listening sockets, which a restart in place would close, so the runtime settings (--max-semi-space-size=4, MALLOC_ARENA_MAX=2) are not applied; give them in the command that starts meshd\n');
+    process.stderr.write(
+      'meshd: started with inherited listening sockets, which a restart in place would close, so the runtime settings (--max-semi-space-size=4, MALLOC_ARENA_MAX=2) are not applied; give them in the command that starts meshd\n',
+    );
   }
   return !handedOver;
 }

@@ -141,7 +141,10 @@ export class Daemon {
     const read = (): Promise<string[]> =>
       (this.nodeCidrs ??= nodePodCidrs(this.config.kubernetes, process.env).then(
         (cidrs) => {
-          this.deps.log.info({ node: this.config.kubernetes.nodeName ?? process.env['NODE_NAME'], podCidrs: cidrs }, 'node pod ranges read from the Kubernetes API');
+          this.deps.log.info(
+            { node: this.config.kubernetes.nodeName ?? process.env['NODE_NAME'], podCidrs: cidrs },
+            'node pod ranges read from the Kubernetes API',
+          );
           return cidrs;
         },
         (err: unknown) => {
@@ -171,12 +174,19 @@ export class Daemon {
       const admin = role.servesAdmin ? formatAddress(await this.admin.listen(adminAt.listen.host, adminAt.listen.port, fds?.get('admin'))) : '';
       const outbound = role.handedOver('outbound')
         ? HANDED_OVER
-        : formatAddress(await this.outbound.listen(outboundAt.listen.host, role.port('outbound', outboundAt.listen.port), fds?.get('outbound'), role.sharesPorts));
+        : formatAddress(
+            await this.outbound.listen(outboundAt.listen.host, role.port('outbound', outboundAt.listen.port), fds?.get('outbound'), role.sharesPorts),
+          );
       this.bound = { admin, outbound };
       if (this.inbound !== undefined && this.config.inbound !== undefined) {
         const { host, port } = this.config.inbound.listen;
-        this.bound.inbound = role.handedOver('inbound') ? HANDED_OVER : formatAddress(await this.inbound.listen(host, role.port('inbound', port), fds?.get('inbound'), role.sharesPorts));
-        this.deps.log.info({ listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] }, 'listening');
+        this.bound.inbound = role.handedOver('inbound')
+          ? HANDED_OVER
+          : formatAddress(await this.inbound.listen(host, role.port('inbound', port), fds?.get('inbound'), role.sharesPorts));
+        this.deps.log.info(
+          { listener: 'inbound', address: this.bound.inbound, identity: this.deps.tls?.current.identity, local: [...this.local.keys()] },
+          'listening',
+        );
       }
     } catch (err) {
       this.admin.close();
@@ -225,10 +235,14 @@ export class Daemon {
       ['admin.listen', prev.admin.listen, next.admin.listen],
     ] as const) {
       if (!sameAddress(before, after)) {
-        this.deps.log.warn({ key: name, running: formatSocketAddress(before), configured: formatSocketAddress(after) }, 'listener address changes take effect at the next restart');
+        this.deps.log.warn(
+          { key: name, running: formatSocketAddress(before), configured: formatSocketAddress(after) },
+          'listener address changes take effect at the next restart',
+        );
       }
     }
-    if (prev.workers !== next.workers) this.deps.log.warn({ key: 'workers', running: prev.workers, configured: next.workers }, 'the number of workers changes at the next restart');
+    if (prev.workers !== next.workers)
+      this.deps.log.warn({ key: 'workers', running: prev.workers, configured: next.workers }, 'the number of workers changes at the next restart');
     if (JSON.stringify(prev.tls) !== JSON.stringify(next.tls) || JSON.stringify(prev.inbound) !== JSON.stringify(next.inbound)) {
       this.deps.log.warn({ key: 'tls/inbound' }, 'tls and inbound settings take effect at the next restart (certificate files are watched and rotate live)');
     }
@@ -283,7 +297,16 @@ export class Daemon {
     for (const [name, lc] of config.local) {
       if (this.local.has(name)) continue;
       const metrics = this.metrics;
-      this.local.set(name, new LocalService(lc, { observer: metrics, decisions: metrics, log: this.deps.log, clock: this.deps.clock, concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit) }));
+      this.local.set(
+        name,
+        new LocalService(lc, {
+          observer: metrics,
+          decisions: metrics,
+          log: this.deps.log,
+          clock: this.deps.clock,
+          concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
+        }),
+      );
     }
   }
 
@@ -319,7 +342,13 @@ export class Daemon {
               fingerprint: this.deps.tls.current.fingerprint,
               minVersion: this.deps.tls.settings.minVersion,
             },
-      local: [...this.local.values()].map((l) => ({ name: l.config.name, target: `${l.config.target.host}:${l.config.target.port}`, allow: l.config.allow, deny: l.config.deny, tcp: l.config.tcp })),
+      local: [...this.local.values()].map((l) => ({
+        name: l.config.name,
+        target: `${l.config.target.host}:${l.config.target.port}`,
+        allow: l.config.allow,
+        deny: l.config.deny,
+        tcp: l.config.tcp,
+      })),
       draining: this.draining,
       inFlight: this.outbound.active,
       services: this.services.state(now),

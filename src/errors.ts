@@ -78,7 +78,5 @@ export class ConfigError extends Error {
 }
 
 export function formatProblems(file: string, problems: readonly ConfigProblem[]): string {
-  return problems
-    .map((p) => `  ${file}${p.line === undefined ? '' : `:${p.line}`}: ${p.path === '' ? '(top level)' : p.path}: ${p.message}`)
-    .join('\n');
+  return problems.map((p) => `  ${file}${p.line === undefined ? '' : `:${p.line}`}: ${p.path === '' ? '(top level)' : p.path}: ${p.message}`).join('\n');
 }

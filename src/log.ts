@@ -18,7 +18,10 @@ export function effectiveLevel(configured: LogLevel, env: NodeJS.ProcessEnv): Lo
 
 /** A bug that escaped every handler: logged, then exit 70 so that `restarter` starts a clean process. */
 export function exitOnUncaughtErrors(log: Logger, restarter: string): void {
-  for (const [event, what] of [['uncaughtException', 'uncaught exception'], ['unhandledRejection', 'unhandled rejection']] as const) {
+  for (const [event, what] of [
+    ['uncaughtException', 'uncaught exception'],
+    ['unhandledRejection', 'unhandled rejection'],
+  ] as const) {
     process.on(event, (err: unknown) => {
       log.fatal({ err }, `${what}; exiting so that ${restarter}`);
       process.exit(70);

@@ -66,7 +66,9 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       // A collector honours prom-client's metric contract (name, get() in its format) without being one of its classes.
       this.registry.registerMetric(collector as unknown as Metric);
     };
-    register(this.series.requestsCollector('meshd_requests_total', 'Requests answered, by service, endpoint ("none" when no endpoint was reached) and status class.'));
+    register(
+      this.series.requestsCollector('meshd_requests_total', 'Requests answered, by service, endpoint ("none" when no endpoint was reached) and status class.'),
+    );
     register(this.series.durationCollector('meshd_request_duration_seconds', 'Time from request arrival to the end of the response.'));
     register(this.series.inFlightCollector('meshd_inflight_requests', 'Requests in progress.'));
     this.resets = new Counter({
@@ -75,7 +77,12 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       labelNames: ['service', 'side'],
       registers,
     });
-    this.retries = new Counter({ name: 'meshd_retries_total', help: 'Retries sent, by the status or error that caused them.', labelNames: ['service', 'reason'], registers });
+    this.retries = new Counter({
+      name: 'meshd_retries_total',
+      help: 'Retries sent, by the status or error that caused them.',
+      labelNames: ['service', 'reason'],
+      registers,
+    });
     this.budgetExhausted = new Counter({
       name: 'meshd_retry_budget_exhausted_total',
       help: 'Retries not sent because the retry budget was spent.',
@@ -126,15 +133,30 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       },
     });
     for (const result of ['success', 'failure']) this.reloads.labels(result).inc(0);
-    this.handshakeErrors = new Counter({ name: 'meshd_tls_handshake_errors_total', help: 'Refused TLS handshakes by listener and reason.', labelNames: ['listener', 'reason'], registers });
-    this.authorizations = new Counter({ name: 'meshd_authorization_total', help: 'Inbound authorization decisions by local service.', labelNames: ['service', 'result'], registers });
+    this.handshakeErrors = new Counter({
+      name: 'meshd_tls_handshake_errors_total',
+      help: 'Refused TLS handshakes by listener and reason.',
+      labelNames: ['listener', 'reason'],
+      registers,
+    });
+    this.authorizations = new Counter({
+      name: 'meshd_authorization_total',
+      help: 'Inbound authorization decisions by local service.',
+      labelNames: ['service', 'result'],
+      registers,
+    });
     this.handshakes = new Counter({
       name: 'meshd_tls_handshakes_total',
       help: 'Completed TLS handshakes by listener; resumed="true" when a session was reused.',
       labelNames: ['listener', 'resumed'],
       registers,
     });
-    this.rotations = new Counter({ name: 'meshd_tls_rotations_total', help: 'Certificate reloads applied (success) or rejected (failure).', labelNames: ['result'], registers });
+    this.rotations = new Counter({
+      name: 'meshd_tls_rotations_total',
+      help: 'Certificate reloads applied (success) or rejected (failure).',
+      labelNames: ['result'],
+      registers,
+    });
     new Gauge({
       name: 'meshd_certificate_expiry_seconds',
       help: "Seconds until this host's certificate expires (negative: expired).",

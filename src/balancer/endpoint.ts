@@ -35,7 +35,14 @@ export class Endpoint<U extends Upstream = Upstream> {
   /** Set by the feedback loop: false while ejected or failing health checks (unless in panic). */
   available = true;
 
-  constructor(spec: EndpointSpec, upstream: U, recorder: EndpointRecorder, now: number, stats = new EndpointStats(), load = new PeakEwma(DEFAULT_PEAK_EWMA, now)) {
+  constructor(
+    spec: EndpointSpec,
+    upstream: U,
+    recorder: EndpointRecorder,
+    now: number,
+    stats = new EndpointStats(),
+    load = new PeakEwma(DEFAULT_PEAK_EWMA, now),
+  ) {
     this.spec = spec;
     this.address = spec.address;
     this.upstream = upstream;

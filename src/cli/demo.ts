@@ -58,8 +58,18 @@ export async function demoCommand(durationMs: number | undefined): Promise<numbe
   const started = monotonicClock();
   const backends = [
     await startBackend('steady', 'always healthy', () => ({ delayMs: 5, fail: false }), started),
-    await startBackend('slowpoke', `10x slow ${SLOW_FROM / 1000}-${SLOW_UNTIL / 1000}s`, (t) => ({ delayMs: t >= SLOW_FROM && t < SLOW_UNTIL ? 50 : 5, fail: false }), started),
-    await startBackend('flaky', `fails 30% ${FLAKY_FROM / 1000}-${FLAKY_UNTIL / 1000}s`, (t) => ({ delayMs: 5, fail: t >= FLAKY_FROM && t < FLAKY_UNTIL && Math.random() < 0.3 }), started),
+    await startBackend(
+      'slowpoke',
+      `10x slow ${SLOW_FROM / 1000}-${SLOW_UNTIL / 1000}s`,
+      (t) => ({ delayMs: t >= SLOW_FROM && t < SLOW_UNTIL ? 50 : 5, fail: false }),
+      started,
+    ),
+    await startBackend(
+      'flaky',
+      `fails 30% ${FLAKY_FROM / 1000}-${FLAKY_UNTIL / 1000}s`,
+      (t) => ({ delayMs: 5, fail: t >= FLAKY_FROM && t < FLAKY_UNTIL && Math.random() < 0.3 }),
+      started,
+    ),
   ];
   const byPort = new Map(backends.map((b) => [`127.0.0.1:${b.port}`, b]));
   const named = (text: string): string => text.replace(/127\.0\.0\.1:\d+/g, (address) => byPort.get(address)?.name ?? address);
@@ -143,7 +153,10 @@ ${backends.map((b) => `      - { address: 127.0.0.1:${b.port} }`).join('\n')}
       );
     }
     const callerRate = ok + failed === 0 ? 100 : (ok / (ok + failed)) * 100;
-    lines.push('', `callers: ${ok + failed} requests in the last second, ${callerRate.toFixed(2)}% succeeded (retries hide backend failures)   concurrency limit: ${service?.concurrency?.limit ?? '-'}`);
+    lines.push(
+      '',
+      `callers: ${ok + failed} requests in the last second, ${callerRate.toFixed(2)}% succeeded (retries hide backend failures)   concurrency limit: ${service?.concurrency?.limit ?? '-'}`,
+    );
     lines.push('', 'recent decisions:', ...(decisions.length === 0 ? ['  (none yet)'] : decisions.map((d) => `  ${d}`)));
     process.stdout.write(tty ? `\x1b[2J\x1b[H${lines.join('\n')}\n` : `${lines.join('\n')}\n\n`);
     answered.clear();
@@ -161,7 +174,15 @@ ${backends.map((b) => `      - { address: 127.0.0.1:${b.port} }`).join('\n')}
       clearInterval(screen);
       await daemon.drain(2_000);
       await agent.close();
-      await Promise.all(backends.map((b) => new Promise<void>((r) => { b.server.closeAllConnections(); b.server.close(() => r()); })));
+      await Promise.all(
+        backends.map(
+          (b) =>
+            new Promise<void>((r) => {
+              b.server.closeAllConnections();
+              b.server.close(() => r());
+            }),
+        ),
+      );
       process.stdout.write('demo stopped\n');
       resolve(0);
     };

@@ -49,7 +49,11 @@ export async function caCommand(args: string[]): Promise<number> {
   if (sub !== 'init') return fail(`unknown ca command "${sub}"`, CA_HELP);
   let values;
   try {
-    ({ values } = parseArgs({ args: rest, options: { dir: { type: 'string' }, 'trust-domain': { type: 'string' }, ttl: { type: 'string' }, force: { type: 'boolean' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: rest,
+      options: { dir: { type: 'string' }, 'trust-domain': { type: 'string' }, ttl: { type: 'string' }, force: { type: 'boolean' } },
+      strict: true,
+    }));
   } catch (err) {
     return fail((err as Error).message, CA_HELP);
   }
@@ -117,7 +121,11 @@ export async function certCommand(args: string[]): Promise<number> {
   if (sub !== 'issue') return fail(`unknown cert command "${sub}"`, CERT_HELP);
   let values;
   try {
-    ({ values } = parseArgs({ args: rest, options: { ca: { type: 'string' }, identity: { type: 'string' }, ttl: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: rest,
+      options: { ca: { type: 'string' }, identity: { type: 'string' }, ttl: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' } },
+      strict: true,
+    }));
   } catch (err) {
     return fail((err as Error).message, CERT_HELP);
   }

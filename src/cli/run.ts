@@ -73,15 +73,25 @@ export async function runCommand(configPath: string | undefined): Promise<number
   notifier.ready(statusLine(config));
   notifier.startWatchdog();
 
-  const reloader = new Reloader(configPath, daemon, notifier, log, () => config, (c) => (config = c));
+  const reloader = new Reloader(
+    configPath,
+    daemon,
+    notifier,
+    log,
+    () => config,
+    (c) => (config = c),
+  );
   process.on('SIGHUP', () => {
     reloader.request('SIGHUP');
     void tls?.reload();
   });
   let watch: FileWatch | undefined;
   if (configPath !== undefined) {
-    watch = new FileWatch(configPath, { settleMs: 200, pollMs: 2_000 }, () => reloader.request('file change'), (err) =>
-      log.warn({ err: err.message, file: configPath }, 'cannot watch the config file; SIGHUP still reloads'),
+    watch = new FileWatch(
+      configPath,
+      { settleMs: 200, pollMs: 2_000 },
+      () => reloader.request('file change'),
+      (err) => log.warn({ err: err.message, file: configPath }, 'cannot watch the config file; SIGHUP still reloads'),
     );
     if (configText !== undefined) watch.prime(configText);
     watch.start();
@@ -126,14 +136,7 @@ class Reloader {
   private readonly current: () => MeshConfig;
   private readonly replace: (config: MeshConfig) => void;
 
-  constructor(
-    path: string | undefined,
-    daemon: Runnable,
-    notifier: Notifier,
-    log: Logger,
-    current: () => MeshConfig,
-    replace: (config: MeshConfig) => void,
-  ) {
+  constructor(path: string | undefined, daemon: Runnable, notifier: Notifier, log: Logger, current: () => MeshConfig, replace: (config: MeshConfig) => void) {
     this.path = path;
     this.daemon = daemon;
     this.notifier = notifier;
@@ -158,7 +161,8 @@ class Reloader {
       this.replace(config);
       this.log.info({ trigger, config: this.path, services: config.services.size }, 'config reloaded');
     } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems.map((p) => `${p.line === undefined ? '' : `line ${p.line}: `}${p.path}: ${p.message}`) : [String(err)];
+      const problems =
+        err instanceof ConfigError ? err.problems.map((p) => `${p.line === undefined ? '' : `line ${p.line}: `}${p.path}: ${p.message}`) : [String(err)];
       this.daemon.recordReload(false, problems);
       this.log.error({ trigger, config: this.path, problems }, 'config rejected; the running config keeps serving');
     } finally {

@@ -346,7 +346,6 @@ class WorkerPool implements WorkerView {
   }
 }
 
-
 /** "127.0.0.1:4140" or "[::1]:4140" → 4140; undefined for a listener the supervisor accepts on. */
 function portOf(address: string): number | undefined {
   const port = Number(address.slice(address.lastIndexOf(':') + 1));

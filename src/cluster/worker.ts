@@ -92,10 +92,14 @@ export async function runWorker(configPath: string | undefined): Promise<number>
           link.deliver(message.service, message.update);
           return;
         case 'reload':
-          void reload(message.text).then((problems) => send({ meshd: 'reloaded', id: message.id, ok: problems === undefined, ...(problems === undefined ? {} : { problems }) }));
+          void reload(message.text).then((problems) =>
+            send({ meshd: 'reloaded', id: message.id, ok: problems === undefined, ...(problems === undefined ? {} : { problems }) }),
+          );
           return;
         case 'query':
-          void (message.what === 'state' ? Promise.resolve(daemon.state()) : daemon.metrics.json()).then((value) => send({ meshd: 'answer', id: message.id, value }));
+          void (message.what === 'state' ? Promise.resolve(daemon.state()) : daemon.metrics.json()).then((value) =>
+            send({ meshd: 'answer', id: message.id, value }),
+          );
           return;
         case 'drain':
           stop('supervisor asked');

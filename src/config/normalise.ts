@@ -163,7 +163,12 @@ function normaliseBalancer(raw: RawBalancer): BalancerConfig {
     decayMs: ms(raw.decay, d.decay),
     defaultRttMs: ms(raw.defaultRtt, d.defaultRtt),
     failurePenalty: raw.failurePenalty ?? d.failurePenalty,
-    hashOn: raw.hashOn?.header !== undefined ? { header: raw.hashOn.header.toLowerCase() } : raw.hashOn?.cookie !== undefined ? { cookie: raw.hashOn.cookie } : undefined,
+    hashOn:
+      raw.hashOn?.header !== undefined
+        ? { header: raw.hashOn.header.toLowerCase() }
+        : raw.hashOn?.cookie !== undefined
+          ? { cookie: raw.hashOn.cookie }
+          : undefined,
     zoneAware: raw.zoneAware ?? d.zoneAware,
     slowStart: {
       windowMs: ms(raw.slowStart?.window, d.slowStart.window),

@@ -152,7 +152,8 @@ function listenersBefore(service: string, config: MeshConfig): { key: string; ad
   ];
   for (const [name, svc] of config.services) {
     if (name === service) break;
-    if (svc.tcp !== undefined && svc.tcp.listen.port !== 0) listeners.push({ key: `services.${name}.tcp.listen`, address: formatSocketAddress(svc.tcp.listen) });
+    if (svc.tcp !== undefined && svc.tcp.listen.port !== 0)
+      listeners.push({ key: `services.${name}.tcp.listen`, address: formatSocketAddress(svc.tcp.listen) });
   }
   return listeners;
 }
@@ -186,7 +187,8 @@ export const endpointIdentityNeedsTls: ConfigRule = ({ config }, report) => {
   if (config.tls !== undefined) return;
   for (const [name, svc] of config.services) {
     svc.endpoints.forEach((e, i) => {
-      if (e.identity !== undefined) report(['services', name, 'endpoints', i, 'identity'], 'an endpoint with an identity is reached over mTLS: configure tls (cert, key, ca)');
+      if (e.identity !== undefined)
+        report(['services', name, 'endpoints', i, 'identity'], 'an endpoint with an identity is reached over mTLS: configure tls (cert, key, ca)');
     });
   }
 };

@@ -139,7 +139,11 @@ const service = {
         successRate: {
           type: 'object',
           additionalProperties: false,
-          properties: { stdevFactor: { type: 'number', exclusiveMinimum: 0 }, minRequests: { type: 'integer', minimum: 1 }, minHosts: { type: 'integer', minimum: 2 } },
+          properties: {
+            stdevFactor: { type: 'number', exclusiveMinimum: 0 },
+            minRequests: { type: 'integer', minimum: 1 },
+            minHosts: { type: 'integer', minimum: 2 },
+          },
         },
         latency: {
           type: 'object',

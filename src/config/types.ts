@@ -51,7 +51,6 @@ export interface TlsSettings extends TlsPaths {
   readonly expiryWarningMs: number;
 }
 
-
 export type BalancerAlgorithm = 'p2c-ewma' | 'least-request' | 'round-robin' | 'weighted-round-robin' | 'ring-hash';
 
 export interface BalancerConfig {

@@ -41,7 +41,12 @@ export class EndpointsFileSource {
     this.path = path;
     this.events = events;
     this.log = log;
-    this.watch = new FileWatch(path, watchOptions, (text) => this.apply(text), (err) => this.fail(err.message));
+    this.watch = new FileWatch(
+      path,
+      watchOptions,
+      (text) => this.apply(text),
+      (err) => this.fail(err.message),
+    );
   }
 
   get endpoints(): readonly EndpointSpec[] {
@@ -79,7 +84,11 @@ export class EndpointsFileSource {
     try {
       endpoints = parseEndpointsFile(text, this.path);
     } catch (err) {
-      this.fail(err instanceof ConfigError ? err.problems.map((p) => `${p.line === undefined ? '' : `line ${p.line}: `}${p.path}: ${p.message}`).join('; ') : (err as Error).message);
+      this.fail(
+        err instanceof ConfigError
+          ? err.problems.map((p) => `${p.line === undefined ? '' : `line ${p.line}: `}${p.path}: ${p.message}`).join('; ')
+          : (err as Error).message,
+      );
       return;
     }
     this.current = endpoints;
@@ -92,7 +101,10 @@ export class EndpointsFileSource {
   private fail(reason: string): void {
     this.lastError = reason;
     this.lastErrorAt = new Date();
-    this.log.error({ service: this.service, file: this.path, reason, keptEndpoints: this.current.length }, 'endpoints file rejected; keeping the last good endpoints');
+    this.log.error(
+      { service: this.service, file: this.path, reason, keptEndpoints: this.current.length },
+      'endpoints file rejected; keeping the last good endpoints',
+    );
     this.events.failed(reason);
   }
 }

@@ -88,7 +88,11 @@ export class FeedbackController implements FeedbackLoop {
 
   /** Every endpoint's availability and condition now (sent to a worker that just started). */
   snapshot(): AvailabilityUpdate {
-    const endpoints = [...this.endpoints.keys()].map((address) => ({ address, available: this.detector.available(address), condition: this.detector.condition(address) }));
+    const endpoints = [...this.endpoints.keys()].map((address) => ({
+      address,
+      available: this.detector.available(address),
+      condition: this.detector.condition(address),
+    }));
     return { endpoints, returned: [], decidedAt: wallClockMs() };
   }
 
@@ -101,23 +105,36 @@ export class FeedbackController implements FeedbackLoop {
       switch (d.type) {
         case 'eject':
           recorder.decision(service, 'eject', d.reason);
-          log.warn({ event: 'eject', service, endpoint: d.endpoint, reason: d.reason, ...d.detail, ejectedForMs: d.durationMs, ejections: d.ejections }, `ejected ${d.endpoint}: ${d.reason}`);
+          log.warn(
+            { event: 'eject', service, endpoint: d.endpoint, reason: d.reason, ...d.detail, ejectedForMs: d.durationMs, ejections: d.ejections },
+            `ejected ${d.endpoint}: ${d.reason}`,
+          );
           break;
         case 'eject_skipped':
           recorder.decision(service, 'eject_skipped', d.reason);
-          log.warn({ event: 'eject_skipped', service, endpoint: d.endpoint, reason: d.reason, cause: d.cause, ...d.detail }, `kept ${d.endpoint} despite ${d.reason}: max ejection share reached`);
+          log.warn(
+            { event: 'eject_skipped', service, endpoint: d.endpoint, reason: d.reason, cause: d.cause, ...d.detail },
+            `kept ${d.endpoint} despite ${d.reason}: max ejection share reached`,
+          );
           break;
         case 'return': {
           recorder.decision(service, 'return', d.reason);
           const endpoint = this.endpoints.get(d.endpoint);
           if (endpoint !== undefined) returnToService(endpoint, this.endpoints.values(), this.returnRampMs, clock());
           returned.push({ address: d.endpoint, rampMs: this.returnRampMs });
-          log.info({ event: 'return', service, endpoint: d.endpoint, reason: d.reason, probationMs: d.probationMs, rampMs: this.returnRampMs }, `returned ${d.endpoint}: ${d.reason}`);
+          log.info(
+            { event: 'return', service, endpoint: d.endpoint, reason: d.reason, probationMs: d.probationMs, rampMs: this.returnRampMs },
+            `returned ${d.endpoint}: ${d.reason}`,
+          );
           break;
         }
         case 'panic':
           recorder.decision(service, 'panic', d.on ? 'on' : 'off');
-          if (d.on) log.error({ event: 'panic', service, available: d.available, total: d.total }, `PANIC: only ${d.available} of ${d.total} endpoints of ${service} available; balancing over all of them`);
+          if (d.on)
+            log.error(
+              { event: 'panic', service, available: d.available, total: d.total },
+              `PANIC: only ${d.available} of ${d.total} endpoints of ${service} available; balancing over all of them`,
+            );
           else log.warn({ event: 'panic', service, available: d.available, total: d.total }, `panic over for ${service}`);
           break;
       }

@@ -59,7 +59,8 @@ export function probe(target: ProbeTarget, config: HealthCheckConfig): Promise<b
     const done = (ok: boolean): void => resolve(ok);
     if (config.kind === 'tcp') {
       const secure = target.tls;
-      const socket: Socket = secure === undefined ? connect({ host: target.host, port: target.port }) : tlsConnect({ host: target.host, port: target.port, ...secure.options() });
+      const socket: Socket =
+        secure === undefined ? connect({ host: target.host, port: target.port }) : tlsConnect({ host: target.host, port: target.port, ...secure.options() });
       socket.setTimeout(config.timeoutMs, () => {
         socket.destroy();
         done(false);
@@ -71,7 +72,14 @@ export function probe(target: ProbeTarget, config: HealthCheckConfig): Promise<b
       socket.once('error', () => done(false));
       return;
     }
-    const options: RequestOptions = { host: target.host, port: target.port, path: config.path, method: 'GET', agent: false, headers: { 'user-agent': 'meshd-health-check' } };
+    const options: RequestOptions = {
+      host: target.host,
+      port: target.port,
+      path: config.path,
+      method: 'GET',
+      agent: false,
+      headers: { 'user-agent': 'meshd-health-check' },
+    };
     const send = target.tls === undefined ? request : tlsRequest;
     if (target.tls !== undefined) Object.assign(options, target.tls.options(), { headers: { ...options.headers, host: target.tls.service } });
     const req = send(options, (res) => {
@@ -113,7 +121,11 @@ export class HealthChecker {
         continue;
       }
       // A random first delay spreads the probes of many endpoints (and many hosts) apart.
-      const entry = { target, verdict: new HealthVerdict(this.config), timer: setTimeout(() => void this.run(address), this.random() * this.config.intervalMs) };
+      const entry = {
+        target,
+        verdict: new HealthVerdict(this.config),
+        timer: setTimeout(() => void this.run(address), this.random() * this.config.intervalMs),
+      };
       entry.timer.unref();
       this.targets.set(address, entry);
     }

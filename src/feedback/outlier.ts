@@ -24,13 +24,7 @@ export type { OutlierConfig } from '../config/types.ts';
 export { DEFAULT_OUTLIER } from '../config/defaults.ts';
 
 export type EjectReason =
-  | 'consecutive_gateway_failures'
-  | 'consecutive_server_errors'
-  | 'failure_percentage'
-  | 'success_rate'
-  | 'latency'
-  | 'health_check'
-  | 'overloaded';
+  'consecutive_gateway_failures' | 'consecutive_server_errors' | 'failure_percentage' | 'success_rate' | 'latency' | 'health_check' | 'overloaded';
 
 export type ReturnReason = 'backoff_elapsed' | 'health_check_passed';
 
@@ -256,7 +250,14 @@ export class OutlierDetector {
       const bar = mean - c.successRate.stdevFactor * stdev;
       for (const e of rated) {
         if (e.h.condition !== 'ejected' && e.rate < bar) {
-          this.eject(e.address, e.h, 'success_rate', { successRate: round(e.rate), mean: round(mean), stdev: round(stdev), threshold: round(bar) }, now, decisions);
+          this.eject(
+            e.address,
+            e.h,
+            'success_rate',
+            { successRate: round(e.rate), mean: round(mean), stdev: round(stdev), threshold: round(bar) },
+            now,
+            decisions,
+          );
         }
       }
     }

@@ -43,7 +43,14 @@ export function identityPattern(pattern: string): (identity: string) => boolean 
   const anyRest = segments.length > 1 && segments[segments.length - 1] === '**';
   if (anyRest) segments.pop();
   // Each segment: its literal parts escaped, its "*" runs matching within the segment only.
-  const body = segments.map((s) => s.split('*').map((part) => part.replace(REGEX_SPECIALS, '\\$&')).join('[^/]*')).join('/');
+  const body = segments
+    .map((s) =>
+      s
+        .split('*')
+        .map((part) => part.replace(REGEX_SPECIALS, '\\$&'))
+        .join('[^/]*'),
+    )
+    .join('/');
   const regex = new RegExp(`^${body}${anyRest ? '(?:/.*)?' : ''}$`, 's');
   return (identity) => regex.test(identity);
 }

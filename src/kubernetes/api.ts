@@ -36,7 +36,8 @@ export async function apiAccess(settings: KubernetesSettings, env: NodeJS.Proces
   const host = env['KUBERNETES_SERVICE_HOST'];
   const port = env['KUBERNETES_SERVICE_PORT'] ?? '443';
   const address = settings.apiServer ?? (host === undefined ? undefined : `https://${host.includes(':') ? `[${host}]` : host}:${port}`);
-  if (address === undefined) throw new KubernetesError('no API server: not running in a pod (KUBERNETES_SERVICE_HOST unset) and kubernetes.apiServer not configured');
+  if (address === undefined)
+    throw new KubernetesError('no API server: not running in a pod (KUBERNETES_SERVICE_HOST unset) and kubernetes.apiServer not configured');
   const read = async (what: string, path: string): Promise<string> => {
     try {
       return (await readFile(path, 'utf8')).trim();
@@ -44,27 +45,34 @@ export async function apiAccess(settings: KubernetesSettings, env: NodeJS.Proces
       throw new KubernetesError(`cannot read the ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   };
-  const [token, ca] = await Promise.all([read('service account token', settings.tokenFile ?? `${SERVICE_ACCOUNT_DIR}/token`), read('cluster CA', settings.caFile ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`)]);
+  const [token, ca] = await Promise.all([
+    read('service account token', settings.tokenFile ?? `${SERVICE_ACCOUNT_DIR}/token`),
+    read('cluster CA', settings.caFile ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`),
+  ]);
   return { server: new URL(address), token, ca };
 }
 
 /** GETs a JSON object from the API server. */
 export function getJson(access: ApiAccess, path: string, timeoutMs: number): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL(path, access.server), { method: 'GET', ca: access.ca, headers: { authorization: `Bearer ${access.token}`, accept: 'application/json', 'user-agent': 'meshd' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        if (res.statusCode !== 200) return reject(new KubernetesError(`GET ${path}: ${res.statusCode} ${apiMessage(text)}`, res.statusCode));
-        try {
-          resolve(JSON.parse(text));
-        } catch {
-          reject(new KubernetesError(`GET ${path}: the answer is not JSON`));
-        }
-      });
-      res.on('error', (err) => reject(new KubernetesError(`GET ${path}: ${err.message}`)));
-    });
+    const req = request(
+      new URL(path, access.server),
+      { method: 'GET', ca: access.ca, headers: { authorization: `Bearer ${access.token}`, accept: 'application/json', 'user-agent': 'meshd' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          if (res.statusCode !== 200) return reject(new KubernetesError(`GET ${path}: ${res.statusCode} ${apiMessage(text)}`, res.statusCode));
+          try {
+            resolve(JSON.parse(text));
+          } catch {
+            reject(new KubernetesError(`GET ${path}: the answer is not JSON`));
+          }
+        });
+        res.on('error', (err) => reject(new KubernetesError(`GET ${path}: ${err.message}`)));
+      },
+    );
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.on('error', (err: NodeJS.ErrnoException) => reject(new KubernetesError(`GET ${path}: ${err.code ?? err.message}`)));
     req.end();

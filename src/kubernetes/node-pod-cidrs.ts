@@ -20,13 +20,16 @@ const DEFAULT_PLAN: RetryPlan = { attempts: 6, firstDelayMs: 500, timeoutMs: 5_0
 
 export async function nodePodCidrs(settings: KubernetesSettings, env: NodeJS.ProcessEnv, plan: RetryPlan = DEFAULT_PLAN): Promise<string[]> {
   const nodeName = settings.nodeName ?? env['NODE_NAME'];
-  if (nodeName === undefined || nodeName === '') throw new KubernetesError('the node name is unknown: set NODE_NAME from the downward API (spec.nodeName) or kubernetes.nodeName');
+  if (nodeName === undefined || nodeName === '')
+    throw new KubernetesError('the node name is unknown: set NODE_NAME from the downward API (spec.nodeName) or kubernetes.nodeName');
   const access = await apiAccess(settings, env);
   let last: unknown;
   for (let attempt = 0; attempt < plan.attempts; attempt++) {
     if (attempt > 0) await new Promise((r) => setTimeout(r, plan.firstDelayMs * 2 ** (attempt - 1)));
     try {
-      const node = (await getJson(access, `/api/v1/nodes/${encodeURIComponent(nodeName)}`, plan.timeoutMs)) as { spec?: { podCIDR?: unknown; podCIDRs?: unknown } };
+      const node = (await getJson(access, `/api/v1/nodes/${encodeURIComponent(nodeName)}`, plan.timeoutMs)) as {
+        spec?: { podCIDR?: unknown; podCIDRs?: unknown };
+      };
       const list = Array.isArray(node.spec?.podCIDRs) ? node.spec.podCIDRs : typeof node.spec?.podCIDR === 'string' ? [node.spec.podCIDR] : [];
       const cidrs = list.filter((c): c is string => typeof c === 'string' && c !== '');
       // Transient: the node controller assigns it shortly after the node registers.

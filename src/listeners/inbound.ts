@@ -28,7 +28,6 @@ import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { serviceName } from './request-target.ts';
 
-
 export interface InboundDeps {
   local(name: string): LocalService | undefined;
   handshakeError(reason: string): void;
@@ -128,7 +127,10 @@ export class InboundListener {
       const cert = socket.getPeerCertificate();
       const reason = cert === null || Object.keys(cert).length === 0 ? 'no_client_certificate' : verifyReason(String(socket.authorizationError));
       this.deps.handshakeError(reason);
-      this.deps.log.info({ listener: 'inbound', reason, detail: String(socket.authorizationError), remote: socket.remoteAddress }, `TLS handshake refused: ${reason}`);
+      this.deps.log.info(
+        { listener: 'inbound', reason, detail: String(socket.authorizationError), remote: socket.remoteAddress },
+        `TLS handshake refused: ${reason}`,
+      );
       socket.destroy();
       return;
     }
@@ -184,7 +186,10 @@ export class InboundListener {
         socket.resume();
       },
       (err: NodeJS.ErrnoException) => {
-        this.deps.log.warn({ service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: err.code }, 'local TCP target refused the connection');
+        this.deps.log.warn(
+          { service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: err.code },
+          'local TCP target refused the connection',
+        );
         socket.destroy();
         release();
       },
@@ -210,7 +215,10 @@ export class InboundListener {
     const verdict = local.authorize(identity);
     this.deps.authorization(local.config.name, verdict.allowed);
     if (!verdict.allowed) {
-      this.deps.log.warn({ event: 'forbidden', service: local.config.name, identity, rule: verdict.rule }, `refused ${identity} for ${local.config.name}: ${verdict.rule}`);
+      this.deps.log.warn(
+        { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
+        `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
+      );
       return sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
     }
     this.streams.add(socket);
@@ -225,7 +233,10 @@ export class InboundListener {
     this.deps.upgrades.forward(req, socket, head, target, headers, limits, started, this.deps.clock, (result) => {
       if (result.error === undefined) return;
       const code = result.outcome === 'connect_failed' ? 'connect_failed' : result.outcome === 'timeout' ? 'upstream_timeout' : 'upstream_reset';
-      this.deps.log.warn({ service: local.config.name, code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error.message }, 'WebSocket upgrade to the local target failed');
+      this.deps.log.warn(
+        { service: local.config.name, code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error.message },
+        'WebSocket upgrade to the local target failed',
+      );
       sendRawError(socket, new MeshError(code, `the local target of "${local.config.name}" could not take the upgrade`));
     });
   }
@@ -253,7 +264,10 @@ export class InboundListener {
     const verdict = local.authorize(identity);
     this.deps.authorization(local.config.name, verdict.allowed);
     if (!verdict.allowed) {
-      this.deps.log.warn({ event: 'forbidden', service: local.config.name, identity, rule: verdict.rule }, `refused ${identity} for ${local.config.name}: ${verdict.rule}`);
+      this.deps.log.warn(
+        { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
+        `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
+      );
       sendError(res, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
       return;
     }

@@ -21,7 +21,8 @@ class NodeRequestHead implements RequestHead {
     this.req = req;
     this.path = path;
     // An HTTP/2 caller names the service in :authority, which has no HTTP/1.1 Host to copy.
-    this.authority = authority ?? (req.httpVersionMajor === 2 && req.headers.host === undefined ? (req.headers[':authority'] as string | undefined) : undefined);
+    this.authority =
+      authority ?? (req.httpVersionMajor === 2 && req.headers.host === undefined ? (req.headers[':authority'] as string | undefined) : undefined);
     this.hasBody = requestHasBody(req);
   }
 
@@ -115,5 +116,10 @@ export function nodeExchange(req: IncomingMessage, res: ServerResponse, path: st
 export function sendError(res: ServerResponse, err: MeshError, closeConnection = false): void {
   const req = res.req as IncomingMessage | undefined;
   const contentType = req?.headers['content-type'];
-  respondError(new NodeResponseSink(res, req?.httpVersionMajor === 2), { method: req?.method ?? 'GET', contentType: typeof contentType === 'string' ? contentType : undefined }, err, closeConnection);
+  respondError(
+    new NodeResponseSink(res, req?.httpVersionMajor === 2),
+    { method: req?.method ?? 'GET', contentType: typeof contentType === 'string' ? contentType : undefined },
+    err,
+    closeConnection,
+  );
 }

@@ -78,7 +78,10 @@ export class OutboundHttpListener {
       (req, res) => this.onRequest(req, res),
     );
     this.h2 = createH2Server(
-      { maxSessionMemory: 64, settings: { maxHeaderListSize: settings.maxHeaderSizeBytes, enablePush: false, maxConcurrentStreams: settings.http2MaxConcurrentStreams } },
+      {
+        maxSessionMemory: 64,
+        settings: { maxHeaderListSize: settings.maxHeaderSizeBytes, enablePush: false, maxConcurrentStreams: settings.http2MaxConcurrentStreams },
+      },
       (req, res) => this.onRequest(req as unknown as IncomingMessage, res as unknown as ServerResponse),
     );
     this.h2.on('session', (session: Http2Session) => {

@@ -2,15 +2,7 @@
  * How one upstream attempt ended, as the balancer and the feedback loop see
  * it. Client aborts are not the endpoint's fault and are not held against it.
  */
-export type Outcome =
-  | 'success'
-  | 'http_5xx'
-  | 'grpc_error'
-  | 'connect_failed'
-  | 'timeout'
-  | 'reset'
-  | 'protocol_error'
-  | 'client_abort';
+export type Outcome = 'success' | 'http_5xx' | 'grpc_error' | 'connect_failed' | 'timeout' | 'reset' | 'protocol_error' | 'client_abort';
 
 export const OUTCOMES: readonly Outcome[] = ['success', 'http_5xx', 'grpc_error', 'connect_failed', 'timeout', 'reset', 'protocol_error', 'client_abort'];
 

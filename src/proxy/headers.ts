@@ -43,7 +43,13 @@ const VIA = '1.1 meshd';
 /** Field names listed in a Connection header value, lowercased. */
 function connectionTokens(value: string | undefined): ReadonlySet<string> | undefined {
   if (value === undefined || value === '' || value === 'keep-alive' || value === 'close') return undefined;
-  return new Set(value.toLowerCase().split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== 'close' && s !== 'keep-alive'));
+  return new Set(
+    value
+      .toLowerCase()
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '' && s !== 'close' && s !== 'keep-alive'),
+  );
 }
 
 export interface ForwardedFor {

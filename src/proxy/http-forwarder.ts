@@ -26,7 +26,10 @@ export function forwardHttp(ex: Exchange): Promise<void> {
     // Tell the next hop how long this caller will still wait (deadline propagation).
     if (Number.isFinite(ex.deadline)) fields.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
     try {
-      endpoint.upstream.pool.dispatch({ path: head.path, method: head.method, headers: fields, body: ex.attempt.body ?? ex.body ?? null, upgrade: null }, handler);
+      endpoint.upstream.pool.dispatch(
+        { path: head.path, method: head.method, headers: fields, body: ex.attempt.body ?? ex.body ?? null, upgrade: null },
+        handler,
+      );
     } catch (err) {
       handler.onResponseError(undefined, err as Error);
     }
@@ -179,9 +182,24 @@ export function classify(err: Error, endpoint: string): MeshError {
   const code = (err as { code?: string }).code ?? '';
   if (code === 'ERR_MESHD_IDENTITY_MISMATCH') return new MeshError('connect_failed', `${endpoint}: ${err.message}`, { cause: err });
   // A failed TLS handshake: nothing was sent, like a refused connection.
-  if (CONNECT_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code.startsWith('CERT_') || code.startsWith('UNABLE_TO_') || code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || code === 'SELF_SIGNED_CERT_IN_CHAIN') return new MeshError('connect_failed', `cannot connect to ${endpoint}`, { cause: err });
+  if (
+    CONNECT_CODES.has(code) ||
+    code.startsWith('ERR_SSL_') ||
+    code.startsWith('ERR_TLS_') ||
+    code.startsWith('CERT_') ||
+    code.startsWith('UNABLE_TO_') ||
+    code === 'DEPTH_ZERO_SELF_SIGNED_CERT' ||
+    code === 'SELF_SIGNED_CERT_IN_CHAIN'
+  )
+    return new MeshError('connect_failed', `cannot connect to ${endpoint}`, { cause: err });
   if (TIMEOUT_CODES.has(code)) return new MeshError('upstream_timeout', `${endpoint} did not answer in time`, { cause: err });
-  if (err.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+  if (
+    err.name === 'HTTPParserError' ||
+    code.startsWith('HPE_') ||
+    code === 'UND_ERR_INFO' ||
+    code === 'UND_ERR_HEADERS_OVERFLOW' ||
+    code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'
+  ) {
     return new MeshError('upstream_protocol_error', `${endpoint} sent an invalid HTTP response`, { cause: err });
   }
   return new MeshError('upstream_reset', `${endpoint} closed the connection before a complete response`, { cause: err });

@@ -25,7 +25,9 @@ export function connectTcp(target: TcpTarget, timeoutMs: number, service: string
       reject(Object.assign(new Error('an endpoint with an identity needs TLS material'), { code: 'ERR_MESHD_NO_TLS' }));
       return;
     }
-    const upstream: Socket = secure ? (tls as MeshTlsClient).connectTcp(target.host, target.port, service, target.identity as string) : connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
+    const upstream: Socket = secure
+      ? (tls as MeshTlsClient).connectTcp(target.host, target.port, service, target.identity as string)
+      : connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
     const timer = setTimeout(() => {
       upstream.destroy();
       reject(Object.assign(new Error(`connect timeout after ${timeoutMs}ms`), { code: 'ETIMEDOUT' }));

@@ -52,7 +52,10 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket): Promise<vo
       lease.finish('connect_failed');
       ctx.recorder.tcpConnection(endpoint.address, 'connect_failed');
       const retry = attempt < ctx.attemptsAllowed && !client.destroyed && ctx.budget.tryWithdraw(clock());
-      log.warn({ service: ctx.service, endpoint: endpoint.address, code: 'connect_failed', cause: (err as NodeJS.ErrnoException).code, retry }, 'TCP connect failed');
+      log.warn(
+        { service: ctx.service, endpoint: endpoint.address, code: 'connect_failed', cause: (err as NodeJS.ErrnoException).code, retry },
+        'TCP connect failed',
+      );
       if (!retry) {
         client.destroy();
         return;

@@ -83,7 +83,17 @@ export class UpgradeForwarder {
    * Relays an upgrade to `target` with the request fields `headers`. `onHandshake` fires once
    * with the result of the handshake; on failure the caller answers and closes the client socket.
    */
-  forward(req: IncomingMessage, socket: Socket, head: Buffer, target: UpgradeTarget, headers: HeaderObject, limits: UpgradeLimits, started: number, now: () => number, onHandshake: (result: UpgradeResult) => void): void {
+  forward(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    target: UpgradeTarget,
+    headers: HeaderObject,
+    limits: UpgradeLimits,
+    started: number,
+    now: () => number,
+    onHandshake: (result: UpgradeResult) => void,
+  ): void {
     let reported = false;
     let proxyReq: ClientRequest | undefined;
     // Until the connection (with its TLS handshake and identity check) is up, a failure is a failed connect.

@@ -74,7 +74,10 @@ export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage,
             : new MeshError('upstream_reset', `${endpoint.address} closed the connection during the upgrade`, { cause: result.error });
     endpoint.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
     if (failure !== undefined) {
-      log.warn({ service: ctx.service, endpoint: endpoint.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error?.message }, failure.message);
+      log.warn(
+        { service: ctx.service, endpoint: endpoint.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error?.message },
+        failure.message,
+      );
       sendRawError(socket, failure);
     }
   });

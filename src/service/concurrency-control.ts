@@ -40,7 +40,16 @@ export function createAdmission(service: string, settings: ConcurrencySettings, 
     deps.decisions.decision(service, 'limit_change', change.to > change.from ? 'increase' : 'decrease');
     // Explain big moves at info; the steady drift of a working limit at debug.
     const big = Math.abs(change.to - lastLoggedLimit) >= Math.max(2, lastLoggedLimit * 0.2);
-    const fields = { event: 'limit_change', service, from: change.from, to: change.to, shortRttMs: round(change.shortRttMs), baselineRttMs: round(change.baselineRttMs), gradient: round(change.gradient), maxInFlight: change.maxInFlight };
+    const fields = {
+      event: 'limit_change',
+      service,
+      from: change.from,
+      to: change.to,
+      shortRttMs: round(change.shortRttMs),
+      baselineRttMs: round(change.baselineRttMs),
+      gradient: round(change.gradient),
+      maxInFlight: change.maxInFlight,
+    };
     if (big) {
       lastLoggedLimit = change.to;
       deps.log.info(fields, `concurrency limit of ${service}: ${change.from} → ${change.to}`);

@@ -112,7 +112,14 @@ export class EndpointSet {
       }
       const recorder = this.deps.observer.forEndpoint(this.service, address);
       const old = carried.get(address);
-      const fresh = new Endpoint(spec, new HttpUpstream(spec, settings.upstream, this.deps.tls), recorder, now, old?.stats, old?.load ?? new PeakEwma(settings.ewma, now));
+      const fresh = new Endpoint(
+        spec,
+        new HttpUpstream(spec, settings.upstream, this.deps.tls),
+        recorder,
+        now,
+        old?.stats,
+        old?.load ?? new PeakEwma(settings.ewma, now),
+      );
       if (old !== undefined) fresh.warmingSince = old.warmingSince;
       this.endpoints.set(address, fresh);
       if (old === undefined) added.push(address);

@@ -63,7 +63,11 @@ export class LocalService {
     this.authorize = compilePolicy(config);
     const address = formatSocketAddress(config.target);
     const spec = { address, host: config.target.host, port: config.target.port, zone: undefined, weight: 1, labels: {}, identity: undefined };
-    const upstream = new HttpUpstream(spec, { protocol: config.protocol, maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS }, undefined);
+    const upstream = new HttpUpstream(
+      spec,
+      { protocol: config.protocol, maxConnections: 1_024, idleTimeoutMs: 30_000, connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS },
+      undefined,
+    );
     const label = `local:${config.name}`;
     this.target = new Endpoint(spec, upstream, deps.observer.forEndpoint(label, address), deps.clock());
     this.admission = createAdmission(label, config.concurrency, { log: deps.log, clock: deps.clock, decisions: deps.decisions, limit: deps.concurrencyLimit });
@@ -76,7 +80,13 @@ export class LocalService {
         clock: deps.clock,
         timeoutMs: config.timeoutMs,
         admission: () => this.admission,
-        attempts: new Attempts(label, () => balancer, () => Number.POSITIVE_INFINITY, deps.clock, NO_FEEDBACK),
+        attempts: new Attempts(
+          label,
+          () => balancer,
+          () => Number.POSITIVE_INFINITY,
+          deps.clock,
+          NO_FEEDBACK,
+        ),
         hashKey: undefined,
         markOverload: true,
       },

@@ -41,7 +41,8 @@ export interface ProcessRole {
   handedOver(listener: HandedListener): boolean;
 }
 
-const ownFeedback = (service: string, settings: OutlierSettings, deps: FeedbackDeps): FeedbackLoop => new FeedbackController(service, settings, settings.returnRampMs, deps);
+const ownFeedback = (service: string, settings: OutlierSettings, deps: FeedbackDeps): FeedbackLoop =>
+  new FeedbackController(service, settings, settings.returnRampMs, deps);
 
 /** One process carries traffic and decides for itself. */
 export const singleProcess: ProcessRole = {
@@ -72,7 +73,11 @@ export function supervisorRole(publish: (service: string, update: AvailabilityUp
 }
 
 /** A worker: carries traffic on shared ports, reports every attempt over `link`, obeys the supervisor. */
-export function workerRole(link: FeedbackLink, ports: { readonly outbound?: number; readonly inbound?: number }, handoff: ReadonlySet<HandedListener>): ProcessRole {
+export function workerRole(
+  link: FeedbackLink,
+  ports: { readonly outbound?: number; readonly inbound?: number },
+  handoff: ReadonlySet<HandedListener>,
+): ProcessRole {
   return {
     name: 'worker',
     carriesTraffic: true,

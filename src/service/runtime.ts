@@ -110,7 +110,13 @@ export class ServiceRuntime implements AttemptSink {
     this.recorder = deps.observer.forService(config.name);
     this.endpoints = new EndpointSet(config.name, { observer: deps.observer, clock: deps.clock, tls: deps.tls });
     this.balancer = createBalancer(config.balancer, nodeZone, deps.random);
-    this.attempts = new Attempts(config.name, () => this.balancer, () => this.config.pool.maxConnections + this.config.limits.maxPendingPerEndpoint, deps.clock, this);
+    this.attempts = new Attempts(
+      config.name,
+      () => this.balancer,
+      () => this.config.pool.maxConnections + this.config.limits.maxPendingPerEndpoint,
+      deps.clock,
+      this,
+    );
     this.retryBudget = new RetryBudget(config.retries.budget);
     this.feedback = this.createFeedback(config.outlier);
     this.admission = this.createAdmission();
@@ -118,7 +124,13 @@ export class ServiceRuntime implements AttemptSink {
   }
 
   /** Every attempt's result, whatever its protocol: the feedback loop's sample. */
-  attemptFinished(endpoint: HttpEndpoint, outcome: Parameters<AttemptSink['attemptFinished']>[1], latencyMs: number, status: number, overloaded: boolean): void {
+  attemptFinished(
+    endpoint: HttpEndpoint,
+    outcome: Parameters<AttemptSink['attemptFinished']>[1],
+    latencyMs: number,
+    status: number,
+    overloaded: boolean,
+  ): void {
     this.feedback?.observe(endpoint, outcome, latencyMs, status, overloaded);
   }
 
@@ -171,7 +183,20 @@ export class ServiceRuntime implements AttemptSink {
     const { limits } = this.config;
     const { log, clock, tls, upgrades } = this.deps;
     relayWebSocket(
-      { service: this.name, attempts: this.attempts, inFlight: this.inFlight, maxInFlight: limits.maxInFlight, hashKey: this.hashKey, recorder: this.recorder, upgrades, tls, log, clock, connectTimeoutMs: this.config.connectTimeoutMs, timeoutMs: this.config.timeoutMs },
+      {
+        service: this.name,
+        attempts: this.attempts,
+        inFlight: this.inFlight,
+        maxInFlight: limits.maxInFlight,
+        hashKey: this.hashKey,
+        recorder: this.recorder,
+        upgrades,
+        tls,
+        log,
+        clock,
+        connectTimeoutMs: this.config.connectTimeoutMs,
+        timeoutMs: this.config.timeoutMs,
+      },
       req,
       socket,
       head,
@@ -185,7 +210,18 @@ export class ServiceRuntime implements AttemptSink {
     if (tcp === undefined) return void client.destroy();
     const { log, clock, tls } = this.deps;
     void relayTcp(
-      { service: this.name, attempts: this.attempts, budget: this.retryBudget, recorder: this.recorder, log, clock, tls, connectTimeoutMs: this.config.connectTimeoutMs, idleTimeoutMs: tcp.idleTimeoutMs, attemptsAllowed: this.config.retries.attempts },
+      {
+        service: this.name,
+        attempts: this.attempts,
+        budget: this.retryBudget,
+        recorder: this.recorder,
+        log,
+        clock,
+        tls,
+        connectTimeoutMs: this.config.connectTimeoutMs,
+        idleTimeoutMs: tcp.idleTimeoutMs,
+        attemptsAllowed: this.config.retries.attempts,
+      },
       client,
     );
   }
@@ -257,7 +293,12 @@ export class ServiceRuntime implements AttemptSink {
     // Concurrency limits adapt in the processes that carry the traffic.
     if (!this.deps.role.carriesTraffic) return undefined;
     const { log, clock, decisions } = this.deps;
-    return createAdmission(this.name, this.config.concurrency, { log, clock, decisions, limit: (service, limit) => this.deps.concurrencyLimit(service, limit) });
+    return createAdmission(this.name, this.config.concurrency, {
+      log,
+      clock,
+      decisions,
+      limit: (service, limit) => this.deps.concurrencyLimit(service, limit),
+    });
   }
 
   private createFeedback(settings: OutlierSettings): FeedbackLoop | undefined {
@@ -309,7 +350,10 @@ export class ServiceRuntime implements AttemptSink {
     if (want === undefined || this.feedback === undefined || !this.deps.role.decidesFeedback) return;
     const feedback = this.feedback;
     this.healthChecker = new HealthChecker(want, this.deps.random, (address, healthy) => {
-      this.deps.log.info({ event: 'health_check', service: this.name, endpoint: address, healthy }, `health check of ${address}: ${healthy ? 'passing' : 'failing'}`);
+      this.deps.log.info(
+        { event: 'health_check', service: this.name, endpoint: address, healthy },
+        `health check of ${address}: ${healthy ? 'passing' : 'failing'}`,
+      );
       feedback.health(address, healthy);
     });
     this.healthChecker.setTargets(this.probeTargets());

@@ -63,7 +63,10 @@ export class Admission {
     }
     const baseline = this.limiter.baselineMs;
     // Half an unloaded service time: an admitted request never waits longer than a fraction of its own run.
-    const wait = Math.max(1, Math.min(this.queue.maxWaitMs, Number.isNaN(baseline) ? this.queue.maxWaitMs : Math.max(5, baseline / 2), deadline - this.clock()));
+    const wait = Math.max(
+      1,
+      Math.min(this.queue.maxWaitMs, Number.isNaN(baseline) ? this.queue.maxWaitMs : Math.max(5, baseline / 2), deadline - this.clock()),
+    );
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { admit: resolve, timer: undefined };
       waiter.timer = setTimeout(() => {

@@ -13,7 +13,6 @@ import { DeadlineTimers } from './deadline-timers.ts';
 import { TIMEOUT_HEADER } from '../protocol/fields.ts';
 import { parseGrpcTimeout } from '../protocol/grpc.ts';
 
-
 /** The time budget the caller asked for, in ms; undefined when it set none (or nonsense). */
 export function callerTimeoutMs(request: FieldReader): number | undefined {
   let budget: number | undefined;

@@ -19,7 +19,6 @@ import type { Exchange } from './exchange.ts';
 import type { Layer } from './layer.ts';
 import type { RetryBudget } from './retry-budget.ts';
 
-
 export interface RetryPolicy {
   /** Total attempts, the first included; 1 disables retries. */
   readonly attempts: number;
@@ -79,7 +78,8 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
           reason = err.reason; // already committed by the classifier
         } else {
           const code = err instanceof MeshError ? err.code : undefined;
-          const retryable = ex.cancelled === undefined && (code === 'connect_failed' || (repeatable && (code === 'upstream_reset' || code === 'upstream_timeout')));
+          const retryable =
+            ex.cancelled === undefined && (code === 'connect_failed' || (repeatable && (code === 'upstream_reset' || code === 'upstream_timeout')));
           if (!retryable || !commit(attempt)) throw err;
           reason = code as string;
         }

@@ -76,7 +76,9 @@ export function checkTlsMaterial(certPem: string, keyPem: string, caPem: string,
   if (bundle.length === 0) throw new TlsMaterialError('the trust bundle holds no certificate');
   const path = chainToRoot(cert, chain.slice(1), bundle);
   if (path === undefined) {
-    throw new TlsMaterialError(`${source} is not signed by any certificate in the trust bundle${chain.length > 1 ? ', directly or through the intermediates in the file' : ' (an intermediate CA belongs in the certificate file, after the leaf)'}`);
+    throw new TlsMaterialError(
+      `${source} is not signed by any certificate in the trust bundle${chain.length > 1 ? ', directly or through the intermediates in the file' : ' (an intermediate CA belongs in the certificate file, after the leaf)'}`,
+    );
   }
   if (options.validAt !== undefined) checkValidity([cert, ...path], options.validAt, source);
   const identity = identityOf(cert.subjectAltName);

@@ -56,8 +56,11 @@ export class TlsState {
 
   start(): void {
     for (const path of new Set([this.settings.cert, this.settings.key, this.settings.ca])) {
-      const watch = new FileWatch(path, { settleMs: 300, pollMs: 5_000 }, () => this.reload(), (err) =>
-        this.log.warn({ file: path, err: err.message }, 'cannot watch a TLS file; rotation needs a reload'),
+      const watch = new FileWatch(
+        path,
+        { settleMs: 300, pollMs: 5_000 },
+        () => this.reload(),
+        (err) => this.log.warn({ file: path, err: err.message }, 'cannot watch a TLS file; rotation needs a reload'),
       );
       watch.start();
       this.watches.push(watch);
@@ -84,7 +87,10 @@ export class TlsState {
       } catch (err) {
         const reason = err instanceof TlsMaterialError ? err.message : String(err);
         this.onRotationResult(false);
-        this.log.error({ event: 'tls_rejected', reason, keeping: this.material.fingerprint }, 'new TLS material rejected; the current certificate keeps serving');
+        this.log.error(
+          { event: 'tls_rejected', reason, keeping: this.material.fingerprint },
+          'new TLS material rejected; the current certificate keeps serving',
+        );
         this.retryWhenValid(err);
         return;
       }
@@ -116,9 +122,13 @@ export class TlsState {
 
   private checkExpiry(): void {
     const left = this.material.notAfter.getTime() - Date.now();
-    if (left <= 0) this.log.error({ identity: this.material.identity, notAfter: this.material.notAfter.toISOString() }, 'certificate EXPIRED; peers will refuse this host');
+    if (left <= 0)
+      this.log.error({ identity: this.material.identity, notAfter: this.material.notAfter.toISOString() }, 'certificate EXPIRED; peers will refuse this host');
     else if (left < this.settings.expiryWarningMs) {
-      this.log.warn({ identity: this.material.identity, notAfter: this.material.notAfter.toISOString(), secondsLeft: Math.floor(left / 1000) }, 'certificate expires soon');
+      this.log.warn(
+        { identity: this.material.identity, notAfter: this.material.notAfter.toISOString(), secondsLeft: Math.floor(left / 1000) },
+        'certificate expires soon',
+      );
     }
   }
 }

@@ -79,7 +79,10 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
     const seen = logs.slice(from).find(predicate);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr.join('\n')}; last logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr.join('\n')}; last logs: ${JSON.stringify(logs.slice(-5))}`)),
+        timeoutMs,
+      );
       waiters.push({
         predicate,
         resolve: (l) => {

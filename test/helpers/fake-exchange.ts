@@ -87,6 +87,12 @@ export function fakeExchange(request: FakeRequest = {}, startedAt = 0): { ex: Ex
     remoteAddress: '127.0.0.1',
   };
   const response = new FakeResponse();
-  const body = request.body === undefined ? undefined : Readable.from(request.body.map((c) => Buffer.from(c)), { objectMode: false });
+  const body =
+    request.body === undefined
+      ? undefined
+      : Readable.from(
+          request.body.map((c) => Buffer.from(c)),
+          { objectMode: false },
+        );
   return { ex: new Exchange(head, body, response, startedAt), response };
 }

@@ -31,13 +31,34 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
   const dir = mkdtempSync(join(tmpdir(), 'meshd-fake-kube-'));
   const cert = join(dir, 'ca.crt');
   const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=fake-kube-apiserver', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=fake-kube-apiserver',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const token = 'test-service-account-token';
   const tokenFile = join(dir, 'token');
   execFileSync('sh', ['-c', `printf %s '${token}' > '${tokenFile}'`]);
   const requests: string[] = [];
   const json = (status: number, body: unknown): [number, string] => [status, JSON.stringify(body)];
-  const statusBody = (code: number, reason: string, message: string): [number, string] => json(code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
+  const statusBody = (code: number, reason: string, message: string): [number, string] =>
+    json(code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
   let server: Server | undefined;
   server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
@@ -45,7 +66,12 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
     let answer: [number, string];
     if (req.headers.authorization !== `Bearer ${token}`) answer = statusBody(401, 'Unauthorized', 'Unauthorized');
     else if (path === '/version') answer = json(200, { major: '1', minor: '32', gitVersion: 'v1.32.0-fake', platform: 'linux/amd64' });
-    else if (path === '/api') answer = json(200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${(server!.address() as AddressInfo).port}` }] });
+    else if (path === '/api')
+      answer = json(200, {
+        kind: 'APIVersions',
+        versions: ['v1'],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${(server!.address() as AddressInfo).port}` }],
+      });
     else if (path === '/apis') answer = json(200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
     else if (path === '/api/v1')
       answer = json(200, {
@@ -62,7 +88,13 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
         answer = json(200, {
           kind: 'Node',
           apiVersion: 'v1',
-          metadata: { name: node.name, uid: `uid-${node.name}`, resourceVersion: '1', creationTimestamp: '2026-12-01T00:00:00Z', labels: { 'kubernetes.io/hostname': node.name } },
+          metadata: {
+            name: node.name,
+            uid: `uid-${node.name}`,
+            resourceVersion: '1',
+            creationTimestamp: '2026-12-01T00:00:00Z',
+            labels: { 'kubernetes.io/hostname': node.name },
+          },
           spec: { podCIDR: node.podCIDRs[0], podCIDRs: node.podCIDRs },
           status: { addresses: [{ type: 'InternalIP', address: '127.0.0.1' }] },
         });

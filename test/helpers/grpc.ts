@@ -23,8 +23,24 @@ const definition: grpc.ServiceDefinition = {
     responseSerialize: encode,
     responseDeserialize: decode,
   },
-  Collect: { path: COLLECT, requestStream: true, responseStream: false, requestSerialize: encode, requestDeserialize: decode, responseSerialize: encode, responseDeserialize: decode },
-  Chat: { path: CHAT, requestStream: true, responseStream: true, requestSerialize: encode, requestDeserialize: decode, responseSerialize: encode, responseDeserialize: decode },
+  Collect: {
+    path: COLLECT,
+    requestStream: true,
+    responseStream: false,
+    requestSerialize: encode,
+    requestDeserialize: decode,
+    responseSerialize: encode,
+    responseDeserialize: decode,
+  },
+  Chat: {
+    path: CHAT,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: encode,
+    requestDeserialize: decode,
+    responseSerialize: encode,
+    responseDeserialize: decode,
+  },
 };
 
 export type SayHandler = (request: { text: string }, metadata: grpc.Metadata) => Promise<{ text: string }>;
@@ -105,15 +121,23 @@ export function grpcClient(meshdAddress: string, service: string): GrpcTestClien
           }),
         end: () =>
           new Promise<void>((resolve, reject) => {
-            call.on('status', (status: grpc.StatusObject) => (status.code === grpc.status.OK ? resolve() : reject(new Error(`status ${status.code} ${status.details}`))));
+            call.on('status', (status: grpc.StatusObject) =>
+              status.code === grpc.status.OK ? resolve() : reject(new Error(`status ${status.code} ${status.details}`)),
+            );
             call.end();
           }),
       };
     },
     say: (text, deadlineMs = 5_000) =>
       new Promise((resolve, reject) => {
-        client.makeUnaryRequest(SAY, encode, (b: Buffer) => decode(b) as { text: string }, { text }, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, reply) =>
-          err !== null || reply === undefined ? reject(err ?? new Error('no reply')) : resolve(reply),
+        client.makeUnaryRequest(
+          SAY,
+          encode,
+          (b: Buffer) => decode(b) as { text: string },
+          { text },
+          new grpc.Metadata(),
+          { deadline: Date.now() + deadlineMs },
+          (err, reply) => (err !== null || reply === undefined ? reject(err ?? new Error('no reply')) : resolve(reply)),
         );
       }),
     close: () => client.close(),

@@ -10,7 +10,13 @@ export async function newCa(domain = DOMAIN): Promise<IssuedCertificate> {
 }
 
 /** Writes cert.pem, key.pem and ca.pem (the given bundle) for `name` into dir/name. */
-export async function writeHost(dir: string, name: string, ca: IssuedCertificate, bundle: string, opts: { ttlMs?: number; now?: Date; domain?: string } = {}): Promise<{ dir: string; identity: string }> {
+export async function writeHost(
+  dir: string,
+  name: string,
+  ca: IssuedCertificate,
+  bundle: string,
+  opts: { ttlMs?: number; now?: Date; domain?: string } = {},
+): Promise<{ dir: string; identity: string }> {
   const identity = `spiffe://${opts.domain ?? DOMAIN}/host/${name}`;
   const leaf = await issueLeaf(ca, identity, opts.ttlMs ?? 3_600_000, opts.now);
   const { mkdirSync } = await import('node:fs');

@@ -10,7 +10,9 @@ import { splitAddress } from './http.ts';
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 function acceptKey(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
 }
 
 /** Encodes one text frame; clients must mask, servers must not. */
@@ -45,7 +47,9 @@ export function serveWebSocketEcho(server: Server, onHandshake: (req: IncomingMe
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n');
       return;
     }
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${acceptKey(key)}\r\nx-seen-host: ${req.headers.host ?? ''}\r\n\r\n`);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ${acceptKey(key)}\r\nx-seen-host: ${req.headers.host ?? ''}\r\n\r\n`,
+    );
     let pending = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => {
       pending = Buffer.concat([pending, d]);
@@ -109,7 +113,11 @@ export function openWebSocket(address: string, host: string, path = '/', extraHe
         else frames.push(frame.text);
       }
     });
-    const extra = Object.entries(extraHeaders).map(([name, value]) => `${name}: ${value}\r\n`).join('');
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`);
+    const extra = Object.entries(extraHeaders)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`,
+    );
   });
 }

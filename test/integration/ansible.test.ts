@@ -18,8 +18,11 @@ const ANSIBLE = join(ROOT, 'ansible');
 
 function sh(cmd: string, args: string[], cwd = ROOT, env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string }> {
   return new Promise((resolve) =>
-    execFile(cmd, args, { cwd, timeout: 240_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0', ...env } }, (err, stdout, stderr) =>
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, out: `${stdout}${stderr}` }),
+    execFile(
+      cmd,
+      args,
+      { cwd, timeout: 240_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0', ...env } },
+      (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, out: `${stdout}${stderr}` }),
     ),
   );
 }
@@ -58,7 +61,9 @@ describe('ansible', () => {
         }),
       );
       const play = (): Promise<{ code: number; out: string }> =>
-        sh('ansible-playbook', ['-i', inventory, '-e', `@${vars}`, join(ANSIBLE, 'playbooks', 'site.yml')], ROOT, { ANSIBLE_ROLES_PATH: join(ANSIBLE, 'roles') });
+        sh('ansible-playbook', ['-i', inventory, '-e', `@${vars}`, join(ANSIBLE, 'playbooks', 'site.yml')], ROOT, {
+          ANSIBLE_ROLES_PATH: join(ANSIBLE, 'roles'),
+        });
       const first = await play();
       assert.equal(first.code, 0, first.out.slice(-3000));
       assert.match(first.out, /localhost\s+: ok=\d+\s+changed=[1-9]/);

@@ -196,7 +196,10 @@ services:
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.match(reply, /x-meshd-error: bad_request/i);
     assert.equal(reply.match(/HTTP\/1\.1 /g)?.length, 1, 'nothing else is read from that connection');
-    const upgrade = await rawExchange(meshd.outbound, 'GET /ws HTTP/1.1\r\nHost: ok\r\nHost: streaming\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+    const upgrade = await rawExchange(
+      meshd.outbound,
+      'GET /ws HTTP/1.1\r\nHost: ok\r\nHost: streaming\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
     assert.match(upgrade, /^HTTP\/1\.1 400 /);
     assert.equal(ok.hits, before, 'never forwarded');
     await assertStillServing(meshd);
@@ -204,7 +207,10 @@ services:
 
   it('refuses an HTTP/1.0 request with Transfer-Encoding with 400 and closes (RFC 9112 §6.1)', async () => {
     const before = ok.hits;
-    const reply = await rawExchange(meshd.outbound, 'POST / HTTP/1.0\r\nHost: ok\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: ok\r\n\r\n');
+    const reply = await rawExchange(
+      meshd.outbound,
+      'POST / HTTP/1.0\r\nHost: ok\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: ok\r\n\r\n',
+    );
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.match(reply, /x-meshd-error: bad_request/i);
     assert.match(reply, /connection: close/i);

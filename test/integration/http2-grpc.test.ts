@@ -88,7 +88,9 @@ services:
       assert.equal(server.calls, before + 1);
       // The caller's grpc-timeout bounds the call: meshd answers DEADLINE_EXCEEDED itself.
       await assert.rejects(client.say('slow', 200), (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { endpoints: { stats: { total: Record<string, number> } }[] }[] }>();
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{
+        services: { endpoints: { stats: { total: Record<string, number> } }[] }[];
+      }>();
       assert.ok((state.services[0]?.endpoints[0]?.stats.total['grpc_error'] ?? 0) >= 4, 'UNAVAILABLE counted against the endpoint');
     } finally {
       client.close();

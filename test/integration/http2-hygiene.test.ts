@@ -22,7 +22,8 @@ describe('HTTP/2 field hygiene', () => {
     const seen: string[] = [];
     let sessions = 0;
     const server: Http2Server = createH2Server((req, res) => {
-      for (const name of Object.keys(req.headers)) if (/http2-settings|^te$|keep-alive|upgrade|connection/.test(name)) seen.push(`${name}: ${String(req.headers[name])}`);
+      for (const name of Object.keys(req.headers))
+        if (/http2-settings|^te$|keep-alive|upgrade|connection/.test(name)) seen.push(`${name}: ${String(req.headers[name])}`);
       res.end('ok');
     });
     server.on('session', () => sessions++);
@@ -47,7 +48,11 @@ services:
       ];
       const statuses: string[] = [];
       for (let i = 0; i < 10; i++) {
-        const { stdout } = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: users', ...odd[i % odd.length]!, `http://${meshd.outbound}/odd`], { timeout: 10_000 });
+        const { stdout } = await run(
+          'curl',
+          ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Host: users', ...odd[i % odd.length]!, `http://${meshd.outbound}/odd`],
+          { timeout: 10_000 },
+        );
         statuses.push(stdout);
       }
       const { stdout } = await load;
@@ -58,7 +63,11 @@ services:
       assert.equal(sessions, 1, 'the one shared session was never torn down');
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.equal(metricValue(metrics, 'meshd_requests_total', { service: 'users', code_class: '5xx' }), 0);
-      assert.equal(metricValue(metrics, 'meshd_feedback_decisions_total', { service: 'users', decision: 'eject' }), 0, 'no false failures fed the feedback loop');
+      assert.equal(
+        metricValue(metrics, 'meshd_feedback_decisions_total', { service: 'users', decision: 'eject' }),
+        0,
+        'no false failures fed the feedback loop',
+      );
     } finally {
       await meshd.stop();
       await new Promise<void>((r) => server.close(() => r()));
@@ -100,7 +109,11 @@ services:
       assert.equal(reply.headers['etag'], '"1"');
       assert.deepEqual(reply.headers['set-cookie'], ['a=1', 'b=2']);
       assert.equal(reply.headers['http2-settings'], undefined);
-      const { stdout } = await run('curl', ['-s', '--http2-prior-knowledge', '-H', 'Host: users', '-o', '/dev/null', '-w', '%{http_code}', `http://${meshd.outbound}/`], { timeout: 10_000 });
+      const { stdout } = await run(
+        'curl',
+        ['-s', '--http2-prior-knowledge', '-H', 'Host: users', '-o', '/dev/null', '-w', '%{http_code}', `http://${meshd.outbound}/`],
+        { timeout: 10_000 },
+      );
       assert.equal(stdout, '200');
     } finally {
       await meshd.stop();

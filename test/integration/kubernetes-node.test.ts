@@ -42,8 +42,21 @@ services:
 
   it('is a faithful API server for the real kubectl', async () => {
     const out = await new Promise<string>((resolve, reject) =>
-      execFile('kubectl', ['--kubeconfig=/dev/null', `--server=${api.url}`, `--certificate-authority=${api.caFile}`, `--token=${api.token}`, 'get', 'node', 'node-1', '-o', 'jsonpath={.spec.podCIDRs}'], { timeout: 30_000 }, (err, stdout, stderr) =>
-        err === null ? resolve(stdout) : reject(new Error(`${err.message}\n${stderr}`)),
+      execFile(
+        'kubectl',
+        [
+          '--kubeconfig=/dev/null',
+          `--server=${api.url}`,
+          `--certificate-authority=${api.caFile}`,
+          `--token=${api.token}`,
+          'get',
+          'node',
+          'node-1',
+          '-o',
+          'jsonpath={.spec.podCIDRs}',
+        ],
+        { timeout: 30_000 },
+        (err, stdout, stderr) => (err === null ? resolve(stdout) : reject(new Error(`${err.message}\n${stderr}`))),
       ),
     );
     assert.deepEqual(JSON.parse(out), ['127.0.0.0/24', 'fd00:10:244:1::/64']);

@@ -209,7 +209,9 @@ describe('systemd notify protocol', () => {
   it('sends READY, WATCHDOG at half of WATCHDOG_USEC, RELOADING/READY on reload, and STOPPING', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshd-notify-'));
     const socketPath = join(dir, 'notify.sock');
-    const receiver = spawn('python3', [fileURLToPath(new URL('../helpers/notify-receiver.py', import.meta.url)), socketPath], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const receiver = spawn('python3', [fileURLToPath(new URL('../helpers/notify-receiver.py', import.meta.url)), socketPath], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const messages: { at: number; text: string }[] = [];
     let listening!: () => void;
     const ready = new Promise<void>((r) => (listening = r));
@@ -236,7 +238,10 @@ describe('systemd notify protocol', () => {
       const pings = messages.filter((m) => m.text === 'WATCHDOG=1');
       assert.ok(pings.length >= 3, `watchdog pings every ~200 ms (got ${pings.length} in ~1.1 s)`);
       const gaps = pings.slice(1).map((p, i) => p.at - pings[i]!.at);
-      assert.ok(gaps.every((g) => g < 400), `no gap reaches WATCHDOG_USEC (gaps ${gaps.join(',')})`);
+      assert.ok(
+        gaps.every((g) => g < 400),
+        `no gap reaches WATCHDOG_USEC (gaps ${gaps.join(',')})`,
+      );
       meshd.signal('SIGHUP');
       const reloadingIdx = await waitFor((t) => t.includes('RELOADING=1'));
       assert.match(messages[reloadingIdx]!.text, /MONOTONIC_USEC=\d+/);
@@ -347,7 +352,18 @@ describe('meshd ca / cert', () => {
       assert.equal(ca.code, 0, ca.stderr);
       const again = await runMeshd(['ca', 'init', '--dir', join(dir, 'ca'), '--trust-domain', 'prod.example']);
       assert.equal(again.code, 2, 'an existing CA is not overwritten without --force');
-      const issued = await runMeshd(['cert', 'issue', '--ca', join(dir, 'ca'), '--identity', 'spiffe://prod.example/host/web-1', '--ttl', '2h', '--out', join(dir, 'web-1')]);
+      const issued = await runMeshd([
+        'cert',
+        'issue',
+        '--ca',
+        join(dir, 'ca'),
+        '--identity',
+        'spiffe://prod.example/host/web-1',
+        '--ttl',
+        '2h',
+        '--out',
+        join(dir, 'web-1'),
+      ]);
       assert.equal(issued.code, 0, issued.stderr);
       const { statSync } = await import('node:fs');
       assert.equal(statSync(join(dir, 'ca', 'ca-key.pem')).mode & 0o777, 0o600);

@@ -28,7 +28,8 @@ function run(cmd: string, args: string[], input = ''): Promise<{ code: number; o
   });
 }
 
-const inboundOf = async (d: RunningDaemon): Promise<string> => (await d.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'inbound'))['address'] as string;
+const inboundOf = async (d: RunningDaemon): Promise<string> =>
+  (await d.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'inbound'))['address'] as string;
 
 describe('mTLS between hosts', () => {
   let dir: string;
@@ -80,7 +81,10 @@ services:
 
   it('carries HTTP end to end; the app sees the verified caller and never a spoofed one', async () => {
     const spoofs = ['x-meshd-peer-identity', 'X_Meshd_Peer_Identity', 'x-meshd_peer-identity', 'X-MESHD-PEER_IDENTITY'];
-    const reply = await request(A.outbound, { path: '/hello', headers: { host: 'web', ...Object.fromEntries(spoofs.map((n) => [n, 'spiffe://evil.example/host/root'])) } });
+    const reply = await request(A.outbound, {
+      path: '/hello',
+      headers: { host: 'web', ...Object.fromEntries(spoofs.map((n) => [n, 'spiffe://evil.example/host/root'])) },
+    });
     assert.equal(reply.status, 200);
     const seen = reply.json<{ url: string; headers: Record<string, string> }>();
     assert.equal(seen.url, '/hello');
@@ -162,12 +166,28 @@ services:
     const caFile = join(hostA.dir, 'ca.pem');
     const cases: [string, string[], string][] = [
       ['no client certificate', ['s_client', '-connect', target, '-CAfile', caFile, '-tls1_3'], 'no_client_certificate'],
-      ['another CA', ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(stranger.dir, 'cert.pem'), '-key', join(stranger.dir, 'key.pem')], 'untrusted_certificate'],
-      ['expired', ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(expired.dir, 'cert.pem'), '-key', join(expired.dir, 'key.pem')], 'certificate_expired'],
-      ['not yet valid', ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(future.dir, 'cert.pem'), '-key', join(future.dir, 'key.pem')], 'certificate_not_yet_valid'],
+      [
+        'another CA',
+        ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(stranger.dir, 'cert.pem'), '-key', join(stranger.dir, 'key.pem')],
+        'untrusted_certificate',
+      ],
+      [
+        'expired',
+        ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(expired.dir, 'cert.pem'), '-key', join(expired.dir, 'key.pem')],
+        'certificate_expired',
+      ],
+      [
+        'not yet valid',
+        ['s_client', '-connect', target, '-CAfile', caFile, '-cert', join(future.dir, 'cert.pem'), '-key', join(future.dir, 'key.pem')],
+        'certificate_not_yet_valid',
+      ],
       ['TLS 1.0', ['s_client', '-connect', target, '-tls1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'protocol_version'],
       ['TLS 1.1', ['s_client', '-connect', target, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'protocol_version'],
-      ['TLS 1.2 (1.3 required by default)', ['s_client', '-connect', target, '-tls1_2', '-cert', join(hostA.dir, 'cert.pem'), '-key', join(hostA.dir, 'key.pem')], 'protocol_version'],
+      [
+        'TLS 1.2 (1.3 required by default)',
+        ['s_client', '-connect', target, '-tls1_2', '-cert', join(hostA.dir, 'cert.pem'), '-key', join(hostA.dir, 'key.pem')],
+        'protocol_version',
+      ],
     ];
     for (const [name, args, reason] of cases) {
       const mark = B.logs.length;
@@ -288,10 +308,12 @@ describe('inbound backpressure across hosts', () => {
     const a = await writeHost(dir, 'a', ca, ca.certPem);
     const b = await writeHost(dir, 'b', ca, ca.certPem);
     const c = await writeHost(dir, 'c', ca, ca.certPem);
-    const slow = await startBackend((_req, res, self) => setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ port: self.port }));
-    }, 200));
+    const slow = await startBackend((_req, res, self) =>
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ port: self.port }));
+      }, 200),
+    );
     const fast = await startBackend((_req, res, self) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ port: self.port }));
@@ -446,11 +468,28 @@ services:
       }
       // openssl, trusting only the root, sees the whole chain and verifies it.
       const [host, port] = splitAddress(bInbound);
-      const s = await run('openssl', ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(hostA.dir, 'ca.pem'), '-cert', join(hostA.dir, 'cert.pem'), '-key', join(hostA.dir, 'key.pem'), '-verify_return_error', '-showcerts'], 'Q\n');
+      const s = await run(
+        'openssl',
+        [
+          's_client',
+          '-connect',
+          `${host}:${port}`,
+          '-CAfile',
+          join(hostA.dir, 'ca.pem'),
+          '-cert',
+          join(hostA.dir, 'cert.pem'),
+          '-key',
+          join(hostA.dir, 'key.pem'),
+          '-verify_return_error',
+          '-showcerts',
+        ],
+        'Q\n',
+      );
       assert.match(s.out, /Verify return code: 0 \(ok\)/);
       assert.equal(s.out.match(/-----BEGIN CERTIFICATE-----/g)?.length, 2, 'leaf and intermediate presented');
 
-      const fingerprintOf = async (): Promise<string> => (await request(B.admin, { path: '/debug/state' })).json<{ tls: { fingerprint: string } }>().tls.fingerprint;
+      const fingerprintOf = async (): Promise<string> =>
+        (await request(B.admin, { path: '/debug/state' })).json<{ tls: { fingerprint: string } }>().tls.fingerprint;
       const serving = await fingerprintOf();
       // An expired leaf is refused; the current one keeps serving.
       let mark = B.logs.length;

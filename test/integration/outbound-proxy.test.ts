@@ -144,15 +144,18 @@ services:
     let firstByteBeforeUploadDone = false;
     let uploadDone = false;
     await new Promise<void>((resolve, reject) => {
-      const req = httpRequest({ host, port, method: 'POST', path: '/upload', headers: { host: 'stream', 'content-type': 'application/octet-stream' }, agent: false }, (res) => {
-        res.on('data', (c: Buffer) => {
-          if (!uploadDone) firstByteBeforeUploadDone = true;
-          received += c.length;
-          got.update(c);
-        });
-        res.on('end', resolve);
-        res.on('error', reject);
-      });
+      const req = httpRequest(
+        { host, port, method: 'POST', path: '/upload', headers: { host: 'stream', 'content-type': 'application/octet-stream' }, agent: false },
+        (res) => {
+          res.on('data', (c: Buffer) => {
+            if (!uploadDone) firstByteBeforeUploadDone = true;
+            received += c.length;
+            got.update(c);
+          });
+          res.on('end', resolve);
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       let written = 0;
       const chunk = randomBytes(64 * 1024);
@@ -191,7 +194,10 @@ services:
 
   it('shows services and endpoint observations in /debug/state', async () => {
     const state = (await request(meshd.admin, { path: '/debug/state' })).json<{
-      services: { name: string; endpoints: { address: string; zone: string; inFlight: number; stats: { ewmaLatencyMs: number; windowSuccessRate: number } }[] }[];
+      services: {
+        name: string;
+        endpoints: { address: string; zone: string; inFlight: number; stats: { ewmaLatencyMs: number; windowSuccessRate: number } }[];
+      }[];
     }>();
     const users = state.services.find((s) => s.name === 'users');
     assert.ok(users);

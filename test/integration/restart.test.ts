@@ -51,7 +51,10 @@ describe('restart under load with an inherited listening socket', () => {
     const backend = await startBackend((_req, res) => setTimeout(() => res.end('ok'), 30));
     const dir = mkdtempSync(join(tmpdir(), 'meshd-restart-'));
     const config = join(dir, 'meshd.yaml');
-    writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\ndrainTimeout: 5s\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`);
+    writeFileSync(
+      config,
+      `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\ndrainTimeout: 5s\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`,
+    );
     const { harness, waitFor, send } = activationHarness(10_000);
     const argv = [process.execPath, MESHD_BIN, 'run', '--config', config];
     try {
@@ -102,7 +105,10 @@ describe('restart under load with an inherited listening socket', () => {
     const backend = await startBackend((_req, res) => res.end('ok'));
     const dir = mkdtempSync(join(tmpdir(), 'meshd-activated-workers-'));
     const config = join(dir, 'meshd.yaml');
-    writeFileSync(config, `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\nworkers: 2\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`);
+    writeFileSync(
+      config,
+      `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\nworkers: 2\nservices:\n  api: { endpoints: [ { address: ${backend.address} } ] }\n`,
+    );
     const { harness, events, waitFor, send } = activationHarness(15_000);
     try {
       const port = (await waitFor((e) => typeof e['port'] === 'number'))['port'] as number;
@@ -119,14 +125,24 @@ describe('restart under load with an inherited listening socket', () => {
 
       const statuses = await Promise.all(Array.from({ length: 40 }, () => request(`127.0.0.1:${port}`, { headers: { host: 'api' } }).then((r) => r.status)));
       assert.deepEqual(new Set(statuses), new Set([200]));
-      const state = (await request(admin, { path: '/debug/state' })).json<{ workers: { states: { services: { endpoints: { stats: { total: Record<string, number> } }[] }[] }[] } }>();
+      const state = (await request(admin, { path: '/debug/state' })).json<{
+        workers: { states: { services: { endpoints: { stats: { total: Record<string, number> } }[] }[] }[] };
+      }>();
       const served = state.workers.states.map((w) => w.services[0]!.endpoints[0]!.stats.total['success'] ?? 0);
       t.diagnostic(`requests per worker, connections handed over in turn: ${JSON.stringify(served)}`);
-      assert.equal(served.reduce((a, b) => a + b, 0), 40);
-      assert.ok(served.every((n) => n >= 15), `both workers got connections: ${JSON.stringify(served)}`);
+      assert.equal(
+        served.reduce((a, b) => a + b, 0),
+        40,
+      );
+      assert.ok(
+        served.every((n) => n >= 15),
+        `both workers got connections: ${JSON.stringify(served)}`,
+      );
       // The supervisor keeps its inherited sockets and so cannot restart itself with the runtime
       // settings; the workers it forks get them.
-      const runtimes = (await request(admin, { path: '/debug/state' })).json<{ workers: { states: { runtime: { v8Flags: string[]; mallocArenaMax?: string } }[] } }>().workers.states.map((w) => w.runtime);
+      const runtimes = (await request(admin, { path: '/debug/state' }))
+        .json<{ workers: { states: { runtime: { v8Flags: string[]; mallocArenaMax?: string } }[] } }>()
+        .workers.states.map((w) => w.runtime);
       for (const r of runtimes) {
         assert.ok(r.v8Flags.includes('--max-semi-space-size=4'), JSON.stringify(r));
         assert.equal(r.mallocArenaMax, '2');

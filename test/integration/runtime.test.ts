@@ -74,7 +74,10 @@ describe('runtime settings', () => {
   });
 
   it("keep the caller's own values", async () => {
-    const { state, environ } = await started({ command: [PINNED, MESHD_BIN], env: bareEnv({ MALLOC_ARENA_MAX: '4', NODE_OPTIONS: '--max-semi-space-size=16' }) });
+    const { state, environ } = await started({
+      command: [PINNED, MESHD_BIN],
+      env: bareEnv({ MALLOC_ARENA_MAX: '4', NODE_OPTIONS: '--max-semi-space-size=16' }),
+    });
     assert.deepEqual(state.runtime.v8Flags, [], 'the V8 option came through NODE_OPTIONS');
     assert.ok(environ.includes('NODE_OPTIONS=--max-semi-space-size=16'));
     assert.equal(state.runtime.mallocArenaMax, '4');

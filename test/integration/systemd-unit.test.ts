@@ -24,7 +24,16 @@ function analyze(args: string[]): Promise<{ code: number; out: string }> {
 describe('systemd unit', () => {
   it('is Type=notify with watchdog, reload, restart, a stop timeout above the drain, and a dedicated user', () => {
     const unit = readFileSync(UNIT, 'utf8');
-    for (const line of ['Type=notify', 'NotifyAccess=all', 'ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'User=meshd', 'NoNewPrivileges=yes', 'ProtectSystem=strict', 'CapabilityBoundingSet=']) {
+    for (const line of [
+      'Type=notify',
+      'NotifyAccess=all',
+      'ExecReload=/bin/kill -HUP $MAINPID',
+      'Restart=on-failure',
+      'User=meshd',
+      'NoNewPrivileges=yes',
+      'ProtectSystem=strict',
+      'CapabilityBoundingSet=',
+    ]) {
       assert.ok(unit.split('\n').includes(line), line);
     }
     const watchdog = /^WatchdogSec=(\d+)s$/m.exec(unit);

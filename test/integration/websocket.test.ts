@@ -158,7 +158,11 @@ services:
   });
 
   it('carries the upgrade over mTLS; the app sees the verified caller, never a spoofed one', async () => {
-    const client = await openWebSocket(A.outbound, 'chat', '/ws', { authorization: 'Bearer secret', 'x-meshd-peer-identity': 'spiffe://evil/x', X_Meshd_Peer_Identity: 'spiffe://evil/y' });
+    const client = await openWebSocket(A.outbound, 'chat', '/ws', {
+      authorization: 'Bearer secret',
+      'x-meshd-peer-identity': 'spiffe://evil/x',
+      X_Meshd_Peer_Identity: 'spiffe://evil/y',
+    });
     assert.equal(client.status, 101, client.responseHead);
     client.send('over mTLS');
     assert.equal(await client.receive(), 'echo:over mTLS');
@@ -174,7 +178,9 @@ services:
     const script = fileURLToPath(new URL('../helpers/ws-client.py', import.meta.url));
     // Debian's python3 carries the websockets package (python3-websockets).
     const out = await new Promise<string>((resolve, reject) =>
-      execFile('/usr/bin/python3', [script, A.outbound, 'chat', 'one', 'two'], { timeout: 20_000 }, (err, stdout, stderr) => (err === null ? resolve(stdout) : reject(new Error(`${err.message}\n${stderr}`)))),
+      execFile('/usr/bin/python3', [script, A.outbound, 'chat', 'one', 'two'], { timeout: 20_000 }, (err, stdout, stderr) =>
+        err === null ? resolve(stdout) : reject(new Error(`${err.message}\n${stderr}`)),
+      ),
     );
     assert.deepEqual(out.trim().split('\n'), ['echo:one', 'echo:two']);
   });
@@ -205,6 +211,9 @@ services:
     const of = (name: string): string | undefined => state.services.find((s) => s.name === name)?.endpoints[0]?.state;
     assert.equal(of('chat'), 'active', 'the probe reaches the app behind the other meshd');
     assert.equal(of('impostor'), 'unhealthy', 'a server with the wrong identity fails the probe');
-    assert.ok(probes.some((h) => h['x-meshd-peer-identity'] === identityA && h['user-agent'] === 'meshd-health-check'), 'probes arrive through the other meshd, from this host');
+    assert.ok(
+      probes.some((h) => h['x-meshd-peer-identity'] === identityA && h['user-agent'] === 'meshd-health-check'),
+      'probes arrive through the other meshd, from this host',
+    );
   });
 });

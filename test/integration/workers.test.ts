@@ -90,9 +90,18 @@ services:
 
       const state = await hostState(meshd);
       const perWorker = state.workers.states.map((w) => endpointIn(w, bad.address).stats.total['http_5xx'] ?? 0);
-      t.diagnostic(`failures seen per worker ${JSON.stringify(perWorker)}, ${sent} requests sent; supervisor's count ${endpointIn(state, bad.address).stats.total['http_5xx']}`);
-      assert.ok(perWorker.every((n) => n > 0 && n < THRESHOLD), `each worker saw some failures but fewer than ${THRESHOLD}: ${JSON.stringify(perWorker)}`);
-      assert.equal(endpointIn(state, bad.address).stats.total['http_5xx'], perWorker[0]! + perWorker[1]!, "the supervisor's statistics are the sum of the workers'");
+      t.diagnostic(
+        `failures seen per worker ${JSON.stringify(perWorker)}, ${sent} requests sent; supervisor's count ${endpointIn(state, bad.address).stats.total['http_5xx']}`,
+      );
+      assert.ok(
+        perWorker.every((n) => n > 0 && n < THRESHOLD),
+        `each worker saw some failures but fewer than ${THRESHOLD}: ${JSON.stringify(perWorker)}`,
+      );
+      assert.equal(
+        endpointIn(state, bad.address).stats.total['http_5xx'],
+        perWorker[0]! + perWorker[1]!,
+        "the supervisor's statistics are the sum of the workers'",
+      );
       assert.equal(endpointIn(state, bad.address).state, 'ejected');
       for (const w of state.workers.states) {
         assert.equal(endpointIn(w, bad.address).available, false, `worker ${w.pid} no longer picks the ejected host`);
@@ -186,7 +195,8 @@ services:
       await meshd.waitForLog((l) => l.msg === 'worker ready', 10_000, from);
       const state = await hostState(meshd);
       assert.equal(state.workers.ready, 2);
-      for (const w of state.workers.states) assert.deepEqual(w.services[0]!.endpoints.map((e) => e.address).sort(), [a.address, b.address].sort(), `worker ${w.pid} runs the grown config`);
+      for (const w of state.workers.states)
+        assert.deepEqual(w.services[0]!.endpoints.map((e) => e.address).sort(), [a.address, b.address].sort(), `worker ${w.pid} runs the grown config`);
       const statuses = await Promise.all(Array.from({ length: 20 }, () => call(meshd)));
       assert.deepEqual(new Set(statuses), new Set([200]));
       assert.equal(meshd.proc.exitCode, null, 'the supervisor is still running');

@@ -58,7 +58,9 @@ services:
       const ok = failing.statuses.filter((s) => s === 200).length / failing.statuses.length;
       assert.ok(ok >= 0.995, `callers saw ${(ok * 100).toFixed(2)} % success`);
       t.diagnostic(`ejected after ${ejectedAfter} ms; caller success ${(ok * 100).toFixed(2)} %`);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { endpoints: { address: string; state: string; health: { lastReason: string; ejections: number } }[] }[] }>();
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{
+        services: { endpoints: { address: string; state: string; health: { lastReason: string; ejections: number } }[] }[];
+      }>();
       const seen = state.services[0]!.endpoints.find((e) => e.address === c.address)!;
       assert.ok(['ejected', 'probation', 'active'].includes(seen.state));
       assert.ok(seen.health.ejections >= 1);
@@ -68,13 +70,18 @@ services:
       // Failures from before the fix may still be in the 2 s window and eject it once more.
       await new Promise((r) => setTimeout(r, 2_500));
       const stateOfC = async (): Promise<string> =>
-        (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { endpoints: { address: string; state: string }[] }[] }>().services[0]!.endpoints.find((e) => e.address === c.address)!.state;
+        (await request(meshd.admin, { path: '/debug/state' }))
+          .json<{ services: { endpoints: { address: string; state: string }[] }[] }>()
+          .services[0]!.endpoints.find((e) => e.address === c.address)!.state;
       for (let i = 0; i < 100 && (await stateOfC()) === 'ejected'; i++) await new Promise((r) => setTimeout(r, 100));
       assert.notEqual(await stateOfC(), 'ejected', 'returned after its backoff');
       await openLoop(meshd.outbound, 'api', 200, 400); // the 2 s ramp
       const after = await openLoop(meshd.outbound, 'api', 200, 600);
       const share = after.ports.filter((p) => p === c.port).length / after.ports.length;
-      assert.ok(share > 0.2, `recovered host share ${(share * 100).toFixed(1)} % (full share 33 %); decisions ${JSON.stringify(meshd.logs.filter((l) => l['event'] !== undefined).map((l) => [l['time'], l['event'], l['endpoint'] === c.address ? 'c' : l['endpoint'], l['reason']]))}`);
+      assert.ok(
+        share > 0.2,
+        `recovered host share ${(share * 100).toFixed(1)} % (full share 33 %); decisions ${JSON.stringify(meshd.logs.filter((l) => l['event'] !== undefined).map((l) => [l['time'], l['event'], l['endpoint'] === c.address ? 'c' : l['endpoint'], l['reason']]))}`,
+      );
       t.diagnostic(`recovered host share after backoff + ramp: ${(share * 100).toFixed(1)} %`);
     } finally {
       await meshd.stop();
@@ -100,7 +107,10 @@ services:
       // From the moment it slowed down, within 3 s its share is under 10 %.
       const late = run.ports.filter((_, i) => run.sentAt[i]! >= 1_000);
       const share = late.filter((p) => p === c.port).length / late.length;
-      assert.ok(share < 0.1, `slow host share ${(share * 100).toFixed(1)} % in seconds 1-3; decisions: ${JSON.stringify(meshd.logs.filter((l) => l['event'] !== undefined))}`);
+      assert.ok(
+        share < 0.1,
+        `slow host share ${(share * 100).toFixed(1)} % in seconds 1-3; decisions: ${JSON.stringify(meshd.logs.filter((l) => l['event'] !== undefined))}`,
+      );
       t.diagnostic(`slow host share in seconds 1-3: ${(share * 100).toFixed(1)} %`);
       assert.ok(run.statuses.every((s) => s === 200));
     } finally {

@@ -58,7 +58,9 @@ services:
       assert.ok(shed.length > 0, 'the excess was shed');
       const admittedP99 = p99(admitted);
       const shedP99 = p99(shed);
-      t.diagnostic(`unloaded p99 ${baseP99.toFixed(1)} ms; at 2x capacity: admitted ${admitted.length} p99 ${admittedP99.toFixed(1)} ms, shed ${shed.length} p99 ${shedP99.toFixed(1)} ms`);
+      t.diagnostic(
+        `unloaded p99 ${baseP99.toFixed(1)} ms; at 2x capacity: admitted ${admitted.length} p99 ${admittedP99.toFixed(1)} ms, shed ${shed.length} p99 ${shedP99.toFixed(1)} ms`,
+      );
       assert.ok(admittedP99 <= 2 * baseP99, `admitted p99 ${admittedP99.toFixed(1)} ms vs unloaded ${baseP99.toFixed(1)} ms`);
       assert.ok(shedP99 <= 2 * baseP99, `503s are fast: p99 ${shedP99.toFixed(1)} ms`);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
@@ -126,11 +128,17 @@ services:
       healthy = false;
       await meshd.waitForLog((l) => l['event'] === 'eject' && l['reason'] === 'health_check');
       const out = await openLoop(meshd.outbound, 'api', 100, 50);
-      assert.ok(out.ports.every((p) => p === steady.port), 'no traffic to the failing endpoint');
+      assert.ok(
+        out.ports.every((p) => p === steady.port),
+        'no traffic to the failing endpoint',
+      );
       healthy = true;
       await meshd.waitForLog((l) => l['event'] === 'return' && l['reason'] === 'health_check_passed');
       const back = await openLoop(meshd.outbound, 'api', 100, 50);
-      assert.ok(back.ports.some((p) => p === flappy.port), 'it is back');
+      assert.ok(
+        back.ports.some((p) => p === flappy.port),
+        'it is back',
+      );
     } finally {
       await meshd.stop();
       await Promise.all([flappy.close(), steady.close()]);

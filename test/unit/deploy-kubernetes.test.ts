@@ -61,7 +61,18 @@ describe('Kubernetes manifests', () => {
     const ds = manifests().find((m) => m.doc['kind'] === 'DaemonSet')!.doc as {
       spec: {
         updateStrategy: { rollingUpdate: { maxUnavailable: number } };
-        template: { spec: { hostNetwork: boolean; terminationGracePeriodSeconds: number; containers: { readinessProbe: { httpGet: { port: number; path: string } }; livenessProbe: { httpGet: { port: number } }; resources: { requests: object; limits: object }; securityContext: { readOnlyRootFilesystem: boolean; runAsNonRoot: boolean } }[] } };
+        template: {
+          spec: {
+            hostNetwork: boolean;
+            terminationGracePeriodSeconds: number;
+            containers: {
+              readinessProbe: { httpGet: { port: number; path: string } };
+              livenessProbe: { httpGet: { port: number } };
+              resources: { requests: object; limits: object };
+              securityContext: { readOnlyRootFilesystem: boolean; runAsNonRoot: boolean };
+            }[];
+          };
+        };
       };
     };
     assert.equal(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
@@ -87,13 +98,22 @@ describe('Kubernetes manifests', () => {
 
   it('give meshd what node-pod-cidrs needs, and no more: its node name, a token, get on nodes', () => {
     const all = manifests();
-    const ds = all.find((m) => m.doc['kind'] === 'DaemonSet')!.doc as { spec: { template: { spec: { automountServiceAccountToken: boolean; containers: { env: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[] }[] } } } };
+    const ds = all.find((m) => m.doc['kind'] === 'DaemonSet')!.doc as {
+      spec: {
+        template: {
+          spec: { automountServiceAccountToken: boolean; containers: { env: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[] }[] };
+        };
+      };
+    };
     const pod = ds.spec.template.spec;
     assert.equal(pod.automountServiceAccountToken, true);
     assert.equal(pod.containers[0]!.env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
     const role = all.find((m) => m.doc['kind'] === 'ClusterRole')!.doc as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
     assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
     const binding = all.find((m) => m.doc['kind'] === 'ClusterRoleBinding')!.doc as { subjects: { name: string; namespace: string }[] };
-    assert.deepEqual(binding.subjects.map((s) => `${s.namespace}/${s.name}`), ['meshd/meshd']);
+    assert.deepEqual(
+      binding.subjects.map((s) => `${s.namespace}/${s.name}`),
+      ['meshd/meshd'],
+    );
   });
 });

@@ -8,7 +8,9 @@ const DIR = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
 
 function promtool(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) =>
-    execFile('promtool', args, { cwd: DIR, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, out: `${stdout}${stderr}` })),
+    execFile('promtool', args, { cwd: DIR, timeout: 60_000 }, (err, stdout, stderr) =>
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, out: `${stdout}${stderr}` }),
+    ),
   );
 }
 

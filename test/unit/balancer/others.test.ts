@@ -73,7 +73,10 @@ describe('ring hash', () => {
     const after = keys.map((k) => ring.pick(0, k)!.address);
     const moved = before.filter((a, i) => a !== after[i]).length / keys.length;
     assert.ok(moved > 0.05 && moved < 0.13, `moved ${moved}, expected ≈ 1/11 = 0.091`);
-    assert.ok(before.every((a, i) => a === after[i] || after[i] === '10.0.0.11:8080'), 'keys move only to the new endpoint');
+    assert.ok(
+      before.every((a, i) => a === after[i] || after[i] === '10.0.0.11:8080'),
+      'keys move only to the new endpoint',
+    );
   });
 
   it('moves only the keys of an ineligible endpoint, and uses the fallback without a key', () => {
@@ -89,7 +92,15 @@ describe('ring hash', () => {
   });
 
   it('reads the key from a header or a cookie', () => {
-    const base: BalancerConfig = { algorithm: 'ring-hash', decayMs: 1, defaultRttMs: 1, failurePenalty: 0, hashOn: { header: 'x-user' }, zoneAware: false, slowStart: NO_SLOW_START };
+    const base: BalancerConfig = {
+      algorithm: 'ring-hash',
+      decayMs: 1,
+      defaultRttMs: 1,
+      failurePenalty: 0,
+      hashOn: { header: 'x-user' },
+      zoneAware: false,
+      slowStart: NO_SLOW_START,
+    };
     assert.equal(hashKeyReader(base)?.(fields({ 'x-user': 'u1' })), 'u1');
     const byCookie = hashKeyReader({ ...base, hashOn: { cookie: 'session' } });
     assert.equal(byCookie?.(fields({ cookie: 'a=1; session=abc; b=2' })), 'abc');

@@ -10,7 +10,13 @@ import { endpoint, tally, type TestEndpoint } from './fixtures.ts';
  * Simulates a closed loop on a fake clock: each tick one request is picked and finishes
  * after its endpoint's latency; outcomes come from `fails`. Returns picks per endpoint.
  */
-function simulate(balancer: P2CBalancer, latencyMs: Record<string, number>, fails: (address: string, i: number) => boolean, requests: number, intervalMs: number): Map<string, number> {
+function simulate(
+  balancer: P2CBalancer,
+  latencyMs: Record<string, number>,
+  fails: (address: string, i: number) => boolean,
+  requests: number,
+  intervalMs: number,
+): Map<string, number> {
   const counts = new Map<string, number>();
   const finishing: { at: number; e: TestEndpoint; started: number; failed: boolean }[] = [];
   for (let i = 0; i < requests; i++) {
@@ -60,7 +66,11 @@ describe('P2C + peak EWMA', () => {
     const share = (counts.get('fastfail') ?? 0) / 2_000;
     assert.ok(share < 1 / 3, `fast-failing endpoint got ${share}, more than an even share`);
     // Without the failure penalty the same endpoint takes the lion's share: the bug this avoids.
-    const naive = [endpoint('a', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }), endpoint('b', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }), endpoint('fastfail', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } })];
+    const naive = [
+      endpoint('a', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }),
+      endpoint('b', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }),
+      endpoint('fastfail', { ewma: { decayMs: 10_000, defaultRttMs: 30, failurePenalty: 0, failureAlpha: 0 } }),
+    ];
     const nb = new P2CBalancer('p2c-ewma', ewmaCost, seededRandom(2), NO_SLOW_START);
     nb.setEndpoints(naive);
     simulate(nb, { a: 20, b: 20, fastfail: 2 }, fails, 2_000, 5);

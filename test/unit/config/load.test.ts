@@ -144,7 +144,10 @@ services:
     assert.equal(parseConfig('workers: 4\n', 't', '/').workers, 4);
     for (const bad of ['0', '-1', '2.5', 'many', '"4"']) {
       const problems = problemsOf(`workers: ${bad}\n`);
-      assert.ok(problems.some((p) => p.path === 'workers' && p.line === 1), `workers: ${bad} → ${JSON.stringify(problems)}`);
+      assert.ok(
+        problems.some((p) => p.path === 'workers' && p.line === 1),
+        `workers: ${bad} → ${JSON.stringify(problems)}`,
+      );
     }
   });
 
@@ -189,7 +192,10 @@ describe('socket addresses', () => {
 describe('balancer config', () => {
   it('requires hashOn exactly for ring-hash', () => {
     const missing = problemsOf('services:\n  s:\n    balancer: { algorithm: ring-hash }\n');
-    assert.deepEqual(missing.map((p) => p.path), ['services.s.balancer.hashOn']);
+    assert.deepEqual(
+      missing.map((p) => p.path),
+      ['services.s.balancer.hashOn'],
+    );
     const stray = problemsOf('services:\n  s:\n    balancer: { hashOn: { header: x-user } }\n');
     assert.match(stray[0]!.message, /only used by algorithm: ring-hash/);
     const both = problemsOf('services:\n  s:\n    balancer: { algorithm: ring-hash, hashOn: { header: a, cookie: b } }\n');
@@ -222,7 +228,9 @@ describe('service TCP listener exposure', () => {
 
 describe('identity patterns in local policies', () => {
   it('rejects "**" anywhere but as the whole last segment', () => {
-    const problems = problemsOf('inbound: {}\ntls: { cert: c, key: k, ca: a }\nlocal:\n  web: { target: 127.0.0.1:8080, deny: [ "spiffe://p/ok/**", "spiffe://p/**/x" ] }\n');
+    const problems = problemsOf(
+      'inbound: {}\ntls: { cert: c, key: k, ca: a }\nlocal:\n  web: { target: 127.0.0.1:8080, deny: [ "spiffe://p/ok/**", "spiffe://p/**/x" ] }\n',
+    );
     assert.deepEqual(
       problems.map((p) => p.path),
       ['local.web.deny[1]'],

@@ -23,7 +23,13 @@ describe('gradient concurrency limit', () => {
 
   it('does not grow a limit that is not used', () => {
     const l = new GradientLimiter({ ...DEFAULT_CONCURRENCY, initialLimit: 20 });
-    run(l, 0, 10, () => 10, () => 3);
+    run(
+      l,
+      0,
+      10,
+      () => 10,
+      () => 3,
+    );
     assert.equal(l.limit, 20);
   });
 

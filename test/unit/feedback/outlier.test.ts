@@ -12,7 +12,14 @@ function detector(config: Partial<OutlierConfig> = {}, hosts = HOSTS): OutlierDe
   return d;
 }
 
-function sample(d: OutlierDetector, endpoint: string, now: number, outcome: Outcome = 'success', latencyMs = 10, status = outcome === 'http_5xx' ? 500 : 200): Decision[] {
+function sample(
+  d: OutlierDetector,
+  endpoint: string,
+  now: number,
+  outcome: Outcome = 'success',
+  latencyMs = 10,
+  status = outcome === 'http_5xx' ? 500 : 200,
+): Decision[] {
   return d.step({ type: 'sample', endpoint, outcome, latencyMs, status, overloaded: false }, now);
 }
 
@@ -20,7 +27,14 @@ function sample(d: OutlierDetector, endpoint: string, now: number, outcome: Outc
  * Round-robin traffic at `rps` over `hosts` from `from` to `to` ms, ticking every 250 ms;
  * `behave` gives each sample's outcome and latency. Returns every decision with its time.
  */
-function drive(d: OutlierDetector, from: number, to: number, rps: number, behave: (host: string, i: number, now: number) => [Outcome, number], hosts = HOSTS): { at: number; d: Decision }[] {
+function drive(
+  d: OutlierDetector,
+  from: number,
+  to: number,
+  rps: number,
+  behave: (host: string, i: number, now: number) => [Outcome, number],
+  hosts = HOSTS,
+): { at: number; d: Decision }[] {
   const out: { at: number; d: Decision }[] = [];
   const step = 1000 / rps;
   let nextTick = from + 250;
@@ -209,7 +223,10 @@ describe('health check verdicts', () => {
   it('flips after the configured number of consecutive results, not on a single blip', async () => {
     const { HealthVerdict } = await import('../../../src/feedback/health-check.ts');
     const v = new HealthVerdict({ kind: 'http', path: '/', intervalMs: 1, timeoutMs: 1, unhealthyThreshold: 3, healthyThreshold: 2 });
-    assert.deepEqual([false, false, true, false, false].map((r) => v.record(r)), [undefined, undefined, undefined, undefined, undefined]);
+    assert.deepEqual(
+      [false, false, true, false, false].map((r) => v.record(r)),
+      [undefined, undefined, undefined, undefined, undefined],
+    );
     assert.equal(v.record(false), false, 'third failure in a row');
     assert.equal(v.record(true), undefined);
     assert.equal(v.record(true), true);

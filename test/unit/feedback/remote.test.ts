@@ -16,7 +16,12 @@ import { createLogger } from '../../../src/log.ts';
 
 const endpoint = (address: string, now = 0): Endpoint => {
   const [host, port] = address.split(':');
-  return new Endpoint({ address, host: host!, port: Number(port), weight: 1, zone: undefined, labels: {}, identity: undefined }, { close: async () => {} }, { finished() {} }, now);
+  return new Endpoint(
+    { address, host: host!, port: Number(port), weight: 1, zone: undefined, labels: {}, identity: undefined },
+    { close: async () => {} },
+    { finished() {} },
+    now,
+  );
 };
 
 describe('worker feedback link', () => {
@@ -32,7 +37,13 @@ describe('worker feedback link', () => {
       {
         meshd: 'samples',
         batches: [
-          ['api', [['10.0.0.1:80', 'success', 3, 200, false], ['10.0.0.2:80', 'http_5xx', 4, 503, false]]],
+          [
+            'api',
+            [
+              ['10.0.0.1:80', 'success', 3, 200, false],
+              ['10.0.0.2:80', 'http_5xx', 4, 503, false],
+            ],
+          ],
           ['db', [['10.0.0.3:80', 'timeout', 900, 0, false]]],
         ],
       },
@@ -86,7 +97,7 @@ describe('worker feedback link', () => {
     again.stop();
   });
 
-  it("reports each attempt to the link instead of deciding, and takes no health checks", () => {
+  it('reports each attempt to the link instead of deciding, and takes no health checks', () => {
     const reported: unknown[] = [];
     const remote = new RemoteFeedback('api', { report: (service, sample) => reported.push([service, sample]), subscribe: () => () => {} }, () => 0);
     const a = endpoint('10.0.0.1:80');
@@ -112,7 +123,10 @@ describe('worker feedback link', () => {
     controller.setEndpoints([a, b]);
     for (let i = 0; i < DEFAULT_OUTLIER.consecutiveGatewayFailures; i++) controller.observe(b, 'connect_failed', 1, 0, false);
     const ejected = published.at(-1);
-    assert.deepEqual(ejected?.endpoints.find((e) => e.address === b.address), { address: b.address, available: false, condition: 'ejected' });
+    assert.deepEqual(
+      ejected?.endpoints.find((e) => e.address === b.address),
+      { address: b.address, available: false, condition: 'ejected' },
+    );
     now = 1_500;
     controller.tick();
     const back = published.at(-1);

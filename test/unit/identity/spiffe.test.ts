@@ -66,9 +66,14 @@ describe('identity patterns', () => {
       if (random() < 0.3) segments.push('**');
       const pattern = `spiffe://t/${segments.join('/')}`;
       // Half the identities are instances of the pattern (mutated now and then), half are random.
-      const instance = segments.flatMap((s) => (s === '**' ? Array.from({ length: Math.floor(random() * 3) }, () => segment(random, 'ab')) : [s.replace(/\*/g, () => segment(random, 'ab.'))]));
+      const instance = segments.flatMap((s) =>
+        s === '**' ? Array.from({ length: Math.floor(random() * 3) }, () => segment(random, 'ab')) : [s.replace(/\*/g, () => segment(random, 'ab.'))],
+      );
       if (random() < 0.2 && instance.length > 0) instance[Math.floor(random() * instance.length)] += pick(random, ['a', '/b', '+']);
-      const identity = random() < 0.5 ? `spiffe://t/${instance.join('/')}` : `spiffe://t/${Array.from({ length: 1 + Math.floor(random() * 5) }, () => segment(random, 'ab.+')).join('/')}`;
+      const identity =
+        random() < 0.5
+          ? `spiffe://t/${instance.join('/')}`
+          : `spiffe://t/${Array.from({ length: 1 + Math.floor(random() * 5) }, () => segment(random, 'ab.+')).join('/')}`;
       const expected = reference(pattern, identity);
       if (expected) matched++;
       assert.equal(identityPattern(pattern)(identity), expected, `${pattern} vs ${identity}`);
@@ -79,7 +84,8 @@ describe('identity patterns', () => {
   it('accept "**" only as the whole last segment', () => {
     assert.equal(identityPatternProblem('spiffe://prod.example/team/**'), undefined);
     assert.equal(identityPatternProblem('spiffe://prod.example/host/*'), undefined);
-    for (const bad of ['spiffe://prod.example/**/x', 'spiffe://prod.example/team**', 'spiffe://prod.example/a/b**c']) assert.equal(typeof identityPatternProblem(bad), 'string', bad);
+    for (const bad of ['spiffe://prod.example/**/x', 'spiffe://prod.example/team**', 'spiffe://prod.example/a/b**c'])
+      assert.equal(typeof identityPatternProblem(bad), 'string', bad);
   });
 });
 
@@ -88,7 +94,10 @@ describe('authorize', () => {
   it('lets deny win over allow, at any depth', () => {
     const verdict = authorize({ allow: ['spiffe://prod.example/**'], deny: ['spiffe://prod.example/untrusted/**'] }, ID);
     assert.deepEqual(verdict, { allowed: false, rule: 'deny spiffe://prod.example/untrusted/**' });
-    assert.equal(authorize({ allow: ['spiffe://prod.example/**'], deny: ['spiffe://prod.example/untrusted/**'] }, 'spiffe://prod.example/host/a').allowed, true);
+    assert.equal(
+      authorize({ allow: ['spiffe://prod.example/**'], deny: ['spiffe://prod.example/untrusted/**'] }, 'spiffe://prod.example/host/a').allowed,
+      true,
+    );
   });
 
   it('admits only what the allow list names, and any verified peer without lists', () => {

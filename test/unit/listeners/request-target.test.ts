@@ -51,8 +51,14 @@ describe('connection caps', () => {
 
   it('reads the soft open-file limit from /proc/self/limits', () => {
     const text = 'Limit  Soft Limit  Hard Limit  Units\nMax open files            1024                 524288               files\n';
-    assert.equal(openFileLimit(() => text), 1024);
-    assert.equal(openFileLimit(() => 'Max open files unlimited unlimited files'), Number.POSITIVE_INFINITY);
+    assert.equal(
+      openFileLimit(() => text),
+      1024,
+    );
+    assert.equal(
+      openFileLimit(() => 'Max open files unlimited unlimited files'),
+      Number.POSITIVE_INFINITY,
+    );
     assert.equal(
       openFileLimit(() => {
         throw new Error('no /proc');

@@ -12,7 +12,26 @@ describe('request headers', () => {
   it('drops hop-by-hop fields and those the Connection header names, keeping order and case', () => {
     const out = pairs(
       upstreamRequestHeaders(
-        ['Host', 'users', 'Connection', 'keep-alive, X-Trace-Hop', 'X-Trace-Hop', '1', 'TE', 'trailers', 'Transfer-Encoding', 'chunked', 'Upgrade', 'h2c', 'Proxy-Authorization', 'x', 'Accept', 'a', 'accept', 'b'],
+        [
+          'Host',
+          'users',
+          'Connection',
+          'keep-alive, X-Trace-Hop',
+          'X-Trace-Hop',
+          '1',
+          'TE',
+          'trailers',
+          'Transfer-Encoding',
+          'chunked',
+          'Upgrade',
+          'h2c',
+          'Proxy-Authorization',
+          'x',
+          'Accept',
+          'a',
+          'accept',
+          'b',
+        ],
         'keep-alive, X-Trace-Hop',
         { clientAddress: undefined, authority: undefined },
       ),
@@ -27,7 +46,12 @@ describe('request headers', () => {
   });
 
   it('drops HTTP/2 pseudo-headers and a TE other than trailers', () => {
-    const out = pairs(upstreamRequestHeaders([':method', 'GET', ':authority', 'users', 'te', 'gzip', 'accept', '*/*'], undefined, { clientAddress: undefined, authority: 'users' }));
+    const out = pairs(
+      upstreamRequestHeaders([':method', 'GET', ':authority', 'users', 'te', 'gzip', 'accept', '*/*'], undefined, {
+        clientAddress: undefined,
+        authority: 'users',
+      }),
+    );
     assert.deepEqual(out, [
       ['accept', '*/*'],
       ['host', 'users'],
@@ -38,10 +62,14 @@ describe('request headers', () => {
   it('appends the caller to X-Forwarded-For and Forwarded (quoting IPv6) and to Via', () => {
     const out = new Map(
       pairs(
-        upstreamRequestHeaders(['Host', 'u', 'X-Forwarded-For', '203.0.113.1', 'x-forwarded-for', '203.0.113.2', 'Forwarded', 'for=203.0.113.1', 'Via', '1.0 edge'], undefined, {
-          clientAddress: '::1',
-          authority: undefined,
-        }),
+        upstreamRequestHeaders(
+          ['Host', 'u', 'X-Forwarded-For', '203.0.113.1', 'x-forwarded-for', '203.0.113.2', 'Forwarded', 'for=203.0.113.1', 'Via', '1.0 edge'],
+          undefined,
+          {
+            clientAddress: '::1',
+            authority: undefined,
+          },
+        ),
       ),
     );
     assert.equal(out.get('x-forwarded-for'), '203.0.113.1, 203.0.113.2, ::1');
@@ -50,15 +78,36 @@ describe('request headers', () => {
   });
 
   it('replaces Host with the absolute-form authority, and adds it when missing', () => {
-    assert.deepEqual(pairs(upstreamRequestHeaders(['Host', 'wrong', 'Host', 'dup'], undefined, { clientAddress: undefined, authority: 'users' }))[0], ['host', 'users']);
+    assert.deepEqual(pairs(upstreamRequestHeaders(['Host', 'wrong', 'Host', 'dup'], undefined, { clientAddress: undefined, authority: 'users' }))[0], [
+      'host',
+      'users',
+    ]);
     assert.deepEqual(pairs(upstreamRequestHeaders([], undefined, { clientAddress: undefined, authority: 'users:80' }))[0], ['host', 'users:80']);
   });
 });
 
 describe("meshd's own fields", () => {
   it('are dropped from requests however they are spelled: case, and "_" for "-"', () => {
-    const spoofs = ['x-meshd-peer-identity', 'X-Meshd-Peer-Identity', 'X_Meshd_Peer_Identity', 'x_meshd-peer_identity', 'X-MESHD-TIMEOUT-MS', 'x_meshd_retryable', 'x-meshd-anything-new'];
-    const raw = ['Host', 'users', ...spoofs.flatMap((n) => [n, 'spiffe://evil.example/host/root']), 'X-Meshd', 'kept', 'x-meshdx-y', 'kept', 'x-other_meshd-z', 'kept'];
+    const spoofs = [
+      'x-meshd-peer-identity',
+      'X-Meshd-Peer-Identity',
+      'X_Meshd_Peer_Identity',
+      'x_meshd-peer_identity',
+      'X-MESHD-TIMEOUT-MS',
+      'x_meshd_retryable',
+      'x-meshd-anything-new',
+    ];
+    const raw = [
+      'Host',
+      'users',
+      ...spoofs.flatMap((n) => [n, 'spiffe://evil.example/host/root']),
+      'X-Meshd',
+      'kept',
+      'x-meshdx-y',
+      'kept',
+      'x-other_meshd-z',
+      'kept',
+    ];
     const out = pairs(upstreamRequestHeaders(raw, undefined, { clientAddress: undefined, authority: undefined }));
     assert.deepEqual(out, [
       ['host', 'users'],
@@ -74,7 +123,26 @@ describe("meshd's own fields", () => {
 
 describe('fields HTTP/2 forbids', () => {
   it('never go upstream: connection-specific fields, HTTP2-Settings, TE other than trailers', () => {
-    const raw = ['Host', 'u', 'Connection', 'Upgrade, HTTP2-Settings', 'Upgrade', 'h2c', 'HTTP2-Settings', 'AAMAAABkAARAAAAAAAIAAAAA', 'TE', 'gzip', 'Keep-Alive', 'timeout=5', 'Proxy-Connection', 'keep-alive', 'Transfer-Encoding', 'chunked', 'accept', '*/*'];
+    const raw = [
+      'Host',
+      'u',
+      'Connection',
+      'Upgrade, HTTP2-Settings',
+      'Upgrade',
+      'h2c',
+      'HTTP2-Settings',
+      'AAMAAABkAARAAAAAAAIAAAAA',
+      'TE',
+      'gzip',
+      'Keep-Alive',
+      'timeout=5',
+      'Proxy-Connection',
+      'keep-alive',
+      'Transfer-Encoding',
+      'chunked',
+      'accept',
+      '*/*',
+    ];
     const out = pairs(upstreamRequestHeaders(raw, 'Upgrade, HTTP2-Settings', { clientAddress: undefined, authority: undefined }));
     assert.deepEqual(out, [
       ['host', 'u'],
@@ -82,13 +150,28 @@ describe('fields HTTP/2 forbids', () => {
       ['via', '1.1 meshd'],
     ]);
     // Even when Connection does not list it.
-    assert.deepEqual(pairs(upstreamRequestHeaders(['http2-settings', 'x'], undefined, { clientAddress: undefined, authority: 'u' })).map(([n]) => n), ['host', 'via']);
+    assert.deepEqual(
+      pairs(upstreamRequestHeaders(['http2-settings', 'x'], undefined, { clientAddress: undefined, authority: 'u' })).map(([n]) => n),
+      ['host', 'via'],
+    );
   });
 
   it('reach an HTTP/2 caller with one value per single-value field; with everyField, one per field but Set-Cookie', () => {
     const upstream = { 'content-type': ['text/plain', 'text/html'], location: ['/a', '/b'], 'x-list': ['a', 'b'], 'set-cookie': ['a=1', 'b=2'], etag: '"x"' };
-    assert.deepEqual(http2ResponseHeaders(upstream), { 'content-type': 'text/plain', location: '/a', 'x-list': ['a', 'b'], 'set-cookie': ['a=1', 'b=2'], etag: '"x"' });
-    assert.deepEqual(http2ResponseHeaders(upstream, true), { 'content-type': 'text/plain', location: '/a', 'x-list': 'a', 'set-cookie': ['a=1', 'b=2'], etag: '"x"' });
+    assert.deepEqual(http2ResponseHeaders(upstream), {
+      'content-type': 'text/plain',
+      location: '/a',
+      'x-list': ['a', 'b'],
+      'set-cookie': ['a=1', 'b=2'],
+      etag: '"x"',
+    });
+    assert.deepEqual(http2ResponseHeaders(upstream, true), {
+      'content-type': 'text/plain',
+      location: '/a',
+      'x-list': 'a',
+      'set-cookie': ['a=1', 'b=2'],
+      etag: '"x"',
+    });
     const clean = { 'content-type': 'text/plain' };
     assert.equal(http2ResponseHeaders(clean), clean, 'nothing to change: no copy');
     assert.deepEqual(downstreamResponseHeaders({ 'http2-settings': 'x', a: 'b' }), { a: 'b', via: '1.1 meshd' });

@@ -21,7 +21,10 @@ describe('deadline timers', () => {
     try {
       let now = 0;
       const expired: [number, number][] = [];
-      const timers = new DeadlineTimers(() => now, (ex, budget) => expired.push([ex.startedAt, budget]));
+      const timers = new DeadlineTimers(
+        () => now,
+        (ex, budget) => expired.push([ex.startedAt, budget]),
+      );
       const a = exchange(0, 100);
       const b = exchange(10, 100);
       const c = exchange(20, 100);
@@ -41,10 +44,21 @@ describe('deadline timers', () => {
       assert.deepEqual(expired, [[20, 30]], 'the 30 ms budget has its own timer');
       now = 100;
       mock.timers.tick(50);
-      assert.deepEqual(expired, [[20, 30], [0, 100]]);
+      assert.deepEqual(expired, [
+        [20, 30],
+        [0, 100],
+      ]);
       now = 120;
       mock.timers.tick(20);
-      assert.deepEqual(expired, [[20, 30], [0, 100], [20, 100]], 'b finished before its deadline and never expires');
+      assert.deepEqual(
+        expired,
+        [
+          [20, 30],
+          [0, 100],
+          [20, 100],
+        ],
+        'b finished before its deadline and never expires',
+      );
       assert.equal(timers.watched, 0);
       assert.equal(a.deadlineList, undefined, 'expired exchanges are unlinked');
     } finally {
@@ -57,7 +71,10 @@ describe('deadline timers', () => {
     try {
       let now = 0;
       const expired: number[] = [];
-      const timers = new DeadlineTimers(() => now, (ex) => expired.push(ex.startedAt));
+      const timers = new DeadlineTimers(
+        () => now,
+        (ex) => expired.push(ex.startedAt),
+      );
       const first = exchange(0, 50);
       const second = exchange(40, 50);
       timers.add(first, 50);
@@ -85,11 +102,14 @@ describe('deadline timers', () => {
     mock.timers.enable({ apis: ['setTimeout'] });
     try {
       let now = 0;
-      const timers = new DeadlineTimers(() => now, (ex) => {
-        // Cancelling an exchange runs its finally: it removes itself (and here another one too).
-        timers.remove(ex);
-        if (other.deadlineList !== undefined) timers.remove(other);
-      });
+      const timers = new DeadlineTimers(
+        () => now,
+        (ex) => {
+          // Cancelling an exchange runs its finally: it removes itself (and here another one too).
+          timers.remove(ex);
+          if (other.deadlineList !== undefined) timers.remove(other);
+        },
+      );
       const one = exchange(0, 10);
       const other = exchange(0, 10);
       timers.add(one, 10);

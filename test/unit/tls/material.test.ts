@@ -57,18 +57,30 @@ describe('TLS material checks', () => {
 
   it('refuses a chain that stops short of the bundle, or reaches another root', async () => {
     const leaf = await issueLeaf(issuing, ID, HOUR);
-    refused(() => checkTlsMaterial(`${leaf.certPem}${issuing.certPem}`, leaf.keyPem, root.certPem), /not signed by any certificate in the trust bundle, directly or through the intermediates/);
+    refused(
+      () => checkTlsMaterial(`${leaf.certPem}${issuing.certPem}`, leaf.keyPem, root.certPem),
+      /not signed by any certificate in the trust bundle, directly or through the intermediates/,
+    );
     refused(() => checkTlsMaterial(leaf.certPem, leaf.keyPem, root.certPem), /an intermediate CA belongs in the certificate file/);
-    refused(() => checkTlsMaterial(`${leaf.certPem}${issuing.certPem}${intermediate.certPem}`, leaf.keyPem, otherRoot.certPem), /not signed by any certificate in the trust bundle/);
+    refused(
+      () => checkTlsMaterial(`${leaf.certPem}${issuing.certPem}${intermediate.certPem}`, leaf.keyPem, otherRoot.certPem),
+      /not signed by any certificate in the trust bundle/,
+    );
     // A bundle holding only the intermediate: a root must anchor the chain.
-    refused(() => checkTlsMaterial(`${leaf.certPem}${issuing.certPem}`, leaf.keyPem, intermediate.certPem), /not signed by any certificate in the trust bundle/);
+    refused(
+      () => checkTlsMaterial(`${leaf.certPem}${issuing.certPem}`, leaf.keyPem, intermediate.certPem),
+      /not signed by any certificate in the trust bundle/,
+    );
   });
 
   it('refuses on rotation a leaf that expired or is not valid yet, saying when it becomes valid', async () => {
     const expired = await issueLeaf(root, ID, HOUR, new Date(Date.now() - 2 * DAY));
     refused(() => checkTlsMaterial(expired.certPem, expired.keyPem, root.certPem, 'cert.pem', { validAt: Date.now() }), /cert\.pem expired at/);
     const future = await issueLeaf(root, ID, HOUR, new Date(Date.now() + DAY));
-    const err = refused(() => checkTlsMaterial(future.certPem, future.keyPem, root.certPem, 'cert.pem', { validAt: Date.now() }), /cert\.pem is not valid before/);
+    const err = refused(
+      () => checkTlsMaterial(future.certPem, future.keyPem, root.certPem, 'cert.pem', { validAt: Date.now() }),
+      /cert\.pem is not valid before/,
+    );
     assert.ok(err.validFrom !== undefined && err.validFrom > Date.now() + DAY - 2 * 60_000);
     // At start, without a time to check against, it loads (and /readyz reports it not ready).
     assert.equal(checkTlsMaterial(expired.certPem, expired.keyPem, root.certPem).identity, ID);
@@ -77,7 +89,10 @@ describe('TLS material checks', () => {
   it('refuses on rotation a chain whose intermediate expired', async () => {
     const old = await createIntermediateCa(root, 'old intermediate', DAY, new Date(Date.now() - 3 * DAY));
     const leaf = await issueLeaf(old, ID, 10 * DAY, new Date(Date.now() - 3 * DAY));
-    refused(() => checkTlsMaterial(`${leaf.certPem}${old.certPem}`, leaf.keyPem, root.certPem, 'cert.pem', { validAt: Date.now() }), /the CA certificate .* in its chain expired at/);
+    refused(
+      () => checkTlsMaterial(`${leaf.certPem}${old.certPem}`, leaf.keyPem, root.certPem, 'cert.pem', { validAt: Date.now() }),
+      /the CA certificate .* in its chain expired at/,
+    );
   });
 
   it('refuses a key that is not the leaf’s, and files that are not PEM', async () => {

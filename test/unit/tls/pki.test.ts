@@ -23,7 +23,8 @@ describe('PKI', () => {
 
   it('refuses identities that are not SPIFFE IDs', async () => {
     assert.equal(typeof parseSpiffeId('spiffe://prod.example/host/a'), 'object');
-    for (const bad of ['http://x/y', 'spiffe://Prod/x', 'spiffe://prod.example', 'spiffe://prod.example/']) assert.equal(typeof parseSpiffeId(bad), 'string', bad);
+    for (const bad of ['http://x/y', 'spiffe://Prod/x', 'spiffe://prod.example', 'spiffe://prod.example/'])
+      assert.equal(typeof parseSpiffeId(bad), 'string', bad);
     const ca = await createRootCa('prod.example', 86_400_000);
     await assert.rejects(issueLeaf(ca, 'not-an-id', 1000));
   });

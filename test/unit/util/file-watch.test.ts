@@ -27,7 +27,12 @@ describe('file watch', () => {
       symlinkSync('..2026_01', join(dir, '..data'));
       symlinkSync('..data/cert.pem', join(dir, 'cert.pem'));
       const seen: string[] = [];
-      const watch = new FileWatch(join(dir, 'cert.pem'), { settleMs: 50, pollMs: 0 }, (text) => seen.push(text), () => {});
+      const watch = new FileWatch(
+        join(dir, 'cert.pem'),
+        { settleMs: 50, pollMs: 0 },
+        (text) => seen.push(text),
+        () => {},
+      );
       watch.prime('one');
       watch.start();
       mkdirSync(join(dir, '..2026_02'));
@@ -48,7 +53,12 @@ describe('file watch', () => {
       const file = join(dir, 'endpoints.yaml');
       writeFileSync(file, 'a');
       const seen: string[] = [];
-      const watch = new FileWatch(file, { settleMs: 100, pollMs: 0 }, (text) => seen.push(text), () => {});
+      const watch = new FileWatch(
+        file,
+        { settleMs: 100, pollMs: 0 },
+        (text) => seen.push(text),
+        () => {},
+      );
       watch.prime('a');
       watch.start();
       writeFileSync(file, 'a');
