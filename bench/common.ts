@@ -190,7 +190,7 @@ export function resultPath(now: Date, scenario: Scenario, quick: boolean): strin
 /** meshd log lines at warn or above: count and a few distinct messages. */
 export function meshdWarnings(proc: Proc): { count: number; samples: string[] } {
   if (proc.logFile === undefined) return { count: 0, samples: [] };
-  let text = '';
+  let text: string;
   try {
     text = readFileSync(proc.logFile, 'utf8');
   } catch {

@@ -96,10 +96,10 @@ async function httpProxy3(): Promise<Handler> {
   return (req, res) => proxy.web(req, res, { target: TARGET }, onError);
 }
 
-// async only for the same shape as the others (node:http is already loaded).
-async function nodePipe(): Promise<Handler> {
+// A Promise only for the same shape as the others (node:http is already loaded).
+function nodePipe(): Promise<Handler> {
   const agent = new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS });
-  return (req, res) => {
+  const handler: Handler = (req, res) => {
     const upstream = request({ host: BACKEND_HOST, port: backendPort, method: req.method, path: req.url, headers: endToEnd(req.headers), agent }, (upRes) => {
       const out = endToEnd(upRes.headers);
       const message = upRes.statusMessage;
@@ -115,6 +115,7 @@ async function nodePipe(): Promise<Handler> {
     if (hasBody(req)) req.pipe(upstream);
     else upstream.end();
   };
+  return Promise.resolve(handler);
 }
 
 class PoolHandler implements Dispatcher.DispatchHandler {

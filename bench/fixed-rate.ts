@@ -240,19 +240,28 @@ async function run(opts: Options): Promise<FixedRateReport> {
   };
 
   const onData = (conn: Conn, chunk: Buffer): void => {
-    if (conn.inFlight === IDLE) return fail(conn, 'protocol'); // bytes nobody asked for
+    if (conn.inFlight === IDLE) {
+      fail(conn, 'protocol'); // bytes nobody asked for
+      return;
+    }
     const buf = conn.pending === undefined ? chunk : Buffer.concat([conn.pending, chunk]);
     if (conn.need < 0) {
       const headEnd = buf.indexOf(HEAD_END);
       if (headEnd < 0) {
-        if (buf.length > MAX_HEAD_BYTES) return fail(conn, 'protocol');
+        if (buf.length > MAX_HEAD_BYTES) {
+          fail(conn, 'protocol');
+          return;
+        }
         conn.pending = buf;
         return;
       }
       const head = buf.toString('latin1', 0, headEnd);
       const status = STATUS_LINE.exec(head)?.[1];
       const length = CONTENT_LENGTH.exec(head)?.[1];
-      if (status === undefined || length === undefined || CHUNKED.test(head)) return fail(conn, 'protocol');
+      if (status === undefined || length === undefined || CHUNKED.test(head)) {
+        fail(conn, 'protocol');
+        return;
+      }
       conn.status = Number(status);
       conn.closeAfter = CONNECTION_CLOSE.test(head);
       conn.need = headEnd + HEAD_END.length + Number(length);
@@ -261,7 +270,10 @@ async function run(opts: Options): Promise<FixedRateReport> {
       conn.pending = buf;
       return;
     }
-    if (buf.length > conn.need) return fail(conn, 'protocol'); // no pipelining, so nothing may follow
+    if (buf.length > conn.need) {
+      fail(conn, 'protocol'); // no pipelining, so nothing may follow
+      return;
+    }
     complete(conn);
   };
 
@@ -297,13 +309,13 @@ async function run(opts: Options): Promise<FixedRateReport> {
     });
 
   const done = new Promise<void>((resolve) => (onFinish = resolve));
-  let hardStop: NodeJS.Timeout | undefined;
-  let ticker: Worker | undefined;
+  // What finish() stops, set as the run gets that far: it may run before either exists.
+  const late: { hardStop?: NodeJS.Timeout; ticker?: Worker } = {};
   function finish(): void {
     if (finished) return;
     finished = true;
-    clearTimeout(hardStop);
-    void ticker?.terminate();
+    clearTimeout(late.hardStop);
+    void late.ticker?.terminate();
     for (const conn of all) conn.socket.destroy();
     onFinish();
   }
@@ -315,7 +327,8 @@ async function run(opts: Options): Promise<FixedRateReport> {
   } finally {
     clearTimeout(connectTimer);
   }
-  if (finished) throw new Error(`could not open ${opts.connections} connections to 127.0.0.1:${opts.port} within ${CONNECT_TIMEOUT_MS} ms`);
+  // finish() may have run meanwhile, from a timer or a socket event (which TypeScript's narrowing cannot see).
+  if (finished as boolean) throw new Error(`could not open ${opts.connections} connections to 127.0.0.1:${opts.port} within ${CONNECT_TIMEOUT_MS} ms`);
 
   // One unmeasured request per connection: warms this process's code paths and each connection end to end.
   const primingDone = new Promise<void>((resolve) => (onPrimed = resolve));
@@ -335,19 +348,20 @@ async function run(opts: Options): Promise<FixedRateReport> {
   }
   if (fatal !== undefined) throw new Error(fatal);
 
-  ticker = new Worker(TICKER, { eval: true });
+  const ticker = new Worker(TICKER, { eval: true });
+  late.ticker = ticker;
   ticker.on('message', pump);
-  ticker.on('error', (err) => {
-    process.stderr.write(`fixed-rate: ticker failed: ${err.message}\n`);
+  ticker.on('error', (err: unknown) => {
+    process.stderr.write(`fixed-rate: ticker failed: ${err instanceof Error ? err.message : String(err)}\n`);
     finish();
   });
-  await Promise.race([new Promise<void>((resolve) => ticker?.once('online', resolve)), done]);
-  if (finished) throw new Error('the ticker thread did not start');
+  await Promise.race([new Promise<void>((resolve) => ticker.once('online', resolve)), done]);
+  if (finished as boolean) throw new Error('the ticker thread did not start');
   // Both clocks read back to back: the offset between performance.now() and hrtime in ms.
   const hrOffset = Number(process.hrtime.bigint()) / 1e6 - performance.now();
   t0 = performance.now() + LEAD_MS;
   ticker.postMessage({ startHr: t0 + hrOffset, intervalMs, count: scheduled });
-  hardStop = setTimeout(finish, LEAD_MS + opts.durationSec * 1_000 + GRACE_MS);
+  late.hardStop = setTimeout(finish, LEAD_MS + opts.durationSec * 1_000 + GRACE_MS);
   const cpu0 = process.cpuUsage();
   await done;
   const cpu = process.cpuUsage(cpu0);

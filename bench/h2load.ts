@@ -116,7 +116,7 @@ export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
     throw new Error(`h2load did not finish within ${limitMs} ms:\n${proc.output}`);
   }
   if (outcome.code !== 0) throw new Error(`h2load exited with code ${outcome.code} signal ${outcome.signal}:\n${proc.output}`);
-  let logText = '';
+  let logText: string;
   try {
     logText = readFileSync(run.logFile, 'utf8');
   } finally {

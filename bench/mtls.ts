@@ -306,7 +306,7 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
         `${row.name.padEnd(13)} ${size.name.padEnd(5)} ${Math.round(x.rps).toString().padStart(7)} req/s` +
         `  p50 ${x.p50Ms.toFixed(3)} ms  p99 ${x.p99Ms.toFixed(3)} ms  cpu ${x.serverCpuPct?.toFixed(0) ?? '?'}%` +
         `${x.hop2CpuPct !== undefined ? `+${x.hop2CpuPct.toFixed(0)}%` : ''}${x.loadCorePct !== undefined ? ` load-core ${x.loadCorePct.toFixed(0)}%` : ''}` +
-        `${x.handshakes !== undefined ? `  handshakes ${x.handshakes.full} full / ${x.handshakes.resumed} resumed` : ''}` +
+        (x.handshakes !== undefined ? `  handshakes ${x.handshakes.full} full / ${x.handshakes.resumed} resumed` : '') +
         `${otherNote(x.otherCpuPct)}${x.non2xx > 0 ? `  non-2xx ${x.non2xx}` : ''}${x.errors > 0 ? `  errors ${x.errors}` : ''}`,
     );
 
@@ -441,7 +441,9 @@ export async function runMtls(ctx: ScenarioContext): Promise<ScenarioOutcome> {
         '',
         `From meshd B's admin /metrics, \`meshd_tls_handshakes_total{listener="inbound",resumed="true|false"}\`: per measured mTLS run (scraped before and after each) and in total at the end. ` +
           `meshd A keeps its mTLS connections to B pooled, so handshakes happen only when it opens a connection; resumed ones skip the certificate exchange.` +
-          `${handshakesAtStart !== undefined ? ` (At the start of the run, after the readiness probes: ${handshakesAtStart.full} full, ${handshakesAtStart.resumed} resumed.)` : ''}`,
+          (handshakesAtStart !== undefined
+            ? ` (At the start of the run, after the readiness probes: ${handshakesAtStart.full} full, ${handshakesAtStart.resumed} resumed.)`
+            : ''),
         '',
         ...hsLines,
       ],

@@ -354,7 +354,8 @@ export function cpuCoreJiffies(cpu: number): { busy: number; total: number } | u
 
 /** First line of `cmd args` (stdout or stderr), for version banners. */
 export function firstLine(cmd: string, args: readonly string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
-  const text = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
+  // Typed as strings, but both are missing when the command cannot be started at all (not installed, say).
+  const { stdout, stderr } = spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 }) as { stdout: string | undefined; stderr: string | undefined };
+  const text = `${stdout ?? ''}${stderr ?? ''}`.trim();
   return text.split('\n')[0]?.trim() ?? '';
 }

@@ -121,7 +121,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       labelNames: ['listener', 'code'],
       registers,
     });
-    const self = this;
+    const endpointCounts = (): ReturnType<Metrics['endpointCounts']> => this.endpointCounts();
     new Gauge({
       name: 'meshd_endpoints',
       help: 'Endpoints per service and state.',
@@ -129,7 +129,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       registers,
       collect() {
         this.reset();
-        for (const { service, state, count } of self.endpointCounts()) this.labels(service, state).set(count);
+        for (const { service, state, count } of endpointCounts()) this.labels(service, state).set(count);
       },
     });
     for (const result of ['success', 'failure']) this.reloads.labels(result).inc(0);
@@ -157,6 +157,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       labelNames: ['result'],
       registers,
     });
+    const certificate = (): ReturnType<NonNullable<Metrics['certificate']>> | undefined => this.certificate?.();
     new Gauge({
       name: 'meshd_certificate_expiry_seconds',
       help: "Seconds until this host's certificate expires (negative: expired).",
@@ -164,7 +165,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       registers,
       collect() {
         this.reset();
-        const c = self.certificate?.();
+        const c = certificate();
         if (c !== undefined) this.labels(c.identity).set(Math.floor((c.notAfter.getTime() - Date.now()) / 1000));
       },
     });

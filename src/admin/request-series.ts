@@ -89,7 +89,7 @@ export class RequestSeriesSet {
   requestsCollector(name: string, help: string): Collector {
     return {
       name,
-      get: async () => {
+      get: () => {
         const values: Sample[] = [];
         for (const s of this.series.values()) {
           CODE_CLASSES.forEach((code_class, i) => {
@@ -97,7 +97,7 @@ export class RequestSeriesSet {
             if (value > 0) values.push({ value, labels: { service: s.service, endpoint: s.endpoint, code_class } });
           });
         }
-        return { name, help, type: 'counter', values, aggregator: 'sum' };
+        return Promise.resolve({ name, help, type: 'counter', values, aggregator: 'sum' });
       },
     };
   }
@@ -105,7 +105,7 @@ export class RequestSeriesSet {
   durationCollector(name: string, help: string): Collector {
     return {
       name,
-      get: async () => {
+      get: () => {
         const values: Sample[] = [];
         for (const s of this.series.values()) {
           let count = 0;
@@ -121,7 +121,7 @@ export class RequestSeriesSet {
           values.push({ value: s.sum, labels, metricName: `${name}_sum` });
           values.push({ value: count, labels, metricName: `${name}_count` });
         }
-        return { name, help, type: 'histogram', values, aggregator: 'sum' };
+        return Promise.resolve({ name, help, type: 'histogram', values, aggregator: 'sum' });
       },
     };
   }
@@ -129,13 +129,14 @@ export class RequestSeriesSet {
   inFlightCollector(name: string, help: string): Collector {
     return {
       name,
-      get: async () => ({
-        name,
-        help,
-        type: 'gauge',
-        values: [...this.inFlight].map(([service, cell]) => ({ value: cell.value, labels: { service } })),
-        aggregator: 'sum',
-      }),
+      get: () =>
+        Promise.resolve({
+          name,
+          help,
+          type: 'gauge',
+          values: [...this.inFlight].map(([service, cell]) => ({ value: cell.value, labels: { service } })),
+          aggregator: 'sum',
+        }),
     };
   }
 }

@@ -21,8 +21,8 @@ export interface Readiness {
 export interface AdminSources {
   metrics(): Promise<{ contentType: string; body: string }>;
   readiness(): Readiness;
-  /** A supervisor of several workers asks them first. */
-  state(): unknown | Promise<unknown>;
+  /** The state as JSON, or a promise of it (a supervisor of several workers asks them first). */
+  state(): unknown;
 }
 
 export class AdminServer {

@@ -132,7 +132,7 @@ ${backends.map((b) => `      - { address: 127.0.0.1:${b.port} }`).join('\n')}
     );
   }, 1000 / RATE_PER_SECOND);
 
-  const tty = process.stdout.isTTY === true;
+  const tty = process.stdout.isTTY;
   const draw = (): void => {
     const state = daemon.state() as { services: { endpoints: EndpointRow[]; concurrency?: { limit: number } }[] };
     const service = state.services[0];

@@ -30,8 +30,18 @@ export type SupervisorMessage =
 export type { HandedListener } from '../service/process-role.ts';
 
 /** Whether an IPC message is one of meshd's (the sender is trusted: it is our own parent or child). */
-export function isMeshdMessage<T extends WorkerMessage | SupervisorMessage>(m: unknown): m is T {
+function isMeshdMessage(m: unknown): boolean {
   return typeof m === 'object' && m !== null && typeof (m as { meshd?: unknown }).meshd === 'string';
+}
+
+/** A message from a worker, as the supervisor receives it. */
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return isMeshdMessage(m);
+}
+
+/** A message from the supervisor, as a worker receives it. */
+export function isSupervisorMessage(m: unknown): m is SupervisorMessage {
+  return isMeshdMessage(m);
 }
 
 /**

@@ -20,7 +20,7 @@ import { supervisorRole, type WorkerView } from '../service/process-role.ts';
 import type { Logger } from '../log.ts';
 import type { TlsState } from '../tls/tls-state.ts';
 import { missingFlags, runtimeEnv } from '../../bin/runtime-settings.js';
-import { isMeshdMessage, WORKER_INDEX_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
+import { isWorkerMessage, WORKER_INDEX_ENV, type HandedListener, type SupervisorMessage, type WorkerMessage } from './protocol.ts';
 
 export interface SupervisorDeps {
   readonly log: Logger;
@@ -273,7 +273,7 @@ class WorkerPool implements WorkerView {
       let settled = false;
       let failed = false;
       child.on('message', (message: unknown) => {
-        if (!isMeshdMessage<WorkerMessage>(message)) return;
+        if (!isWorkerMessage(message)) return;
         switch (message.meshd) {
           case 'hello':
             this.sendTo(child, { meshd: 'start', start: { configText: this.configText, ports: this.ports, handoff: this.handed.map(([name]) => name) } });

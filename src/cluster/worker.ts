@@ -14,7 +14,7 @@ import { ConfigError } from '../errors.ts';
 import { createLogger, effectiveLevel, exitOnUncaughtErrors } from '../log.ts';
 import { TlsState } from '../tls/tls-state.ts';
 import { Socket } from 'node:net';
-import { isMeshdMessage, WORKER_INDEX_ENV, type SupervisorMessage, type WorkerMessage, type WorkerStart } from './protocol.ts';
+import { isSupervisorMessage, WORKER_INDEX_ENV, type WorkerMessage, type WorkerStart } from './protocol.ts';
 import { WorkerLink } from './worker-link.ts';
 import { workerRole } from '../service/process-role.ts';
 
@@ -83,7 +83,7 @@ export async function runWorker(configPath: string | undefined): Promise<number>
       });
     };
     process.on('message', (message: unknown, handle: unknown) => {
-      if (!isMeshdMessage<SupervisorMessage>(message)) return;
+      if (!isSupervisorMessage(message)) return;
       switch (message.meshd) {
         case 'connection':
           if (handle instanceof Socket) daemon.adopt(message.listener, handle);
@@ -131,7 +131,7 @@ export async function runWorker(configPath: string | undefined): Promise<number>
 function startMessage(send: (message: WorkerMessage) => void): Promise<WorkerStart | undefined> {
   return new Promise((resolve) => {
     const onMessage = (message: unknown): void => {
-      if (!isMeshdMessage<SupervisorMessage>(message) || message.meshd !== 'start') return;
+      if (!isSupervisorMessage(message) || message.meshd !== 'start') return;
       done(message.start);
     };
     const done = (start: WorkerStart | undefined): void => {

@@ -74,7 +74,7 @@ export const DEFAULTS = deepFreeze({
   },
   services: {
     /** Also the weight of endpoints read from an endpoints file. */
-    endpoints: { weight: 1, labels: {} as Readonly<Record<string, string>> },
+    endpoints: { weight: 1, labels: {} },
     protocol: 'http1',
     balancer: {
       algorithm: 'p2c-ewma',

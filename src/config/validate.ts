@@ -42,7 +42,7 @@ export function parseYaml(text: string): { value: unknown; locate: (path: readon
   if (doc.errors.length > 0) {
     return doc.errors.map((e) => {
       const line = e.linePos?.[0]?.line ?? lineCounter.linePos(e.pos[0]).line;
-      return { path: '', message: `not valid YAML: ${e.message.split('\n')[0]}`, ...(line === undefined ? {} : { line }) };
+      return { path: '', message: `not valid YAML: ${e.message.split('\n')[0]}`, line };
     });
   }
   return { value: doc.toJS({ maxAliasCount: 100 }) as unknown, locate: (path) => lineOf(doc, lineCounter, path) };
@@ -88,7 +88,7 @@ export function schemaProblems(
     if (error.keyword !== 'anyOf' && anyOfPaths.has(error.instancePath)) continue;
     if (error.keyword === 'if' || error.keyword === 'propertyNames') continue;
     const path = [...basePath, ...pointerSegments(error.instancePath)];
-    const extra = error.keyword === 'additionalProperties' ? String((error.params as { additionalProperty: string }).additionalProperty) : undefined;
+    const extra = error.keyword === 'additionalProperties' ? (error.params as { additionalProperty: string }).additionalProperty : undefined;
     if (extra !== undefined) path.push(extra);
     if (error.propertyName !== undefined) path.push(error.propertyName);
     const message = describe(error, valueAt(value, pointerSegments(error.instancePath)));
@@ -121,7 +121,7 @@ function shown(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  return String(v);
+  return typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : typeof v;
 }
 
 function describe(error: ErrorObject, value: unknown): string {
@@ -138,7 +138,7 @@ function describe(error: ErrorObject, value: unknown): string {
         case 'listen-address':
         case 'endpoint-address': {
           const reason = parseSocketAddress(String(value), { allowPortZero: params['format'] === 'listen-address' });
-          return `expected an address like "127.0.0.1:4140", got ${shown(value)} (${String(reason)})`;
+          return `expected an address like "127.0.0.1:4140", got ${shown(value)}${typeof reason === 'string' ? ` (${reason})` : ''}`;
         }
         default:
           return `expected ${String(params['format'])}, got ${shown(value)}`;

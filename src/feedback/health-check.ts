@@ -81,7 +81,8 @@ export function probe(target: ProbeTarget, config: HealthCheckConfig): Promise<b
       headers: { 'user-agent': 'meshd-health-check' },
     };
     const send = target.tls === undefined ? request : tlsRequest;
-    if (target.tls !== undefined) Object.assign(options, target.tls.options(), { headers: { ...options.headers, host: target.tls.service } });
+    // A meshd endpoint routes by Host: the probe names the service, as a call does.
+    if (target.tls !== undefined) Object.assign(options, target.tls.options(), { headers: { 'user-agent': 'meshd-health-check', host: target.tls.service } });
     const req = send(options, (res) => {
       res.resume();
       const status = res.statusCode ?? 0;
@@ -141,7 +142,8 @@ export class HealthChecker {
     const entry = this.targets.get(address);
     if (entry === undefined || this.stopped) return;
     const passed = await probe(entry.target, this.config);
-    if (this.targets.get(address) !== entry || this.stopped) return;
+    // stop() and setTargets() drop the entry: it is gone if either ran during the probe.
+    if (this.targets.get(address) !== entry) return;
     const flipped = entry.verdict.record(passed);
     if (flipped !== undefined) this.onVerdict(address, flipped);
     entry.timer = setTimeout(() => void this.run(address), this.config.intervalMs);

@@ -53,5 +53,5 @@ export function onDistrustedConnection(req: IncomingMessage): boolean {
 
 /** Whether the connection had a framing error: a later parse error on it gets no answer of its own. */
 export function isDistrusted(socket: Socket | null): boolean {
-  return (socket as MarkedSocket | null)?.[UNTRUSTED] === true;
+  return socket !== null && (socket as MarkedSocket)[UNTRUSTED] === true;
 }

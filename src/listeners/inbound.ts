@@ -125,7 +125,7 @@ export class InboundListener {
     socket.on('error', () => {});
     if (!socket.authorized) {
       const cert = socket.getPeerCertificate();
-      const reason = cert === null || Object.keys(cert).length === 0 ? 'no_client_certificate' : verifyReason(String(socket.authorizationError));
+      const reason = Object.keys(cert).length === 0 ? 'no_client_certificate' : verifyReason(String(socket.authorizationError));
       this.deps.handshakeError(reason);
       this.deps.log.info(
         { listener: 'inbound', reason, detail: String(socket.authorizationError), remote: socket.remoteAddress },
@@ -185,9 +185,9 @@ export class InboundListener {
         splice(socket, target, 3_600_000, release);
         socket.resume();
       },
-      (err: NodeJS.ErrnoException) => {
+      (err: unknown) => {
         this.deps.log.warn(
-          { service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: err.code },
+          { service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: (err as NodeJS.ErrnoException).code },
           'local TCP target refused the connection',
         );
         socket.destroy();
@@ -206,12 +206,12 @@ export class InboundListener {
     socket.on('error', () => {});
     socket.once('end', () => socket.end());
     const identity = this.identities.get(req.socket);
-    if (identity === undefined) return sendRawError(socket, new MeshError('forbidden', 'no verified peer identity'));
+    if (identity === undefined) { sendRawError(socket, new MeshError('forbidden', 'no verified peer identity')); return; }
     const framing = framingProblem(req);
-    if (framing !== undefined) return sendRawError(socket, framing.error);
+    if (framing !== undefined) { sendRawError(socket, framing.error); return; }
     const name = serviceName(req.headers.host ?? '');
     const local = name === undefined ? undefined : this.deps.local(name);
-    if (local === undefined || local.config.tcp) return sendRawError(socket, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
+    if (local === undefined || local.config.tcp) { sendRawError(socket, new MeshError('unknown_service', `no local service named "${name ?? ''}"`)); return; }
     const verdict = local.authorize(identity);
     this.deps.authorization(local.config.name, verdict.allowed);
     if (!verdict.allowed) {
@@ -219,7 +219,7 @@ export class InboundListener {
         { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
         `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
       );
-      return sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
+      sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`)); return;
     }
     this.streams.add(socket);
     this.active++;

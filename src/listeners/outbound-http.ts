@@ -8,7 +8,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2Server, type Http2Session } from 'node:http2';
-import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer, Socket, type AddressInfo, type Server as TcpServer } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
 import { MeshError, type ErrorCode } from '../errors.ts';
@@ -96,7 +96,10 @@ export class OutboundHttpListener {
     this.acceptor = createTcpServer({ noDelay: true }, (socket) => this.route(socket));
     this.acceptor.maxConnections = maxConnections;
     this.acceptor.on('drop', () => deps.connectionRefused('outbound'));
-    this.server.on('clientError', (err, socket) => this.onClientError(err as NodeJS.ErrnoException, socket as Socket));
+    this.server.on('clientError', (err, socket) => {
+      if (socket instanceof Socket) this.onClientError(err, socket);
+      else socket.destroy();
+    });
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     this.server.on('connect', (_req, socket: Socket) => {
       deps.clientError('outbound', 'method_not_allowed');

@@ -185,3 +185,16 @@ export function downstreamResponseHeaders(headers: HeaderObject): HeaderObject {
   out['via'] = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
   return out;
 }
+
+/** Whether a field set has any field. */
+export function hasFields(fields: HeaderObject): boolean {
+  for (const name in fields) if (Object.hasOwn(fields, name)) return true;
+  return false;
+}
+
+/** A copy of `fields` without `names`. */
+export function withoutFields(fields: HeaderObject, names: readonly string[]): HeaderObject {
+  const out: HeaderObject = {};
+  for (const name in fields) if (!names.includes(name)) out[name] = fields[name];
+  return out;
+}

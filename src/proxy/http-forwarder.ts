@@ -10,7 +10,7 @@ import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.t
 import { RetryableStatus } from '../protocol/retryable-status.ts';
 import { OVERLOADED_HEADER, TIMEOUT_HEADER } from '../protocol/fields.ts';
 import { GRPC_SERVER_FAILURES, GRPC_TRAILER_FIELDS, grpcStatusOf } from '../protocol/grpc.ts';
-import { downstreamResponseHeaders, upstreamRequestHeaders, type HeaderObject } from './headers.ts';
+import { downstreamResponseHeaders, hasFields, upstreamRequestHeaders, withoutFields, type HeaderObject } from './headers.ts';
 import type { Outcome } from '../protocol/outcome.ts';
 import type { HttpUpstream } from './http-upstream.ts';
 
@@ -84,7 +84,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       this.discarding = grpc !== undefined && grpc !== 0 && statusCode < 500 ? `grpc-${grpc}` : String(statusCode);
       return;
     }
-    const out = downstreamResponseHeaders(headers);
+    let out = downstreamResponseHeaders(headers);
     if (grpc !== undefined) {
       // A "trailers-only" gRPC answer is relayed as headers + trailers: the same status for every
       // gRPC client, without depending on END_STREAM landing on the HEADERS frame.
@@ -92,8 +92,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       for (const name of GRPC_TRAILER_FIELDS) {
         const value = out[name];
         if (typeof value === 'string') trailers[name] = value;
-        delete out[name];
       }
+      out = withoutFields(out, GRPC_TRAILER_FIELDS);
       response.trailers(trailers);
     }
     response.start(statusCode, out, statusMessage);
@@ -114,14 +114,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       return;
     }
     const response = this.ex.response;
-    if (trailers !== null && typeof trailers === 'object') {
-      const grpc = grpcStatusOf(trailers);
-      if (grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc)) this.ex.attempt.outcome = 'grpc_error';
-      for (const _ in trailers) {
-        response.trailers(trailers as Record<string, string>);
-        break;
-      }
-    }
+    const grpc = grpcStatusOf(trailers);
+    if (grpc !== undefined && GRPC_SERVER_FAILURES.has(grpc)) this.ex.attempt.outcome = 'grpc_error';
+    if (hasFields(trailers)) response.trailers(trailers as Record<string, string>);
     response.end();
     this.settle();
     this.resolve();

@@ -32,10 +32,10 @@ export function meshConnector(tls: MeshTlsClient, identity: string, timeoutMs: n
     const material = tls.material;
     let entry = connectors.get(key);
     if (entry === undefined || entry.material !== material) {
-      const connector = buildConnector({ ...tls.connectionOptions(identity), timeout: timeoutMs, maxCachedSessions: 256 } as Connector.BuildOptions);
+      const connector = buildConnector({ ...tls.connectionOptions(identity), timeout: timeoutMs, maxCachedSessions: 256 });
       entry = { material, connector };
       connectors.set(key, entry);
     }
-    return entry.connector(options, callback);
+    entry.connector(options, callback);
   };
 }

@@ -121,7 +121,7 @@ export class UpgradeForwarder {
     const failed = (err: Error): void => {
       report({ outcome: connected ? 'reset' : 'connect_failed', handshakeMs: now() - started, status: undefined, error: err });
     };
-    req.headers = headers as IncomingMessage['headers'];
+    req.headers = headers;
     const host = target.host.includes(':') ? `[${target.host}]` : target.host;
     const options: ServerOptions =
       target.tls === undefined

@@ -78,6 +78,8 @@ export class DeadlineTimers {
       unlink(list, ex);
       this.expired(ex, list.budgetMs);
     }
+    // An expiry callback may have added to this list and armed it already.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by add() during the callbacks above
     if (list.timer === undefined) this.arm(list, now);
   }
 }

@@ -24,7 +24,7 @@ export class ReplayableBody {
   private size = 0;
   private overflowed = false;
   private ended = false;
-  private failure: unknown = undefined;
+  private failure: Error | undefined = undefined;
   private pulling: Promise<void> | undefined;
   /** The attempt whose stream may read; earlier ones stop. */
   private current = 0;
@@ -89,7 +89,7 @@ export class ReplayableBody {
       },
       (err: unknown) => {
         this.pulling = undefined;
-        this.failure = err ?? new Error('the request body failed');
+        this.failure = err instanceof Error ? err : new Error('the request body failed');
       },
     );
     return this.pulling;

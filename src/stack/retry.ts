@@ -81,7 +81,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
           const retryable =
             ex.cancelled === undefined && (code === 'connect_failed' || (repeatable && (code === 'upstream_reset' || code === 'upstream_timeout')));
           if (!retryable || !commit(attempt)) throw err;
-          reason = code as string;
+          reason = code;
         }
       } finally {
         clearTimeout(perTry);

@@ -13,7 +13,10 @@ export type RunTool = (file: string, args: readonly string[], env: NodeJS.Proces
 
 const runTool: RunTool = (file, args, env) =>
   new Promise((resolve, reject) => {
-    execFile(file, args, { env, timeout: 5_000 }, (err) => (err === null ? resolve() : reject(err)));
+    execFile(file, args, { env, timeout: 5_000 }, (err) => {
+      if (err === null) resolve();
+      else reject(new Error(`${file} failed: ${err.message}`, { cause: err }));
+    });
   });
 
 export interface Notifier {

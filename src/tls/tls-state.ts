@@ -59,7 +59,7 @@ export class TlsState {
       const watch = new FileWatch(
         path,
         { settleMs: 300, pollMs: 5_000 },
-        () => this.reload(),
+        () => void this.reload(),
         (err) => this.log.warn({ file: path, err: err.message }, 'cannot watch a TLS file; rotation needs a reload'),
       );
       watch.start();

@@ -57,7 +57,7 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
   const logs: LogLine[] = [];
   const stderr: string[] = [];
   const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  createInterface({ input: proc.stdout! }).on('line', (text) => {
+  createInterface({ input: proc.stdout }).on('line', (text) => {
     let line: LogLine;
     try {
       line = JSON.parse(text) as LogLine;
@@ -72,7 +72,7 @@ export async function startDaemon(configYaml: string, opts: StartOptions = {}): 
       }
     }
   });
-  createInterface({ input: proc.stderr! }).on('line', (text) => stderr.push(text));
+  createInterface({ input: proc.stderr }).on('line', (text) => stderr.push(text));
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
 
   const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> => {

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,8 +59,7 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
   const json = (status: number, body: unknown): [number, string] => [status, JSON.stringify(body)];
   const statusBody = (code: number, reason: string, message: string): [number, string] =>
     json(code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code });
-  let server: Server | undefined;
-  server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
+  const server = createServer({ cert: readFileSync(cert), key: readFileSync(key) }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     requests.push(path);
     let answer: [number, string];
@@ -70,7 +69,7 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
       answer = json(200, {
         kind: 'APIVersions',
         versions: ['v1'],
-        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${(server!.address() as AddressInfo).port}` }],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${(server.address() as AddressInfo).port}` }],
       });
     else if (path === '/apis') answer = json(200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
     else if (path === '/api/v1')
@@ -102,7 +101,7 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
     res.writeHead(answer[0], { 'content-type': 'application/json' });
     res.end(answer[1]);
   });
-  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `https://127.0.0.1:${port}`,
@@ -112,8 +111,8 @@ export async function startFakeKubeApi(nodes: FakeNode[]): Promise<FakeKubeApi> 
     requests,
     close: () =>
       new Promise((r) => {
-        server!.closeAllConnections();
-        server!.close(() => {
+        server.closeAllConnections();
+        server.close(() => {
           rmSync(dir, { recursive: true, force: true });
           r();
         });

@@ -53,7 +53,8 @@ export async function startGrpcServer(handler: SayHandler): Promise<{ address: s
       state.calls++;
       handler(call.request, call.metadata).then(
         (reply) => callback(null, reply),
-        (err: Partial<grpc.StatusObject>) => callback(err),
+        // grpc-js answers with the error's code and details (see the handlers' throws).
+        (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
       );
     },
     Collect: (call: grpc.ServerReadableStream<{ text: string }, { text: string }>, callback: grpc.sendUnaryData<{ text: string }>) => {

@@ -5,7 +5,8 @@ export interface Reply {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: string;
-  json<T = Record<string, unknown>>(): T;
+  /** The body parsed as JSON; the caller asserts the shape it expects. */
+  json(): unknown;
 }
 
 export interface RequestOptions {
@@ -27,7 +28,7 @@ export function request(address: string, opts: RequestOptions = {}): Promise<Rep
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const body = Buffer.concat(chunks).toString();
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: <T>() => JSON.parse(body) as T });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) as unknown });
         });
         res.on('error', reject);
       },

@@ -33,7 +33,7 @@ export async function openLoop(address: string, host: string, ratePerSecond: num
         (r) => {
           latencies[i] = performance.now() - sent;
           statuses[i] = r.status;
-          ports[i] = r.headers['x-meshd-error'] === undefined && r.headers['content-type'] === 'application/json' ? r.json<{ port: number }>().port : -1;
+          ports[i] = r.headers['x-meshd-error'] === undefined && r.headers['content-type'] === 'application/json' ? (r.json() as { port: number }).port : -1;
         },
         () => {
           latencies[i] = performance.now() - sent;

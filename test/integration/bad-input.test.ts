@@ -137,7 +137,7 @@ services:
     await sleep(100);
     socket.destroy();
     await sleep(200);
-    const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ inFlight: number }>();
+    const state = (await request(meshd.admin, { path: '/debug/state' })).json() as { inFlight: number };
     assert.equal(state.inFlight, 0, 'the aborted exchange was released');
     await assertStillServing(meshd);
   });
@@ -181,7 +181,7 @@ services:
   it('resets the caller when the backend dies mid-response, and counts it', async () => {
     const outcome = await request(meshd.outbound, { headers: { host: 'halfway' } }).then(
       () => 'complete',
-      (err: Error) => err.message,
+      (err: unknown) => (err instanceof Error ? err.message : String(err)),
     );
     assert.notEqual(outcome, 'complete', 'a truncated body must not look complete');
     await sleep(50);

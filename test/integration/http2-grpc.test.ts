@@ -64,8 +64,8 @@ services:
     const server = await startGrpcServer(async (req, metadata) => {
       n++;
       if (req.text === 'slow') await new Promise((r) => setTimeout(r, 1_000));
-      if (req.text === 'flaky' && n % 3 === 0) throw { code: grpc.status.UNAVAILABLE, details: 'try again' };
-      if (req.text === 'missing') throw { code: grpc.status.NOT_FOUND, details: 'no such thing' };
+      if (req.text === 'flaky' && n % 3 === 0) throw Object.assign(new Error('try again'), { code: grpc.status.UNAVAILABLE, details: 'try again' });
+      if (req.text === 'missing') throw Object.assign(new Error('no such thing'), { code: grpc.status.NOT_FOUND, details: 'no such thing' });
       return { text: `hello ${req.text} (timeout header ${String(metadata.get('x-meshd-timeout-ms')[0] ?? 'none')})` };
     });
     const meshd = await startDaemon(`
@@ -88,9 +88,9 @@ services:
       assert.equal(server.calls, before + 1);
       // The caller's grpc-timeout bounds the call: meshd answers DEADLINE_EXCEEDED itself.
       await assert.rejects(client.say('slow', 200), (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json() as {
         services: { endpoints: { stats: { total: Record<string, number> } }[] }[];
-      }>();
+      };
       assert.ok((state.services[0]?.endpoints[0]?.stats.total['grpc_error'] ?? 0) >= 4, 'UNAVAILABLE counted against the endpoint');
     } finally {
       client.close();
@@ -121,7 +121,7 @@ services:
 
 describe('streaming request bodies', () => {
   it('carries gRPC client-streaming and bidirectional calls (@grpc/grpc-js) to h2c and across an mTLS hop', async () => {
-    const server = await startGrpcServer(async (req) => ({ text: req.text }));
+    const server = await startGrpcServer((req) => Promise.resolve({ text: req.text }));
     const dir = mkdtempSync(join(tmpdir(), 'meshd-grpc-stream-'));
     const ca = await newCa();
     const a = await writeHost(dir, 'a', ca, ca.certPem);

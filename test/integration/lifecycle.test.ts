@@ -111,7 +111,7 @@ describe('config reload', () => {
       assert.ok(timeoutProblem, 'the problem names its path');
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.ok(metricValue(metrics, 'meshd_config_reloads_total', { result: 'failure' }) >= 3);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ config: { lastReload: { result: string } } }>();
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json() as { config: { lastReload: { result: string } } };
       assert.equal(state.config.lastReload.result, 'failure');
     } finally {
       await meshd.stop();
@@ -135,7 +135,7 @@ services:
       { files: { 'users-endpoints.yaml': `endpoints:\n  - { address: ${a.address} }\n` } },
     );
     const file = join(meshd.dir, 'users-endpoints.yaml');
-    const portOf = async (): Promise<number> => (await request(meshd.outbound, { headers: { host: 'users' } })).json<{ port: number }>().port;
+    const portOf = async (): Promise<number> => ((await request(meshd.outbound, { headers: { host: 'users' } })).json() as { port: number }).port;
     try {
       assert.equal(await portOf(), a.port);
       // Atomic replace (write a temp file, rename over): how config management writes.
@@ -153,7 +153,7 @@ services:
       assert.equal(await portOf(), b.port);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.ok(metricValue(metrics, 'meshd_discovery_errors_total', { service: 'users', source: 'file' }) >= 2);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { discovery: { file: { lastError: string } } }[] }>();
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json() as { services: { discovery: { file: { lastError: string } } }[] };
       assert.match(state.services[0]?.discovery.file.lastError ?? '', /address/);
       // Repaired: takes effect again.
       const mark = meshd.logs.length;
@@ -192,7 +192,7 @@ describe('drain on SIGTERM', () => {
     const hang = await startBackend(() => {});
     const meshd = await startDaemon(serviceConfig({ hang: [hang] }, 'drainTimeout: 300ms'));
     try {
-      const stuck = request(meshd.outbound, { headers: { host: 'hang' } }).catch((err: Error) => err);
+      const stuck = request(meshd.outbound, { headers: { host: 'hang' } }).catch((err: unknown) => err);
       await sleep(100);
       meshd.signal('SIGTERM');
       assert.equal(await meshd.exited, 0);

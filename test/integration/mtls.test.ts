@@ -86,7 +86,7 @@ services:
       headers: { host: 'web', ...Object.fromEntries(spoofs.map((n) => [n, 'spiffe://evil.example/host/root'])) },
     });
     assert.equal(reply.status, 200);
-    const seen = reply.json<{ url: string; headers: Record<string, string> }>();
+    const seen = reply.json() as { url: string; headers: Record<string, string> };
     assert.equal(seen.url, '/hello');
     assert.equal(seen.headers['x-meshd-peer-identity'], hostA.identity);
     // CGI/WSGI/Rack read "_" as "-": no spelling of the identity field but meshd's own may arrive.
@@ -153,7 +153,7 @@ services:
     const reply = await request(A.outbound, { headers: { host: 'impostor' } });
     assert.equal(reply.status, 502);
     assert.equal(reply.headers['x-meshd-error'], 'connect_failed');
-    await A.waitForLog((l) => typeof l['cause'] === 'string' && (l['cause'] as string) === 'ERR_MESHD_IDENTITY_MISMATCH');
+    await A.waitForLog((l) => typeof l['cause'] === 'string' && l['cause'] === 'ERR_MESHD_IDENTITY_MISMATCH');
   });
 
   it('refuses bad clients with a clear log line, and keeps serving', async () => {
@@ -221,7 +221,7 @@ services:
     const metrics = (await request(B.admin, { path: '/metrics' })).body;
     const seconds = metricValue(metrics, 'meshd_certificate_expiry_seconds', { identity: hostB.identity });
     assert.ok(seconds > 3_000 && seconds <= 3_660, `expiry in ${seconds} s`);
-    const ready = (await request(B.admin, { path: '/readyz' })).json<{ checks: { certificateValid: boolean } }>();
+    const ready = (await request(B.admin, { path: '/readyz' })).json() as { checks: { certificateValid: boolean } };
     assert.equal(ready.checks.certificateValid, true);
   });
 
@@ -381,7 +381,7 @@ ${tlsBlock(host.dir)}
     try {
       const ready = await request(meshd.admin, { path: '/readyz' });
       assert.equal(ready.status, 503);
-      assert.equal(ready.json<{ checks: { certificateValid: boolean } }>().checks.certificateValid, false);
+      assert.equal((ready.json() as { checks: { certificateValid: boolean } }).checks.certificateValid, false);
       await meshd.waitForLog((l) => l.msg.startsWith('certificate EXPIRED'));
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.ok(metricValue(metrics, 'meshd_certificate_expiry_seconds', { identity: host.identity }) < 0);
@@ -416,11 +416,12 @@ describe('certificate chains and rotation checks', () => {
     const root = await newCa();
     const intermediate = await createIntermediateCa(root, `${DOMAIN} issuing CA`, 30 * 86_400_000);
     // Host B's certificate file is what cert-manager writes: the leaf, then the intermediate; its bundle holds only the root.
-    const writeChained = async (name: string, leaf: IssuedCertificate): Promise<void> => {
+    const writeChained = (name: string, leaf: IssuedCertificate): Promise<void> => {
       writeFileSync(join(dir, name, 'key.pem.tmp'), leaf.keyPem);
       writeFileSync(join(dir, name, 'cert.pem.tmp'), `${leaf.certPem}${intermediate.certPem}`);
       renameSync(join(dir, name, 'key.pem.tmp'), join(dir, name, 'key.pem'));
       renameSync(join(dir, name, 'cert.pem.tmp'), join(dir, name, 'cert.pem'));
+      return Promise.resolve();
     };
     const hostA = await writeHost(dir, 'a', root, root.certPem);
     const hostB = await writeHost(dir, 'b', intermediate, root.certPem);
@@ -450,7 +451,7 @@ local:
       // A (trusting the root only) verifies B's chain as a server …
       const ab = await request(A.outbound, { headers: { host: 'web' } });
       assert.equal(ab.status, 200);
-      assert.equal(ab.json<{ headers: Record<string, string> }>().headers['x-meshd-peer-identity'], hostA.identity);
+      assert.equal((ab.json() as { headers: Record<string, string> }).headers['x-meshd-peer-identity'], hostA.identity);
       // … and A's inbound verifies B's chain as a client (B calls A).
       const ba = await startDaemon(`
 admin: { listen: 127.0.0.1:0 }
@@ -462,7 +463,7 @@ services:
       try {
         const res = await request(ba.outbound, { headers: { host: 'web' } });
         assert.equal(res.status, 200);
-        assert.equal(res.json<{ headers: Record<string, string> }>().headers['x-meshd-peer-identity'], hostB.identity);
+        assert.equal((res.json() as { headers: Record<string, string> }).headers['x-meshd-peer-identity'], hostB.identity);
       } finally {
         await ba.stop();
       }
@@ -489,7 +490,7 @@ services:
       assert.equal(s.out.match(/-----BEGIN CERTIFICATE-----/g)?.length, 2, 'leaf and intermediate presented');
 
       const fingerprintOf = async (): Promise<string> =>
-        (await request(B.admin, { path: '/debug/state' })).json<{ tls: { fingerprint: string } }>().tls.fingerprint;
+        ((await request(B.admin, { path: '/debug/state' })).json() as { tls: { fingerprint: string } }).tls.fingerprint;
       const serving = await fingerprintOf();
       // An expired leaf is refused; the current one keeps serving.
       let mark = B.logs.length;

@@ -26,7 +26,7 @@ function activationHarness(defaultTimeoutMs: number): {
 } {
   const harness = spawn('python3', [fileURLToPath(new URL('../helpers/socket-activate.py', import.meta.url))], { stdio: ['pipe', 'pipe', 'inherit'] });
   const events: HarnessEvent[] = [];
-  createInterface({ input: harness.stdout! }).on('line', (line) => {
+  createInterface({ input: harness.stdout }).on('line', (line) => {
     try {
       events.push(JSON.parse(line) as HarnessEvent);
     } catch {
@@ -42,7 +42,7 @@ function activationHarness(defaultTimeoutMs: number): {
       await sleep(20);
     }
   };
-  const send = (cmd: object): void => void harness.stdin!.write(`${JSON.stringify(cmd)}\n`);
+  const send = (cmd: object): void => void harness.stdin.write(`${JSON.stringify(cmd)}\n`);
   return { harness, events, waitFor, send };
 }
 
@@ -125,9 +125,9 @@ describe('restart under load with an inherited listening socket', () => {
 
       const statuses = await Promise.all(Array.from({ length: 40 }, () => request(`127.0.0.1:${port}`, { headers: { host: 'api' } }).then((r) => r.status)));
       assert.deepEqual(new Set(statuses), new Set([200]));
-      const state = (await request(admin, { path: '/debug/state' })).json<{
+      const state = (await request(admin, { path: '/debug/state' })).json() as {
         workers: { states: { services: { endpoints: { stats: { total: Record<string, number> } }[] }[] }[] };
-      }>();
+      };
       const served = state.workers.states.map((w) => w.services[0]!.endpoints[0]!.stats.total['success'] ?? 0);
       t.diagnostic(`requests per worker, connections handed over in turn: ${JSON.stringify(served)}`);
       assert.equal(
@@ -140,9 +140,9 @@ describe('restart under load with an inherited listening socket', () => {
       );
       // The supervisor keeps its inherited sockets and so cannot restart itself with the runtime
       // settings; the workers it forks get them.
-      const runtimes = (await request(admin, { path: '/debug/state' }))
-        .json<{ workers: { states: { runtime: { v8Flags: string[]; mallocArenaMax?: string } }[] } }>()
-        .workers.states.map((w) => w.runtime);
+      const runtimes = (
+        (await request(admin, { path: '/debug/state' })).json() as { workers: { states: { runtime: { v8Flags: string[]; mallocArenaMax?: string } }[] } }
+      ).workers.states.map((w) => w.runtime);
       for (const r of runtimes) {
         assert.ok(r.v8Flags.includes('--max-semi-space-size=4'), JSON.stringify(r));
         assert.equal(r.mallocArenaMax, '2');

@@ -24,15 +24,14 @@ interface Runtime {
 
 /** Whatever the environment of this test run holds, a start without the settings. */
 function bareEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
-  for (const name of ['MALLOC_ARENA_MAX', 'NODE_OPTIONS', 'MESHD_RUNTIME_APPLIED']) if (!(name in extra)) delete env[name];
-  return env;
+  const unset = ['MALLOC_ARENA_MAX', 'NODE_OPTIONS', 'MESHD_RUNTIME_APPLIED'].filter((name) => !(name in extra));
+  return Object.fromEntries(Object.entries({ ...process.env, ...extra }).filter(([name]) => !unset.includes(name)));
 }
 
 async function started(opts: StartOptions): Promise<{ state: Runtime; environ: string[]; spawnedPid: number | undefined }> {
   const meshd = await startDaemon(CONFIG, opts);
   try {
-    const state = (await request(meshd.admin, { path: '/debug/state' })).json<Runtime>();
+    const state = (await request(meshd.admin, { path: '/debug/state' })).json() as Runtime;
     const environ = readFileSync(`/proc/${state.pid}/environ`, 'latin1').split('\0');
     // npx and the older node's hand-over sit between the test and meshd: stop meshd itself.
     if (state.pid !== meshd.proc.pid) process.kill(state.pid, 'SIGTERM');

@@ -72,11 +72,11 @@ services:
     assert.equal(await client.receive(), 'echo:hello');
     client.send('again');
     assert.equal(await client.receive(), 'echo:again');
-    const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { name: string; endpoints: { inFlight: number }[] }[] }>();
+    const state = (await request(meshd.admin, { path: '/debug/state' })).json() as { services: { name: string; endpoints: { inFlight: number }[] }[] };
     assert.equal(state.services.find((s) => s.name === 'chat')?.endpoints[0]?.inFlight, 1);
     client.close();
     await sleep(100);
-    const after = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { name: string; endpoints: { inFlight: number }[] }[] }>();
+    const after = (await request(meshd.admin, { path: '/debug/state' })).json() as { services: { name: string; endpoints: { inFlight: number }[] }[] };
     assert.equal(after.services.find((s) => s.name === 'chat')?.endpoints[0]?.inFlight, 0);
     const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
     assert.ok(metricValue(metrics, 'meshd_requests_total', { service: 'chat', code_class: '1xx' }) >= 1);
@@ -207,7 +207,7 @@ services:
 
   it('health-checks an endpoint that is another meshd over mTLS, with its identity', async () => {
     await sleep(1_500);
-    const state = (await request(A.admin, { path: '/debug/state' })).json<{ services: { name: string; endpoints: { state: string }[] }[] }>();
+    const state = (await request(A.admin, { path: '/debug/state' })).json() as { services: { name: string; endpoints: { state: string }[] }[] };
     const of = (name: string): string | undefined => state.services.find((s) => s.name === name)?.endpoints[0]?.state;
     assert.equal(of('chat'), 'active', 'the probe reaches the app behind the other meshd');
     assert.equal(of('impostor'), 'unhealthy', 'a server with the wrong identity fails the probe');

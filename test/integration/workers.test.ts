@@ -5,9 +5,12 @@
  * replaced, and a reload reaches every worker.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { startBackend } from '../helpers/backend.ts';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { runMeshd, startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { request } from '../helpers/http.ts';
 
 interface EndpointView {
@@ -31,7 +34,7 @@ interface HostState {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const hostState = async (meshd: RunningDaemon): Promise<HostState> => (await request(meshd.admin, { path: '/debug/state' })).json<HostState>();
+const hostState = async (meshd: RunningDaemon): Promise<HostState> => (await request(meshd.admin, { path: '/debug/state' })).json() as HostState;
 const endpointIn = (s: { services: ServiceView[] }, address: string): EndpointView => {
   const found = s.services[0]?.endpoints.find((e) => e.address === address);
   assert.ok(found !== undefined, `endpoint ${address} in state`);
@@ -208,10 +211,6 @@ services:
   });
 
   it('refuses port 0 for a TCP listener shared by several workers', async () => {
-    const { runMeshd } = await import('../helpers/daemon.ts');
-    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
-    const { join } = await import('node:path');
-    const { tmpdir } = await import('node:os');
     const dir = mkdtempSync(join(tmpdir(), 'meshd-workers-'));
     try {
       const file = join(dir, 'meshd.yaml');

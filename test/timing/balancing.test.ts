@@ -43,7 +43,7 @@ services:
       assert.ok(ewmaShare < 0.1, `p2c-ewma sent the slow endpoint ${(ewmaShare * 100).toFixed(1)} % after warm-up`);
       assert.ok(Math.abs(rrShare - 1 / 3) < 0.02, `round robin sent it ${(rrShare * 100).toFixed(1)} %`);
       t.diagnostic(`10x slow endpoint share: p2c-ewma ${(ewmaShare * 100).toFixed(1)} %, round-robin ${(rrShare * 100).toFixed(1)} %`);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{ services: { name: string; balancer: string }[] }>();
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json() as { services: { name: string; balancer: string }[] };
       assert.equal(state.services.find((s) => s.name === 'ewma')?.balancer, 'p2c-ewma');
     } finally {
       await meshd.stop();

@@ -58,9 +58,9 @@ services:
       const ok = failing.statuses.filter((s) => s === 200).length / failing.statuses.length;
       assert.ok(ok >= 0.995, `callers saw ${(ok * 100).toFixed(2)} % success`);
       t.diagnostic(`ejected after ${ejectedAfter} ms; caller success ${(ok * 100).toFixed(2)} %`);
-      const state = (await request(meshd.admin, { path: '/debug/state' })).json<{
+      const state = (await request(meshd.admin, { path: '/debug/state' })).json() as {
         services: { endpoints: { address: string; state: string; health: { lastReason: string; ejections: number } }[] }[];
-      }>();
+      };
       const seen = state.services[0]!.endpoints.find((e) => e.address === c.address)!;
       assert.ok(['ejected', 'probation', 'active'].includes(seen.state));
       assert.ok(seen.health.ejections >= 1);
@@ -70,9 +70,9 @@ services:
       // Failures from before the fix may still be in the 2 s window and eject it once more.
       await new Promise((r) => setTimeout(r, 2_500));
       const stateOfC = async (): Promise<string> =>
-        (await request(meshd.admin, { path: '/debug/state' }))
-          .json<{ services: { endpoints: { address: string; state: string }[] }[] }>()
-          .services[0]!.endpoints.find((e) => e.address === c.address)!.state;
+        (
+          (await request(meshd.admin, { path: '/debug/state' })).json() as { services: { endpoints: { address: string; state: string }[] }[] }
+        ).services[0]!.endpoints.find((e) => e.address === c.address)!.state;
       for (let i = 0; i < 100 && (await stateOfC()) === 'ejected'; i++) await new Promise((r) => setTimeout(r, 100));
       assert.notEqual(await stateOfC(), 'ejected', 'returned after its backoff');
       await openLoop(meshd.outbound, 'api', 200, 400); // the 2 s ramp

@@ -109,7 +109,7 @@ describe('admission queue', () => {
   it('sheds a queued request after the wait bound', async () => {
     const e = events();
     const gate = new Admission(limiter(1), { size: 10, maxWaitMs: 20 }, () => 0, { limitChanged: () => {}, shed: (r) => e.shed.push(r) });
-    gate.acquire(1e9);
+    void gate.acquire(1e9);
     const started = Date.now();
     await assert.rejects(gate.acquire(1e9)!, (err: { code: string; retryAfterSeconds: number }) => err.code === 'overloaded' && err.retryAfterSeconds === 1);
     assert.ok(Date.now() - started < 1_000);

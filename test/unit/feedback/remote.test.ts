@@ -131,6 +131,6 @@ describe('worker feedback link', () => {
     controller.tick();
     const back = published.at(-1);
     assert.deepEqual(back?.returned, [{ address: b.address, rampMs: 500 }]);
-    assert.equal(back?.endpoints.find((e) => e.address === b.address)?.available, true);
+    assert.equal(back.endpoints.find((e) => e.address === b.address)?.available, true);
   });
 });

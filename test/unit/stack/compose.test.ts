@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { compose, type Handler, type Layer } from '../../../src/stack/layer.ts';
-import type { Exchange } from '../../../src/stack/exchange.ts';
+import { fakeExchange } from '../../helpers/fake-exchange.ts';
 
 describe('compose', () => {
   it('runs layers outermost first and unwinds in reverse', async () => {
@@ -14,10 +14,11 @@ describe('compose', () => {
         await next(ex);
         trace.push(`<${name}`);
       };
-    const terminal: Handler = async () => {
+    const terminal: Handler = () => {
       trace.push('terminal');
+      return Promise.resolve();
     };
-    await compose([layer('a'), layer('b')], terminal)({} as Exchange);
+    await compose([layer('a'), layer('b')], terminal)(fakeExchange().ex);
     assert.deepEqual(trace, ['a>', 'b>', 'terminal', '<b', '<a']);
   });
 

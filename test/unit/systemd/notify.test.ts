@@ -7,7 +7,13 @@ const log = pino({ level: 'silent' });
 
 function recorder() {
   const sent: string[][] = [];
-  return { sent, run: async (_file: string, args: readonly string[]) => void sent.push([...args]) };
+  return {
+    sent,
+    run: (_file: string, args: readonly string[]) => {
+      sent.push([...args]);
+      return Promise.resolve();
+    },
+  };
 }
 
 describe('systemd notifier', () => {
@@ -62,9 +68,7 @@ describe('systemd notifier', () => {
   });
 
   it('keeps going when systemd-notify fails', async () => {
-    const n = createNotifier({ NOTIFY_SOCKET: '/run/x' }, log, async () => {
-      throw new Error('ENOENT');
-    });
+    const n = createNotifier({ NOTIFY_SOCKET: '/run/x' }, log, () => Promise.reject(new Error('ENOENT')));
     n.ready('x');
     await n.flush();
   });

@@ -14,7 +14,7 @@ describe('PKI', () => {
     assert.equal(cert.subjectAltName, 'URI:spiffe://prod.example/host/web-1');
     assert.equal(caCert.ca, true);
     assert.equal(cert.ca, false);
-    assert.deepEqual(cert.keyUsage?.sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
+    assert.deepEqual(cert.keyUsage.sort(), ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
     const info = inspectCertificate(leaf.certPem);
     assert.deepEqual(info.identities, ['spiffe://prod.example/host/web-1']);
     assert.ok(info.notAfter.getTime() - info.notBefore.getTime() <= 3_600_000 + 60_000);
