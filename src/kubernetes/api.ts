@@ -63,7 +63,10 @@ export function getJson(access: ApiAccess, path: string, timeoutMs: number): Pro
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString();
-          if (res.statusCode !== 200) { reject(new KubernetesError(`GET ${path}: ${res.statusCode} ${apiMessage(text)}`, res.statusCode)); return; }
+          if (res.statusCode !== 200) {
+            reject(new KubernetesError(`GET ${path}: ${res.statusCode} ${apiMessage(text)}`, res.statusCode));
+            return;
+          }
           try {
             resolve(JSON.parse(text));
           } catch {

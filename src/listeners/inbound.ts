@@ -206,12 +206,21 @@ export class InboundListener {
     socket.on('error', () => {});
     socket.once('end', () => socket.end());
     const identity = this.identities.get(req.socket);
-    if (identity === undefined) { sendRawError(socket, new MeshError('forbidden', 'no verified peer identity')); return; }
+    if (identity === undefined) {
+      sendRawError(socket, new MeshError('forbidden', 'no verified peer identity'));
+      return;
+    }
     const framing = framingProblem(req);
-    if (framing !== undefined) { sendRawError(socket, framing.error); return; }
+    if (framing !== undefined) {
+      sendRawError(socket, framing.error);
+      return;
+    }
     const name = serviceName(req.headers.host ?? '');
     const local = name === undefined ? undefined : this.deps.local(name);
-    if (local === undefined || local.config.tcp) { sendRawError(socket, new MeshError('unknown_service', `no local service named "${name ?? ''}"`)); return; }
+    if (local === undefined || local.config.tcp) {
+      sendRawError(socket, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
+      return;
+    }
     const verdict = local.authorize(identity);
     this.deps.authorization(local.config.name, verdict.allowed);
     if (!verdict.allowed) {
@@ -219,7 +228,8 @@ export class InboundListener {
         { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
         `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
       );
-      sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`)); return;
+      sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
+      return;
     }
     this.streams.add(socket);
     this.active++;

@@ -40,19 +40,22 @@ export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage,
     sendRawError(socket, err);
   };
   if (ctx.inFlight.value >= ctx.maxInFlight) {
-    refuse(new MeshError('overloaded', `service "${ctx.service}" is at its limit of ${ctx.maxInFlight} requests in flight`, { retryAfterSeconds: 1 })); return;
+    refuse(new MeshError('overloaded', `service "${ctx.service}" is at its limit of ${ctx.maxInFlight} requests in flight`, { retryAfterSeconds: 1 }));
+    return;
   }
   let lease;
   try {
     lease = ctx.attempts.begin(ctx.hashKey?.({ field: (name) => firstValue(req.headers[name]) }), undefined);
   } catch (err) {
-    refuse(err instanceof MeshError ? err : new MeshError('internal', 'internal error')); return;
+    refuse(err instanceof MeshError ? err : new MeshError('internal', 'internal error'));
+    return;
   }
   const endpoint = lease.endpoint;
   const identity = endpoint.spec.identity;
   if (identity !== undefined && ctx.tls === undefined) {
     lease.release();
-    refuse(new MeshError('connect_failed', `endpoint ${endpoint.address} has an identity but this host has no TLS material`)); return;
+    refuse(new MeshError('connect_failed', `endpoint ${endpoint.address} has an identity but this host has no TLS material`));
+    return;
   }
   const inFlight = ctx.inFlight;
   inFlight.value++;

@@ -70,7 +70,12 @@ export class LocalService {
     );
     const label = `local:${config.name}`;
     this.target = new Endpoint(spec, upstream, deps.observer.forEndpoint(label, address), deps.clock());
-    this.admission = createAdmission(label, config.concurrency, { log: deps.log, clock: deps.clock, decisions: deps.decisions, limit: (service, limit) => deps.concurrencyLimit(service, limit) });
+    this.admission = createAdmission(label, config.concurrency, {
+      log: deps.log,
+      clock: deps.clock,
+      decisions: deps.decisions,
+      limit: (service, limit) => deps.concurrencyLimit(service, limit),
+    });
     const balancer = new TargetBalancer(this.target);
     this.handler = buildStack(
       {
