@@ -8,9 +8,10 @@ import type { EndpointSpec } from '../config/types.ts';
 import { parseEndpointsFile } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { DiscoverySource } from './source.ts';
 import { DEFAULT_FILE_WATCH, FileWatch, type FileWatchOptions } from '../util/file-watch.ts';
 
-export interface DiscoveryEvents {
+export interface EndpointsFileEvents {
   /** A new, valid endpoint list. */
   updated(endpoints: readonly EndpointSpec[]): void;
   /** The file could not be read or parsed; the last good list stays. */
@@ -25,10 +26,11 @@ export interface EndpointsFileStatus {
   lastErrorAt: string | undefined;
 }
 
-export class EndpointsFileSource {
+export class EndpointsFileSource implements DiscoverySource {
+  readonly name = 'file';
   readonly path: string;
   private readonly service: string;
-  private readonly events: DiscoveryEvents;
+  private readonly events: EndpointsFileEvents;
   private readonly log: Logger;
   private readonly watch: FileWatch;
   private current: readonly EndpointSpec[] = [];
@@ -36,7 +38,7 @@ export class EndpointsFileSource {
   private lastError: string | undefined;
   private lastErrorAt: Date | undefined;
 
-  constructor(service: string, path: string, events: DiscoveryEvents, log: Logger, watchOptions: FileWatchOptions = DEFAULT_FILE_WATCH) {
+  constructor(service: string, path: string, events: EndpointsFileEvents, log: Logger, watchOptions: FileWatchOptions = DEFAULT_FILE_WATCH) {
     this.service = service;
     this.path = path;
     this.events = events;

@@ -197,6 +197,29 @@ export class InboundListener {
   }
 
   /**
+   * Who may reach which local service, the same for requests and upgrades: a verified identity, a
+   * local HTTP service named by Host, and that service's policy. Returns the service, or the error
+   * to answer with (a refusal is logged with the rule that decided it).
+   */
+  private admit(req: IncomingMessage): { local: LocalService; identity: string } | MeshError {
+    const identity = this.identities.get(req.socket);
+    if (identity === undefined) return new MeshError('forbidden', 'no verified peer identity');
+    const name = serviceName(req.headers.host ?? '');
+    const local = name === undefined ? undefined : this.deps.local(name);
+    if (local === undefined || local.config.tcp) return new MeshError('unknown_service', `no local service named "${name ?? ''}"`);
+    const verdict = local.authorize(identity);
+    this.deps.authorization(local.config.name, verdict.allowed);
+    if (!verdict.allowed) {
+      this.deps.log.warn(
+        { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
+        `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
+      );
+      return new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`);
+    }
+    return { local, identity };
+  }
+
+  /**
    * A WebSocket upgrade from another meshd: checked exactly as a request (verified identity,
    * framing, the local service's policy), then relayed to the local target with the verified
    * identity in place of any the caller sent.
@@ -205,32 +228,13 @@ export class InboundListener {
     const started = this.deps.clock();
     socket.on('error', () => {});
     socket.once('end', () => socket.end());
-    const identity = this.identities.get(req.socket);
-    if (identity === undefined) {
-      sendRawError(socket, new MeshError('forbidden', 'no verified peer identity'));
-      return;
-    }
     const framing = framingProblem(req);
-    if (framing !== undefined) {
-      sendRawError(socket, framing.error);
+    const admitted = framing?.error ?? this.admit(req);
+    if (admitted instanceof MeshError) {
+      sendRawError(socket, admitted);
       return;
     }
-    const name = serviceName(req.headers.host ?? '');
-    const local = name === undefined ? undefined : this.deps.local(name);
-    if (local === undefined || local.config.tcp) {
-      sendRawError(socket, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
-      return;
-    }
-    const verdict = local.authorize(identity);
-    this.deps.authorization(local.config.name, verdict.allowed);
-    if (!verdict.allowed) {
-      this.deps.log.warn(
-        { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
-        `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
-      );
-      sendRawError(socket, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
-      return;
-    }
+    const { local, identity } = admitted;
     this.streams.add(socket);
     this.active++;
     socket.once('close', () => {
@@ -253,13 +257,6 @@ export class InboundListener {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = this.deps.clock();
-    const identity = this.identities.get(req.socket);
-    const name = serviceName(req.headers.host ?? '');
-    const local = name === undefined ? undefined : this.deps.local(name);
-    if (identity === undefined) {
-      sendError(res, new MeshError('forbidden', 'no verified peer identity'));
-      return;
-    }
     if (onDistrustedConnection(req)) return void res.destroy();
     const framing = framingProblem(req);
     if (framing !== undefined) {
@@ -267,20 +264,12 @@ export class InboundListener {
       sendError(res, framing.error, framing.close);
       return;
     }
-    if (local === undefined || local.config.tcp) {
-      sendError(res, new MeshError('unknown_service', `no local service named "${name ?? ''}"`));
+    const admitted = this.admit(req);
+    if (admitted instanceof MeshError) {
+      sendError(res, admitted);
       return;
     }
-    const verdict = local.authorize(identity);
-    this.deps.authorization(local.config.name, verdict.allowed);
-    if (!verdict.allowed) {
-      this.deps.log.warn(
-        { event: 'forbidden', service: local.config.name, identity, rule: verdict.rule },
-        `refused ${identity} for ${local.config.name}: ${verdict.rule}`,
-      );
-      sendError(res, new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`));
-      return;
-    }
+    const { local, identity } = admitted;
     const url = req.url ?? '/';
     const ex = nodeExchange(req, res, url.startsWith('/') ? url : '/', undefined, started);
     ex.extraFields = [PEER_IDENTITY_HEADER, identity];

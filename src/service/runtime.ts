@@ -12,7 +12,8 @@ import { createBalancer, hashKeyReader, peakEwmaOptions } from '../balancer/crea
 import type { EndpointStatsSnapshot } from '../balancer/endpoint-stats.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { OutlierSettings, ServiceConfig } from '../config/types.ts';
-import { EndpointsFileSource, type EndpointsFileStatus } from '../discovery/endpoints-file.ts';
+import type { EndpointsFileStatus } from '../discovery/endpoints-file.ts';
+import { discoverySources, type DiscoverySource } from '../discovery/source.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import { HealthChecker, type ProbeTarget } from '../feedback/health-check.ts';
 import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
@@ -100,7 +101,9 @@ export class ServiceRuntime implements AttemptSink {
   private admission: Admission | undefined;
   private healthChecker: HealthChecker | undefined;
   private retryBudget: RetryBudget;
-  private fileSource: EndpointsFileSource | undefined;
+  /** The discovery sources the config names, and the key they were built for. */
+  private sources: DiscoverySource[] = [];
+  private sourcesKey: string | undefined;
 
   constructor(config: ServiceConfig, nodeZone: string | undefined, deps: ServiceDeps) {
     this.name = config.name;
@@ -137,7 +140,7 @@ export class ServiceRuntime implements AttemptSink {
   async start(): Promise<void> {
     this.feedback?.start();
     this.syncHealthChecker(undefined);
-    await this.startFileSource();
+    await this.syncSources();
     this.reconcile();
   }
 
@@ -160,12 +163,7 @@ export class ServiceRuntime implements AttemptSink {
     } else this.feedback?.reconfigure(config.outlier, config.outlier.returnRampMs);
     this.syncHealthChecker(previous);
     this.handler = this.buildHandler();
-    if (previous.endpointsFile !== config.endpointsFile) {
-      this.fileSource?.stop();
-      this.fileSource = undefined;
-      this.endpoints.setSource('file', undefined);
-      await this.startFileSource();
-    }
+    await this.syncSources();
     this.reconcile();
   }
 
@@ -173,7 +171,7 @@ export class ServiceRuntime implements AttemptSink {
   async close(): Promise<void> {
     this.healthChecker?.stop();
     this.feedback?.stop();
-    this.fileSource?.stop();
+    for (const source of this.sources) source.stop();
     this.balancer.setEndpoints([]);
     await this.endpoints.close();
   }
@@ -266,7 +264,7 @@ export class ServiceRuntime implements AttemptSink {
         stats: e.stats.snapshot(now),
         pool: e.upstream.stats(),
       })),
-      discovery: { static: this.config.endpoints.length, file: this.fileSource?.status() },
+      discovery: { static: this.config.endpoints.length, file: this.sources.find((s) => s.name === 'file')?.status() as EndpointsFileStatus | undefined },
       inFlight: this.inFlight.value,
       concurrency: this.admission === undefined ? undefined : { limit: this.admission.limit, inFlight: this.admission.inFlight, queued: this.admission.queued },
       feedbackDelayMs: this.feedback instanceof RemoteFeedback ? this.feedback.lastDelayMs : undefined,
@@ -369,28 +367,32 @@ export class ServiceRuntime implements AttemptSink {
     });
   }
 
-  private async startFileSource(): Promise<void> {
-    const path = this.config.endpointsFile;
-    if (path === undefined) return;
-    const source = new EndpointsFileSource(
-      this.name,
-      path,
+  /** (Re)builds the discovery sources when the config names other ones; an unchanged set keeps running. */
+  private async syncSources(): Promise<void> {
+    const { key, create } = discoverySources(
+      this.config,
       {
-        updated: () => {
-          if (this.fileSource === source) this.reconcile();
+        updated: (source) => {
+          if (this.sources.includes(source)) this.reconcile();
         },
-        failed: () => this.deps.discoveryFailed(this.name, 'file'),
+        failed: (source) => this.deps.discoveryFailed(this.name, source.name),
       },
       this.deps.log,
     );
-    this.fileSource = source;
-    await source.start();
+    if (key === this.sourcesKey) return;
+    for (const source of this.sources) {
+      source.stop();
+      this.endpoints.setSource(source.name, undefined);
+    }
+    this.sources = create();
+    this.sourcesKey = key;
+    await Promise.all(this.sources.map((s) => s.start()));
   }
 
   /** Makes the endpoint set equal to static ∪ every source, then tells the balancer, the feedback loop and the prober. */
   private reconcile(): void {
     this.endpoints.setSource('static', this.config.endpoints);
-    this.endpoints.setSource('file', this.fileSource?.endpoints);
+    for (const source of this.sources) this.endpoints.setSource(source.name, source.endpoints);
     const settings: EndpointSettings = { upstream: upstreamOptions(this.config), ewma: peakEwmaOptions(this.config.balancer) };
     const { added, removed } = this.endpoints.reconcile(settings);
     const all = this.endpoints.all();

@@ -52,16 +52,24 @@ function window(notBefore: Date, ttlMs: number): { notBefore: Date; notAfter: Da
   return { notBefore, notAfter: new Date(notBefore.getTime() + ttlMs) };
 }
 
-/** A self-signed root CA for `trustDomain`. */
-export async function createRootCa(trustDomain: string, ttlMs: number, now = new Date()): Promise<IssuedCertificate> {
-  const keys = await newKeyPair(3072);
+/**
+ * A new certificate for `keys`, valid for `ttlMs` from a minute before `now` (hosts whose clocks
+ * lag slightly still accept it); the caller sets names and extensions, then signs.
+ */
+function newCertificate(keys: KeyPairPem, ttlMs: number, now: Date): forge.pki.Certificate {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
   cert.serialNumber = serialNumber();
-  // Backdated a minute: hosts whose clocks lag slightly still accept it.
   const validity = window(new Date(now.getTime() - 60_000), ttlMs);
   cert.validity.notBefore = validity.notBefore;
   cert.validity.notAfter = validity.notAfter;
+  return cert;
+}
+
+/** A self-signed root CA for `trustDomain`. */
+export async function createRootCa(trustDomain: string, ttlMs: number, now = new Date()): Promise<IssuedCertificate> {
+  const keys = await newKeyPair(3072);
+  const cert = newCertificate(keys, ttlMs, now);
   const subject = [
     { name: 'commonName', value: `meshd root CA ${trustDomain}` },
     { name: 'organizationName', value: trustDomain },
@@ -85,12 +93,7 @@ export async function createRootCa(trustDomain: string, ttlMs: number, now = new
 export async function createIntermediateCa(parent: IssuedCertificate, name: string, ttlMs: number, now = new Date()): Promise<IssuedCertificate> {
   const parentCert = forge.pki.certificateFromPem(parent.certPem);
   const keys = await newKeyPair(2048);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
-  cert.serialNumber = serialNumber();
-  const validity = window(new Date(now.getTime() - 60_000), ttlMs);
-  cert.validity.notBefore = validity.notBefore;
-  cert.validity.notAfter = validity.notAfter;
+  const cert = newCertificate(keys, ttlMs, now);
   cert.setSubject([{ name: 'commonName', value: name.slice(0, 64) }]);
   cert.setIssuer(parentCert.subject.attributes);
   cert.setExtensions([
@@ -109,12 +112,7 @@ export async function issueLeaf(ca: IssuedCertificate, identity: string, ttlMs: 
   if (typeof parsed === 'string') throw new Error(parsed);
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const keys = await newKeyPair(2048);
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(keys.publicKeyPem);
-  cert.serialNumber = serialNumber();
-  const validity = window(new Date(now.getTime() - 60_000), ttlMs);
-  cert.validity.notBefore = validity.notBefore;
-  cert.validity.notAfter = validity.notAfter;
+  const cert = newCertificate(keys, ttlMs, now);
   cert.setSubject([{ name: 'commonName', value: identity.slice(identity.lastIndexOf('/') + 1).slice(0, 64) || parsed.trustDomain }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
