@@ -78,10 +78,11 @@ export class Daemon {
       decisions: metrics,
       feedbackTickMs: 250,
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
-      discoveryFailed: (service, source) => metrics.discoveryFailed(service, source),
+      discoveryUpdate: (service, source, result) => metrics.discoveryUpdate(service, source, result),
       role,
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
+    metrics.setDiscoveryStalenessSource(() => this.services.discoveryStaleness());
     this.tcp = new ServiceTcpListeners({
       log: deps.log,
       connection: (service, socket) => {

@@ -21,6 +21,8 @@ const SUPERVISOR_OWNED: ReadonlySet<string> = new Set([
   'meshd_endpoints',
   'meshd_config_reloads_total',
   'meshd_discovery_errors_total',
+  'meshd_discovery_updates_total',
+  'meshd_discovery_staleness_seconds',
   'meshd_tls_rotations_total',
   'meshd_certificate_expiry_seconds',
 ]);
@@ -48,6 +50,8 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   private readonly decisions: Counter<'service' | 'decision' | 'reason'>;
   private readonly limits: Gauge<'service'>;
   private readonly discoveryErrors: Counter<'service' | 'source'>;
+  private readonly discoveryUpdates: Counter<'service' | 'source' | 'result'>;
+  private staleness: () => { service: string; seconds: number }[] = () => [];
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
   private endpointCounts: () => EndpointCount[] = () => [];
@@ -108,6 +112,23 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       help: 'Discovery reads rejected (the last good endpoints were kept).',
       labelNames: ['service', 'source'],
       registers,
+    });
+    this.discoveryUpdates = new Counter({
+      name: 'meshd_discovery_updates_total',
+      help: 'Answers of discovery sources by result: changed, unchanged, empty_held (an empty answer held back), error.',
+      labelNames: ['service', 'source', 'result'],
+      registers,
+    });
+    const staleness = (): ReturnType<Metrics['staleness']> => this.staleness();
+    new Gauge({
+      name: 'meshd_discovery_staleness_seconds',
+      help: "Seconds since a service's least recently successful discovery source last answered.",
+      labelNames: ['service'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { service, seconds } of staleness()) this.labels(service).set(seconds);
+      },
     });
     this.connectionsRefused = new Counter({
       name: 'meshd_connections_refused_total',
@@ -233,6 +254,17 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
     this.reloads.labels(success ? 'success' : 'failure').inc();
   }
 
+  /** One answer of a discovery source, by result; a failure is also a discovery error. */
+  discoveryUpdate(service: string, source: string, result: string): void {
+    this.discoveryUpdates.labels(service, source, result).inc();
+    if (result === 'error') this.discoveryErrors.labels(service, source).inc();
+  }
+
+  setDiscoveryStalenessSource(source: () => { service: string; seconds: number }[]): void {
+    this.staleness = source;
+  }
+
+  /** Counts a rejected discovery read. */
   discoveryFailed(service: string, source: string): void {
     this.discoveryErrors.labels(service, source).inc();
   }

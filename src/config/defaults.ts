@@ -75,6 +75,12 @@ export const DEFAULTS = deepFreeze({
   services: {
     /** Also the weight of endpoints read from an endpoints file. */
     endpoints: { weight: 1, labels: {} },
+    discovery: {
+      dns: { type: 'SRV', minTtl: 5 * SECOND, maxTtl: 300 * SECOND, negativeTtl: 30 * SECOND, timeout: 2 * SECOND },
+      consul: { address: 'http://127.0.0.1:8500', wait: 30 * SECOND },
+      kubernetes: { namespace: 'default', idleTimeout: 150 * SECOND },
+      acceptEmptyAfter: 60 * SECOND,
+    },
     protocol: 'http1',
     balancer: {
       algorithm: 'p2c-ewma',

@@ -7,8 +7,17 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULTS } from './defaults.ts';
-import type { RawBalancer, RawConcurrency, RawConfig, RawEndpoint, RawLocalService, RawOutlier, RawService } from './raw.ts';
-import type { BalancerConfig, ConcurrencySettings, EndpointSpec, LocalServiceConfig, MeshConfig, OutlierSettings, ServiceConfig } from './types.ts';
+import type { RawBalancer, RawConcurrency, RawConfig, RawDiscovery, RawEndpoint, RawLocalService, RawOutlier, RawService } from './raw.ts';
+import type {
+  BalancerConfig,
+  ConcurrencySettings,
+  DiscoveryConfig,
+  EndpointSpec,
+  LocalServiceConfig,
+  MeshConfig,
+  OutlierSettings,
+  ServiceConfig,
+} from './types.ts';
 import { parseDuration, parseSize } from './units.ts';
 
 // The schema has already checked every format, so these parses cannot fail.
@@ -93,6 +102,7 @@ function normaliseService(name: string, svc: RawService, baseDir: string): Servi
     name,
     endpoints: normaliseEndpoints(svc.endpoints ?? []),
     endpointsFile: svc.endpointsFile === undefined ? undefined : resolveFrom(baseDir, svc.endpointsFile),
+    discovery: normaliseDiscovery(name, svc.discovery ?? {}, baseDir),
     protocol: svc.protocol ?? d.protocol,
     balancer: normaliseBalancer(svc.balancer ?? {}),
     timeoutMs: ms(svc.timeout, d.timeout),
@@ -225,4 +235,46 @@ function normaliseOutlier(raw: RawOutlier): OutlierSettings {
 
 function resolveFrom(baseDir: string, file: string): string {
   return isAbsolute(file) ? file : resolve(baseDir, file);
+}
+
+function normaliseDiscovery(service: string, raw: RawDiscovery, baseDir: string): DiscoveryConfig {
+  const d = DEFAULTS.services.discovery;
+  const { dns, consul, kubernetes } = raw;
+  return {
+    dns:
+      dns === undefined
+        ? undefined
+        : {
+            name: dns.name,
+            type: dns.type ?? d.dns.type,
+            port: dns.port,
+            servers: (dns.servers ?? []).map(endpointAddress),
+            minTtlMs: ms(dns.minTtl, d.dns.minTtl),
+            maxTtlMs: ms(dns.maxTtl, d.dns.maxTtl),
+            negativeTtlMs: ms(dns.negativeTtl, d.dns.negativeTtl),
+            timeoutMs: ms(dns.timeout, d.dns.timeout),
+          },
+    consul:
+      consul === undefined
+        ? undefined
+        : {
+            address: consul.address ?? d.consul.address,
+            service: consul.service ?? service,
+            tag: consul.tag,
+            datacenter: consul.datacenter,
+            tokenFile: consul.tokenFile === undefined ? undefined : resolveFrom(baseDir, consul.tokenFile),
+            waitMs: ms(consul.wait, d.consul.wait),
+          },
+    kubernetes:
+      kubernetes === undefined
+        ? undefined
+        : {
+            service: kubernetes.service,
+            namespace: kubernetes.namespace ?? d.kubernetes.namespace,
+            port: kubernetes.port,
+            kubeconfig: kubernetes.kubeconfig === undefined ? undefined : resolveFrom(baseDir, kubernetes.kubeconfig),
+            idleTimeoutMs: ms(kubernetes.idleTimeout, d.kubernetes.idleTimeout),
+          },
+    acceptEmptyAfterMs: ms(raw.acceptEmptyAfter, d.acceptEmptyAfter),
+  };
 }

@@ -62,6 +62,7 @@ export interface RawHealthCheck {
 export interface RawService {
   endpoints?: RawEndpoint[];
   endpointsFile?: string;
+  discovery?: RawDiscovery;
   protocol?: 'http1' | 'h2c';
   balancer?: RawBalancer;
   timeout?: string;
@@ -114,4 +115,20 @@ export interface RawConfig {
   local?: Record<string, RawLocalService>;
   limits?: { maxInFlight?: number };
   services?: Record<string, RawService>;
+}
+
+export interface RawDiscovery {
+  dns?: {
+    name: string;
+    type?: 'SRV' | 'A' | 'AAAA' | 'A+AAAA';
+    port?: number;
+    servers?: string[];
+    minTtl?: string;
+    maxTtl?: string;
+    negativeTtl?: string;
+    timeout?: string;
+  };
+  consul?: { address?: string; service?: string; tag?: string; datacenter?: string; tokenFile?: string; wait?: string };
+  kubernetes?: { service: string; namespace?: string; port?: string | number; kubeconfig?: string; idleTimeout?: string };
+  acceptEmptyAfter?: string;
 }

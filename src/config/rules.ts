@@ -159,6 +159,22 @@ function listenersBefore(service: string, config: MeshConfig): { key: string; ad
 }
 
 /** Runs service rules over every service in order, all rules for one service before the next. */
+/** An A/AAAA answer carries no port: the endpoints need one from the config. */
+export const dnsAddressRecordsNeedPort: ServiceRule = ({ name, config }, report) => {
+  const dns = config.discovery.dns;
+  if (dns !== undefined && dns.type !== 'SRV' && dns.port === undefined) {
+    report(['services', name, 'discovery', 'dns', 'port'], `${dns.type} records carry no port: set the endpoints' port`);
+  }
+};
+
+/** TTL bounds that cross would leave no refresh interval to choose. */
+export const dnsTtlBoundsAreOrdered: ServiceRule = ({ name, config }, report) => {
+  const dns = config.discovery.dns;
+  if (dns !== undefined && dns.minTtlMs > dns.maxTtlMs) report(['services', name, 'discovery', 'dns', 'minTtl'], 'must not be greater than maxTtl');
+  if (dns !== undefined && dns.minTtlMs === 0)
+    report(['services', name, 'discovery', 'dns', 'minTtl'], 'must be greater than 0s (a zero TTL would query without pause)');
+};
+
 export function forEachService(...rules: ServiceRule[]): ConfigRule {
   return (whole, report) => {
     for (const [name, config] of whole.config.services) {
@@ -238,6 +254,8 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
     outlierWindowIsPositive,
     retryBudgetWindowIsPositive,
     retryBackoffBaseIsWithinMax,
+    dnsAddressRecordsNeedPort,
+    dnsTtlBoundsAreOrdered,
   ),
   localIdentityPatternsAreValid,
   endpointIdentityNeedsTls,

@@ -54,6 +54,57 @@ const service = {
   properties: {
     endpoints: ENDPOINT_LIST_SCHEMA,
     endpointsFile: { type: 'string', minLength: 1 },
+    discovery: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        dns: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 253 },
+            type: { enum: ['SRV', 'A', 'AAAA', 'A+AAAA'] },
+            port: { type: 'integer', minimum: 1, maximum: 65535 },
+            servers: { type: 'array', minItems: 1, items: { type: 'string', format: 'endpoint-address' } },
+            minTtl: duration,
+            maxTtl: duration,
+            negativeTtl: duration,
+            timeout: duration,
+          },
+        },
+        consul: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            address: { type: 'string', pattern: '^https?://' },
+            service: { type: 'string', minLength: 1 },
+            tag: { type: 'string', minLength: 1 },
+            datacenter: { type: 'string', minLength: 1 },
+            tokenFile: { type: 'string', minLength: 1 },
+            wait: duration,
+          },
+        },
+        kubernetes: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['service'],
+          properties: {
+            service: { type: 'string', minLength: 1 },
+            namespace: { type: 'string', minLength: 1 },
+            port: {
+              anyOf: [
+                { type: 'string', minLength: 1 },
+                { type: 'integer', minimum: 1, maximum: 65535 },
+              ],
+            },
+            kubeconfig: { type: 'string', minLength: 1 },
+            idleTimeout: duration,
+          },
+        },
+        acceptEmptyAfter: duration,
+      },
+    },
     protocol: { enum: ['http1', 'h2c'] },
     balancer: {
       type: 'object',

@@ -121,11 +121,58 @@ export interface ConcurrencySettings {
   readonly queue: { readonly size: number; readonly maxWaitMs: number };
 }
 
+/** DNS discovery: A/AAAA (with `port`) or SRV records, refreshed by their TTL within bounds. */
+export interface DnsDiscoveryConfig {
+  readonly name: string;
+  readonly type: 'SRV' | 'A' | 'AAAA' | 'A+AAAA';
+  /** The endpoints' port for A/AAAA answers (SRV answers carry their own). */
+  readonly port: number | undefined;
+  /** Name servers to ask; empty: the system's (/etc/resolv.conf). */
+  readonly servers: readonly { readonly host: string; readonly port: number }[];
+  readonly minTtlMs: number;
+  readonly maxTtlMs: number;
+  /** How long a "no such name" or "no records" answer is believed. */
+  readonly negativeTtlMs: number;
+  readonly timeoutMs: number;
+}
+
+/** Consul's catalog: blocking queries on the health endpoint, passing instances only. */
+export interface ConsulDiscoveryConfig {
+  readonly address: string;
+  readonly service: string;
+  readonly tag: string | undefined;
+  readonly datacenter: string | undefined;
+  readonly tokenFile: string | undefined;
+  readonly waitMs: number;
+}
+
+/** Kubernetes EndpointSlices of a Service, listed and watched with the official client. */
+export interface KubernetesDiscoveryConfig {
+  readonly service: string;
+  readonly namespace: string;
+  /** The EndpointSlice port to use, by name or number; undefined: the only (or first) port. */
+  readonly port: string | number | undefined;
+  /** A kubeconfig file; undefined: the pod's in-cluster service account. */
+  readonly kubeconfig: string | undefined;
+  /** A watch silent for longer than this is restarted (bookmarks arrive about once a minute). */
+  readonly idleTimeoutMs: number;
+}
+
+export interface DiscoveryConfig {
+  readonly dns: DnsDiscoveryConfig | undefined;
+  readonly consul: ConsulDiscoveryConfig | undefined;
+  readonly kubernetes: KubernetesDiscoveryConfig | undefined;
+  /** An empty answer replaces a source's non-empty set only once it has lasted this long (an outage looks empty). */
+  readonly acceptEmptyAfterMs: number;
+}
+
 export interface ServiceConfig {
   readonly name: string;
   readonly endpoints: readonly EndpointSpec[];
   /** Absolute path of a watched endpoints file, when configured. */
   readonly endpointsFile: string | undefined;
+  /** Where else the endpoints are published (DNS, Consul, Kubernetes). */
+  readonly discovery: DiscoveryConfig;
   /** What meshd speaks to the endpoints: HTTP/1.1, or HTTP/2 in cleartext (gRPC needs h2c). */
   readonly protocol: 'http1' | 'h2c';
   readonly balancer: BalancerConfig;

@@ -7,7 +7,9 @@
  */
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 import type { Logger } from '../log.ts';
+import { DnsSource } from './dns-source.ts';
 import { EndpointsFileSource } from './endpoints-file.ts';
+import type { UpdateResult } from './source-record.ts';
 
 export interface DiscoverySource {
   /** "file", …: the name endpoints are listed under in /debug/state and metrics. */
@@ -21,26 +23,48 @@ export interface DiscoverySource {
 
 export interface DiscoveryEvents {
   /** A source has a new, valid endpoint list. */
-  updated(source: DiscoverySource): void;
-  /** A source could not read; its last good list stays. */
-  failed(source: DiscoverySource, reason: string): void;
+  updated(source: string): void;
+  /** Every answer (or failure) of a source, by its result; a failure keeps the last good list. */
+  counted(source: string, result: UpdateResult): void;
+}
+
+export interface DiscoveryDeps {
+  readonly log: Logger;
+  readonly random: () => number;
 }
 
 /** The sources `config` names, as a key that changes whenever they must be rebuilt, and a factory. */
-export function discoverySources(config: ServiceConfig, events: DiscoveryEvents, log: Logger): { key: string; create: () => DiscoverySource[] } {
-  const path = config.endpointsFile;
+export function discoverySources(config: ServiceConfig, events: DiscoveryEvents, deps: DiscoveryDeps): { key: string; create: () => DiscoverySource[] } {
+  const { endpointsFile: path, discovery } = config;
+  const wallClock = (): number => Date.now();
+  const hooks = (source: string): { changed: () => void; counted: (result: UpdateResult) => void } => ({
+    changed: () => events.updated(source),
+    counted: (result) => events.counted(source, result),
+  });
   return {
-    key: JSON.stringify({ file: path }),
+    key: JSON.stringify({ file: path, discovery }),
     create: () => {
       const sources: DiscoverySource[] = [];
       if (path !== undefined) {
-        const file: EndpointsFileSource = new EndpointsFileSource(
-          config.name,
-          path,
-          { updated: () => events.updated(file), failed: (reason) => events.failed(file, reason) },
-          log,
+        sources.push(
+          new EndpointsFileSource(
+            config.name,
+            path,
+            {
+              updated: () => {
+                events.counted('file', 'changed');
+                events.updated('file');
+              },
+              failed: () => events.counted('file', 'error'),
+            },
+            deps.log,
+          ),
         );
-        sources.push(file);
+      }
+      if (discovery.dns !== undefined) {
+        sources.push(
+          new DnsSource(config.name, discovery.dns, discovery.acceptEmptyAfterMs, { log: deps.log, random: deps.random, now: wallClock, ...hooks('dns') }),
+        );
       }
       return sources;
     },

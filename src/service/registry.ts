@@ -67,6 +67,16 @@ export class ServiceRegistry {
     return [...this.services.values()].map((s) => s.state(now));
   }
 
+  /** Per service that has discovery sources: seconds since its least recently successful one answered. */
+  discoveryStaleness(): { service: string; seconds: number }[] {
+    const out: { service: string; seconds: number }[] = [];
+    for (const s of this.services.values()) {
+      const seconds = s.discoveryStaleness();
+      if (seconds !== undefined) out.push({ service: s.name, seconds });
+    }
+    return out;
+  }
+
   endpointCounts(): { service: string; state: string; count: number }[] {
     const out: { service: string; state: string; count: number }[] = [];
     for (const s of this.services.values()) {

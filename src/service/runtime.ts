@@ -14,6 +14,7 @@ import type { Clock, Random } from '../clock.ts';
 import type { OutlierSettings, ServiceConfig } from '../config/types.ts';
 import type { EndpointsFileStatus } from '../discovery/endpoints-file.ts';
 import { discoverySources, type DiscoverySource } from '../discovery/source.ts';
+import type { UpdateResult } from '../discovery/source-record.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import { HealthChecker, type ProbeTarget } from '../feedback/health-check.ts';
 import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
@@ -50,8 +51,8 @@ export interface ServiceDeps {
   readonly feedbackTickMs: number;
   /** Publishes a service's current concurrency limit (gauge). */
   concurrencyLimit(service: string, limit: number): void;
-  /** Counts a failed discovery read (file source). */
-  discoveryFailed(service: string, source: string): void;
+  /** Counts a discovery source's answer (or failure) by its result. */
+  discoveryUpdate(service: string, source: string, result: UpdateResult): void;
   /** What this process does: everything, the supervisor's decisions, or a worker's traffic. */
   readonly role: ProcessRole;
 }
@@ -75,7 +76,7 @@ export interface ServiceState {
   balancer: string;
   timeoutMs: number;
   endpoints: EndpointState[];
-  discovery: { static: number; file: EndpointsFileStatus | undefined };
+  discovery: { static: number; file: EndpointsFileStatus | undefined; sources: Record<string, unknown> };
   inFlight: number;
   concurrency: { limit: number; inFlight: number; queued: number } | undefined;
   retryBudget: { requests: number; retries: number; allowance: number };
@@ -264,12 +265,29 @@ export class ServiceRuntime implements AttemptSink {
         stats: e.stats.snapshot(now),
         pool: e.upstream.stats(),
       })),
-      discovery: { static: this.config.endpoints.length, file: this.sources.find((s) => s.name === 'file')?.status() as EndpointsFileStatus | undefined },
+      discovery: {
+        static: this.config.endpoints.length,
+        file: this.sources.find((s) => s.name === 'file')?.status() as EndpointsFileStatus | undefined,
+        sources: Object.fromEntries(this.sources.map((s) => [s.name, s.status()])),
+      },
       inFlight: this.inFlight.value,
       concurrency: this.admission === undefined ? undefined : { limit: this.admission.limit, inFlight: this.admission.inFlight, queued: this.admission.queued },
       feedbackDelayMs: this.feedback instanceof RemoteFeedback ? this.feedback.lastDelayMs : undefined,
       retryBudget: this.retryBudget.snapshot(this.deps.clock()),
     };
+  }
+
+  /** Seconds since the least recently successful discovery source answered; undefined without sources. */
+  discoveryStaleness(): number | undefined {
+    let worst: number | undefined;
+    for (const source of this.sources) {
+      const status = source.status() as { staleSeconds?: number; lastLoadedAt?: string };
+      const stale = status.staleSeconds ?? (status.lastLoadedAt === undefined ? undefined : (Date.now() - Date.parse(status.lastLoadedAt)) / 1000);
+      // A source that never answered is as stale as meshd is old; report it as such.
+      const seconds = stale ?? performance.now() / 1000;
+      worst = worst === undefined ? seconds : Math.max(worst, seconds);
+    }
+    return worst;
   }
 
   /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */
@@ -373,11 +391,11 @@ export class ServiceRuntime implements AttemptSink {
       this.config,
       {
         updated: (source) => {
-          if (this.sources.includes(source)) this.reconcile();
+          if (this.sources.some((s) => s.name === source)) this.reconcile();
         },
-        failed: (source) => this.deps.discoveryFailed(this.name, source.name),
+        counted: (source, result) => this.deps.discoveryUpdate(this.name, source, result),
       },
-      this.deps.log,
+      { log: this.deps.log, random: this.deps.random },
     );
     if (key === this.sourcesKey) return;
     for (const source of this.sources) {

@@ -40,6 +40,18 @@ interface Case {
 const perService = rules.forEachService;
 
 const CASES: Record<string, Case> = {
+  dnsAddressRecordsNeedPort: {
+    rule: perService(rules.dnsAddressRecordsNeedPort),
+    bad: service('{ discovery: { dns: { name: users.internal, type: A } } }'),
+    problems: [['services.s.discovery.dns.port', "A records carry no port: set the endpoints' port"]],
+    good: service('{ discovery: { dns: { name: users.internal, type: A, port: 8080 } } }'),
+  },
+  dnsTtlBoundsAreOrdered: {
+    rule: perService(rules.dnsTtlBoundsAreOrdered),
+    bad: service('{ discovery: { dns: { name: _http._tcp.users.internal, minTtl: 10m, maxTtl: 1m } } }'),
+    problems: [['services.s.discovery.dns.minTtl', 'must not be greater than maxTtl']],
+    good: service('{ discovery: { dns: { name: _http._tcp.users.internal, minTtl: 1s, maxTtl: 1m } } }'),
+  },
   endpointAddressesAreDistinct: {
     rule: perService(rules.endpointAddressesAreDistinct),
     bad: service('{ endpoints: [ { address: 127.0.0.1:80 }, { address: 127.0.0.1:81 }, { address: 127.0.0.1:80 } ] }'),
