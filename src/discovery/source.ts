@@ -7,6 +7,7 @@
  */
 import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
 import type { Logger } from '../log.ts';
+import { ConsulSource } from './consul-source.ts';
 import { DnsSource } from './dns-source.ts';
 import { EndpointsFileSource } from './endpoints-file.ts';
 import type { UpdateResult } from './source-record.ts';
@@ -64,6 +65,16 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
       if (discovery.dns !== undefined) {
         sources.push(
           new DnsSource(config.name, discovery.dns, discovery.acceptEmptyAfterMs, { log: deps.log, random: deps.random, now: wallClock, ...hooks('dns') }),
+        );
+      }
+      if (discovery.consul !== undefined) {
+        sources.push(
+          new ConsulSource(config.name, discovery.consul, discovery.acceptEmptyAfterMs, {
+            log: deps.log,
+            random: deps.random,
+            now: wallClock,
+            ...hooks('consul'),
+          }),
         );
       }
       return sources;

@@ -81,3 +81,12 @@ export function compilePolicy(policy: Policy): (identity: string) => Verdict {
 export function authorize(policy: Policy, identity: string): Verdict {
   return compilePolicy(policy)(identity);
 }
+
+const SPIFFE = /^spiffe:\/\/([a-z0-9.-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+)$/;
+
+/** Checks a SPIFFE ID (spiffe://trust-domain/path); returns its trust domain or a reason. */
+export function parseSpiffeId(id: string): { trustDomain: string } | string {
+  const match = SPIFFE.exec(id);
+  if (match === null) return `"${id}" is not a SPIFFE ID like spiffe://prod.example/host/web-1`;
+  return { trustDomain: match[1] as string };
+}

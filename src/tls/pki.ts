@@ -9,6 +9,7 @@
 import { generateKeyPair, createHash, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
+import { parseSpiffeId } from '../identity/spiffe.ts';
 
 const generateRsa = promisify(generateKeyPair);
 
@@ -32,14 +33,7 @@ export interface IssuedCertificate {
   keyPem: string;
 }
 
-const SPIFFE = /^spiffe:\/\/([a-z0-9.-]+)(\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]+)$/;
-
-/** Checks a SPIFFE ID (spiffe://trust-domain/path); returns its trust domain or a reason. */
-export function parseSpiffeId(id: string): { trustDomain: string } | string {
-  const match = SPIFFE.exec(id);
-  if (match === null) return `"${id}" is not a SPIFFE ID like spiffe://prod.example/host/web-1`;
-  return { trustDomain: match[1] as string };
-}
+export { parseSpiffeId } from '../identity/spiffe.ts';
 
 function serialNumber(): string {
   // Positive, 16 random bytes: unique without a counter file.
