@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import { ConsulSource } from './consul-source.ts';
 import { DnsSource } from './dns-source.ts';
 import { EndpointsFileSource } from './endpoints-file.ts';
+import { KubernetesSource } from './kubernetes-source.ts';
 import type { UpdateResult } from './source-record.ts';
 
 export interface DiscoverySource {
@@ -74,6 +75,16 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
             random: deps.random,
             now: wallClock,
             ...hooks('consul'),
+          }),
+        );
+      }
+      if (discovery.kubernetes !== undefined) {
+        sources.push(
+          new KubernetesSource(config.name, discovery.kubernetes, discovery.acceptEmptyAfterMs, {
+            log: deps.log,
+            random: deps.random,
+            now: wallClock,
+            ...hooks('kubernetes'),
           }),
         );
       }
