@@ -31,7 +31,7 @@ export const RETRY_PAUSE_MS = 10_000;
  * `workers`: 1 against 2 workers; `soak`: memory over a 10-minute load; `micro`: balancer pick and EWMA ns/op;
  * `all`: http1, http2, skewed and mtls one after the other.
  */
-export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'all'] as const;
+export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'discovery', 'all'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** What BENCH_SCENARIO=all runs, in order. */
 export const ALL_SCENARIOS = ['http1', 'http2', 'skewed', 'mtls'] as const satisfies readonly Scenario[];
@@ -406,7 +406,8 @@ export type MetricSamples = Map<string, number>;
 /** Reads meshd's admin /metrics; undefined when it does not answer. */
 export async function scrapeMetrics(adminPort: number): Promise<MetricSamples | undefined> {
   try {
-    const answer = await httpGet(adminPort, '/metrics', 5_000);
+    // The admin API answers IP-literal Host names only (DNS rebinding).
+    const answer = await httpGet(adminPort, '/metrics', 5_000, { host: `127.0.0.1:${adminPort}` });
     if (answer.status !== 200) return undefined;
     const samples: MetricSamples = new Map();
     for (const line of answer.body.toString('utf8').split('\n')) {

@@ -15,6 +15,7 @@
  * - `workers`: `workers: 1` against `workers: 2`, CPU per request and spread (workers.ts);
  * - `soak`: one meshd's memory over BENCH_SOAK_MINUTES (10) minutes of load (soak.ts);
  * - `micro`: ns per balancer pick, EWMA update and per-response bookkeeping (micro.ts);
+ * - `discovery`: 1,000 services × 50 endpoints from EndpointSlices churning 1 % a second (discovery.ts);
  * - `all`: http1, http2, skewed and mtls one after the other, every table printed.
  *
  * Layout on a 2-core host (when taskset is present): the proxy under test on
@@ -41,6 +42,7 @@ import { http1BudgetSec, runHttp1 } from './http1.ts';
 import { http2BudgetSec, runHttp2 } from './http2.ts';
 import { latencyBudgetSec, runLatency } from './latency.ts';
 import { runMicro } from './micro.ts';
+import { discoveryBudgetSec, runDiscovery } from './discovery.ts';
 import { runSoak, soakBudgetSec } from './soak.ts';
 import { runWorkers, workersBudgetSec } from './workers.ts';
 import { mtlsBudgetSec, runMtls } from './mtls.ts';
@@ -74,6 +76,8 @@ function budgetSec(scenario: Single, settings: Settings): number {
       return soakBudgetSec();
     case 'micro':
       return 180;
+    case 'discovery':
+      return discoveryBudgetSec({ settings });
   }
 }
 
@@ -97,6 +101,8 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
       return runSoak(ctx);
     case 'micro':
       return runMicroScenario(ctx);
+    case 'discovery':
+      return runDiscovery(ctx);
   }
 }
 

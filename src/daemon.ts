@@ -23,6 +23,7 @@ import { LocalService } from './service/local.ts';
 import { expandAllowFrom, nodePodCidrs } from './kubernetes/node-pod-cidrs.ts';
 import { sourceFilter, type SourceFilter } from './listeners/source-filter.ts';
 import { ServiceTcpListeners } from './listeners/service-tcp.ts';
+import { SliceInformers } from './discovery/kubernetes-slices.ts';
 import { MeshTlsClient } from './tls/client.ts';
 import type { TlsState } from './tls/tls-state.ts';
 
@@ -80,6 +81,7 @@ export class Daemon {
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryUpdate: (service, source, result) => metrics.discoveryUpdate(service, source, result),
       role,
+      informers: new SliceInformers({ log: deps.log, random: deps.random, now: () => Date.now() }),
     });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
     metrics.setDiscoveryStalenessSource(() => this.services.discoveryStaleness());

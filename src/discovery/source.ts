@@ -11,6 +11,7 @@ import { ConsulSource } from './consul-source.ts';
 import { DnsSource } from './dns-source.ts';
 import { EndpointsFileSource } from './endpoints-file.ts';
 import { KubernetesSource } from './kubernetes-source.ts';
+import type { SliceInformers } from './kubernetes-slices.ts';
 import type { UpdateResult } from './source-record.ts';
 
 export interface DiscoverySource {
@@ -33,6 +34,8 @@ export interface DiscoveryEvents {
 export interface DiscoveryDeps {
   readonly log: Logger;
   readonly random: () => number;
+  /** The process's shared EndpointSlice watches, one per namespace. */
+  readonly informers: SliceInformers;
 }
 
 /** The sources `config` names, as a key that changes whenever they must be rebuilt, and a factory. */
@@ -82,8 +85,8 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
         sources.push(
           new KubernetesSource(config.name, discovery.kubernetes, discovery.acceptEmptyAfterMs, {
             log: deps.log,
-            random: deps.random,
             now: wallClock,
+            informers: deps.informers,
             ...hooks('kubernetes'),
           }),
         );

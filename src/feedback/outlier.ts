@@ -52,9 +52,12 @@ interface EndpointHealth {
   consecutiveServer: number;
   /** Series 0: successes, 1: failures. */
   window: SlidingCounters;
-  /** Recent latencies (ring), with their times, for the percentile rule. */
-  latencies: Float64Array;
-  latencyTimes: Float64Array;
+  /**
+   * Recent latencies (ring), with their times, for the percentile rule. Made with the first
+   * sample: 4 KiB an endpoint adds up on a host that discovers tens of thousands it never calls.
+   */
+  latencies: Float64Array | undefined;
+  latencyTimes: Float64Array | undefined;
   latencyNext: number;
   lastReason: string | undefined;
   lastDetail: Record<string, number> | undefined;
@@ -85,6 +88,8 @@ export class OutlierDetector {
   private config: OutlierConfig;
   private readonly endpoints = new Map<string, EndpointHealth>();
   private panicking = false;
+  /** When the last sample arrived: a tick over empty windows with nobody to return decides nothing. */
+  private lastSampleAt = Number.NEGATIVE_INFINITY;
 
   constructor(config: OutlierConfig) {
     this.config = config;
@@ -123,6 +128,8 @@ export class OutlierDetector {
         this.onHealth(event.endpoint, event.healthy, now, decisions);
         break;
       case 'tick':
+        // A quiet service (thousands of them on a big host) costs no window arithmetic per tick.
+        if (this.settled(now)) return decisions;
         this.onTick(now, decisions);
         break;
     }
@@ -165,8 +172,8 @@ export class OutlierDetector {
         consecutiveGateway: 0,
         consecutiveServer: 0,
         window: new SlidingCounters(this.config.windowMs, 10, 2),
-        latencies: new Float64Array(LATENCY_SAMPLES),
-        latencyTimes: new Float64Array(LATENCY_SAMPLES).fill(Number.NEGATIVE_INFINITY),
+        latencies: undefined,
+        latencyTimes: undefined,
         latencyNext: 0,
         lastReason: undefined,
         lastDetail: undefined,
@@ -175,15 +182,28 @@ export class OutlierDetector {
     }
   }
 
+  /**
+   * Whether a tick can decide nothing: every window is empty (no sample for a whole window) and no
+   * endpoint waits for its return or the end of its probation.
+   */
+  private settled(now: number): boolean {
+    if (now - this.lastSampleAt <= this.config.windowMs) return false;
+    for (const h of this.endpoints.values()) if (h.condition === 'ejected' || h.condition === 'probation') return false;
+    return true;
+  }
+
   private onSample(event: Extract<FeedbackEvent, { type: 'sample' }>, now: number, decisions: Decision[]): void {
     const h = this.endpoints.get(event.endpoint);
     if (h === undefined || event.outcome === 'client_abort') return;
+    this.lastSampleAt = now;
     const failed = isEndpointFailure(event.outcome);
     h.window.add(failed ? FAILED : OK, now);
     const gateway = event.outcome === 'connect_failed' || event.outcome === 'reset' || event.outcome === 'timeout' || GATEWAY_STATUSES.has(event.status);
     h.consecutiveGateway = gateway ? h.consecutiveGateway + 1 : 0;
     h.consecutiveServer = failed ? h.consecutiveServer + 1 : 0;
     if (!failed) {
+      h.latencies ??= new Float64Array(LATENCY_SAMPLES);
+      h.latencyTimes ??= new Float64Array(LATENCY_SAMPLES).fill(Number.NEGATIVE_INFINITY);
       h.latencies[h.latencyNext] = event.latencyMs;
       h.latencyTimes[h.latencyNext] = now;
       h.latencyNext = (h.latencyNext + 1) % LATENCY_SAMPLES;
@@ -307,7 +327,7 @@ export class OutlierDetector {
     h.probationUntil = now + this.config.probationMs;
     // Judge it afresh: the window still holds the failures that got it ejected.
     h.window = new SlidingCounters(this.config.windowMs, 10, 2);
-    h.latencyTimes.fill(Number.NEGATIVE_INFINITY);
+    h.latencyTimes?.fill(Number.NEGATIVE_INFINITY);
     h.consecutiveGateway = 0;
     h.consecutiveServer = 0;
     this.note(h, reason, {}, now);
@@ -335,14 +355,18 @@ export class OutlierDetector {
   private latencyCount(h: EndpointHealth, now: number): number {
     const since = now - this.config.windowMs;
     let n = 0;
-    for (let i = 0; i < LATENCY_SAMPLES; i++) if (h.latencyTimes[i]! >= since) n++;
+    const times = h.latencyTimes;
+    if (times === undefined) return 0;
+    for (let i = 0; i < LATENCY_SAMPLES; i++) if (times[i]! >= since) n++;
     return n;
   }
 
   private latencyPercentile(h: EndpointHealth, now: number): number | undefined {
     const since = now - this.config.windowMs;
     const recent: number[] = [];
-    for (let i = 0; i < LATENCY_SAMPLES; i++) if (h.latencyTimes[i]! >= since) recent.push(h.latencies[i]!);
+    const { latencies, latencyTimes } = h;
+    if (latencies === undefined || latencyTimes === undefined) return undefined;
+    for (let i = 0; i < LATENCY_SAMPLES; i++) if (latencyTimes[i]! >= since) recent.push(latencies[i]!);
     if (recent.length === 0) return undefined;
     recent.sort((a, b) => a - b);
     return recent[Math.min(recent.length - 1, Math.floor(this.config.latency.percentile * recent.length))];

@@ -31,28 +31,44 @@ export function sameUpstreamOptions(a: HttpUpstreamOptions, b: HttpUpstreamOptio
 }
 
 export class HttpUpstream implements Upstream {
-  readonly pool: UndiciPool;
   readonly options: HttpUpstreamOptions;
-
   /** True when the endpoint is another meshd, reached over mTLS. */
   readonly secure: boolean;
+  private readonly spec: EndpointSpec;
+  private readonly tls: MeshTlsClient | undefined;
+  /**
+   * Made on the first request: a service discovered with thousands of endpoints holds no undici
+   * pool (nor its connector) for the ones it never calls.
+   */
+  private created: UndiciPool | undefined;
 
   constructor(spec: EndpointSpec, options: HttpUpstreamOptions, tls: MeshTlsClient | undefined) {
     this.options = options;
-    const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+    this.spec = spec;
     this.secure = spec.identity !== undefined;
     if (this.secure && tls === undefined) throw new Error(`endpoint ${spec.address} has an identity but no TLS material is configured`);
-    this.pool = new Pool(`${this.secure ? 'https' : 'http'}://${host}:${spec.port}`, {
+    this.tls = tls;
+  }
+
+  get pool(): UndiciPool {
+    this.created ??= this.createPool();
+    return this.created;
+  }
+
+  private createPool(): UndiciPool {
+    const { spec, options } = this;
+    const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
+    return new Pool(`${this.secure ? 'https' : 'http'}://${host}:${spec.port}`, {
       connections: options.maxConnections,
       pipelining: 1,
       keepAliveTimeout: options.idleTimeoutMs,
       keepAliveMaxTimeout: options.idleTimeoutMs,
       connectTimeout: options.connectTimeoutMs,
-      // The service deadline (stack/layers.ts) bounds each exchange; undici's own timers stay off.
+      // The service deadline (stack/deadline.ts) bounds each exchange; undici's own timers stay off.
       headersTimeout: 0,
       bodyTimeout: 0,
       // Another meshd: mTLS with this host's certificate, the peer's identity checked.
-      ...(this.secure ? { connect: meshConnector(tls as MeshTlsClient, spec.identity as string, options.connectTimeoutMs) } : {}),
+      ...(this.secure ? { connect: meshConnector(this.tls as MeshTlsClient, spec.identity as string, options.connectTimeoutMs) } : {}),
       // h2c: each pool connection is one multiplexed HTTP/2 session (prior knowledge); a new
       // one opens only when a session has its maximum of concurrent streams in use.
       ...(options.protocol === 'h2c' && !this.secure
@@ -67,17 +83,18 @@ export class HttpUpstream implements Upstream {
 
   /** Open, idle and queued connection counts for /debug/state. */
   stats(): { connected: number; free: number; pending: number; running: number } {
-    const s = this.pool.stats;
+    if (this.created === undefined) return { connected: 0, free: 0, pending: 0, running: 0 };
+    const s = this.created.stats;
     return { connected: s.connected, free: s.free, pending: s.pending, running: s.running };
   }
 
   /** Lets requests in flight finish, then closes every connection. */
   close(): Promise<void> {
-    return this.pool.close();
+    return this.created?.close() ?? Promise.resolve();
   }
 
   /** Closes every connection now, failing requests in flight. */
   destroy(): Promise<void> {
-    return this.pool.destroy();
+    return this.created?.destroy() ?? Promise.resolve();
   }
 }

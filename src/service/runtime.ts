@@ -15,6 +15,7 @@ import type { OutlierSettings, ServiceConfig } from '../config/types.ts';
 import type { EndpointsFileStatus } from '../discovery/endpoints-file.ts';
 import { discoverySources, type DiscoverySource } from '../discovery/source.ts';
 import type { UpdateResult } from '../discovery/source-record.ts';
+import type { SliceInformers } from '../discovery/kubernetes-slices.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import { HealthChecker, type ProbeTarget } from '../feedback/health-check.ts';
 import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
@@ -55,6 +56,8 @@ export interface ServiceDeps {
   discoveryUpdate(service: string, source: string, result: UpdateResult): void;
   /** What this process does: everything, the supervisor's decisions, or a worker's traffic. */
   readonly role: ProcessRole;
+  /** Shared Kubernetes EndpointSlice watches (one per namespace for all services). */
+  readonly informers: SliceInformers;
 }
 
 export interface EndpointState {
@@ -395,7 +398,7 @@ export class ServiceRuntime implements AttemptSink {
         },
         counted: (source, result) => this.deps.discoveryUpdate(this.name, source, result),
       },
-      { log: this.deps.log, random: this.deps.random },
+      { log: this.deps.log, random: this.deps.random, informers: this.deps.informers },
     );
     if (key === this.sourcesKey) return;
     for (const source of this.sources) {

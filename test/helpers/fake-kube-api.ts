@@ -71,7 +71,7 @@ interface Event {
 
 interface Watcher {
   namespace: string;
-  selector: [string, string] | undefined;
+  selector: [string, string | undefined] | undefined;
   res: ServerResponse;
 }
 
@@ -148,9 +148,11 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       ...(e.pod === undefined ? {} : { targetRef: { kind: 'Pod', name: e.pod, namespace: s.namespace ?? 'default', uid: `uid-${e.pod}` } }),
     })),
   });
-  const matches = (w: { namespace: string; selector: [string, string] | undefined }, object: Record<string, unknown>): boolean => {
+  const matches = (w: { namespace: string; selector: [string, string | undefined] | undefined }, object: Record<string, unknown>): boolean => {
     const meta = object['metadata'] as { namespace: string; labels: Record<string, string> };
-    return meta.namespace === w.namespace && (w.selector === undefined || meta.labels[w.selector[0]] === w.selector[1]);
+    if (meta.namespace !== w.namespace || w.selector === undefined) return meta.namespace === w.namespace;
+    const value = meta.labels[w.selector[0]];
+    return w.selector[1] === undefined ? value !== undefined : value === w.selector[1];
   };
   const writeEvent = (w: Watcher, type: string, object: Record<string, unknown>): void => {
     w.res.write(`${JSON.stringify({ type, object })}\n`);
@@ -160,10 +162,11 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
     if (api.silent) return;
     for (const w of watchers) if (matches(w, object)) writeEvent(w, type, object);
   };
-  const parseSelector = (text: string | null): [string, string] | undefined => {
+  /** `key=value`, or `key` alone (the label exists, whatever its value). */
+  const parseSelector = (text: string | null): [string, string | undefined] | undefined => {
     if (text === null || text === '') return undefined;
     const [k, v] = text.split('=');
-    return [k!, v ?? ''];
+    return [k!, v];
   };
 
   const endpointSlices = (res: ServerResponse, namespace: string, url: URL): void => {

@@ -55,6 +55,23 @@ function drive(
 const ejections = <T extends { d: Decision }>(events: T[]): T[] => events.filter((e) => e.d.type === 'eject');
 
 describe('outlier detection', () => {
+  it('decides nothing on the ticks of a quiet service, yet still returns an ejected host on time', () => {
+    const d = detector({ baseEjectionMs: 10_000 });
+    // An ejection from consecutive failures, then silence: the host must still come back.
+    for (let i = 0; i < 5; i++) sample(d, 'a', i, 'connect_failed', 1);
+    assert.equal(d.condition('a'), 'ejected');
+    const decided: Decision[] = [];
+    for (let t = 250; t <= 30_000; t += 250) decided.push(...d.step({ type: 'tick' }, t));
+    assert.deepEqual(
+      decided.map((x) => x.type),
+      ['return'],
+      'returned after its backoff, with nothing else decided',
+    );
+    assert.equal(d.condition('a'), 'active', 'probation ended on a later tick');
+    // Settled now: a thousand more ticks change nothing.
+    for (let t = 30_250; t <= 280_000; t += 250) assert.deepEqual(d.step({ type: 'tick' }, t), []);
+  });
+
   it('ejects after consecutive gateway failures, at once', () => {
     const d = detector();
     for (let i = 0; i < 4; i++) assert.deepEqual(sample(d, 'a', i, 'connect_failed', 1), []);
