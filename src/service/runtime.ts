@@ -407,7 +407,18 @@ export class ServiceRuntime implements AttemptSink {
     }
     this.sources = create();
     this.sourcesKey = key;
-    await Promise.all(this.sources.map((s) => s.start()));
+    // A service waits for its sources' first answers, but not for a source that hangs: it starts
+    // with what it has, and the source's answer reconciles the set whenever it comes.
+    let timer: NodeJS.Timeout | undefined;
+    const patience = new Promise<'slow'>((resolve) => (timer = setTimeout(() => resolve('slow'), FIRST_ANSWER_MS)));
+    const first = await Promise.race([Promise.all(this.sources.map((s) => s.start())), patience]);
+    clearTimeout(timer);
+    if (first === 'slow') {
+      this.deps.log.warn(
+        { service: this.name, waitedMs: FIRST_ANSWER_MS },
+        'a discovery source has not answered yet; starting with the endpoints known so far',
+      );
+    }
   }
 
   /** Makes the endpoint set equal to static ∪ every source, then tells the balancer, the feedback loop and the prober. */
@@ -425,6 +436,9 @@ export class ServiceRuntime implements AttemptSink {
     }
   }
 }
+
+/** How long a new service waits for its discovery sources' first answers. */
+const FIRST_ANSWER_MS = 5_000;
 
 /** Settings compared by value (they come from a fresh, deep-frozen config on every reload). */
 function same(a: unknown, b: unknown): boolean {

@@ -127,4 +127,35 @@ services:
     consul.set('users', [instance(b, 'node-b')]);
     await waitFor('b alone', async () => JSON.stringify(await addresses()) === JSON.stringify([b.address]), 12_000);
   });
+
+  it('starts without waiting for an agent that hangs, and takes its answer when it comes', async () => {
+    const slow = await startFakeConsul();
+    slow.set('users', [instance(a, 'node-a')]);
+    slow.mode = 'hang';
+    const started = Date.now();
+    const late = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users: { discovery: { consul: { address: "${slow.address}", wait: 1s } } }
+`);
+    try {
+      await late.waitForLog((l) => l.msg === 'meshd ready', 15_000);
+      const readyAfter = Date.now() - started;
+      assert.ok(readyAfter < 10_000, `ready after ${readyAfter} ms, not after the agent's timeout`);
+      assert.ok(late.logs.some((l) => l.msg.startsWith('a discovery source has not answered yet')));
+      assert.equal((await request(late.outbound, { headers: { host: 'users' } })).status, 503, 'no endpoints yet: a fast 503');
+      slow.mode = 'ok';
+      const until = Date.now() + 15_000;
+      let status = 0;
+      while (Date.now() < until && status !== 200) {
+        status = (await request(late.outbound, { headers: { host: 'users' } })).status;
+        if (status !== 200) await sleep(100);
+      }
+      assert.equal(status, 200, 'the answer arrived and was used');
+    } finally {
+      await late.stop();
+      await slow.close();
+    }
+  });
 });
