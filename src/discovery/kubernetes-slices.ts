@@ -83,6 +83,8 @@ export class SliceInformer {
   private timer: NodeJS.Timeout | undefined;
   private lastStartAt = 0;
   private readonly counters = { lists: 0, watches: 0, gone: 0, events: 0 };
+  /** When the API server last said anything (a list, an event, a bookmark): the namespace's staleness. */
+  private lastHeardAt: number | undefined;
   private starting: Promise<void> | undefined;
 
   constructor(namespace: string, kubeconfig: string | undefined, idleTimeoutMs: number, deps: InformerDeps) {
@@ -124,6 +126,11 @@ export class SliceInformer {
     return { namespace: this.namespace, resourceVersion: this.resourceVersion, synced: this.synced, ...this.counters, services: this.byService.size };
   }
 
+  /** Seconds since the API server last said anything about the namespace; undefined before the first list. */
+  staleSeconds(): number | undefined {
+    return this.lastHeardAt === undefined ? undefined : Math.max(0, (this.deps.now() - this.lastHeardAt) / 1000);
+  }
+
   private slicesOf(service: string): SliceObject[] {
     return [...(this.byService.get(service)?.values() ?? [])];
   }
@@ -156,6 +163,7 @@ export class SliceInformer {
       for (const slice of list.items) this.put(slice);
       this.resourceVersion = list.metadata?.resourceVersion;
       this.synced = true;
+      this.lastHeardAt = this.deps.now();
       this.failures = 0;
       for (const service of new Set([...before, ...this.byService.keys(), ...this.subscribers.keys()])) this.notify(service);
       this.startWatch();
@@ -182,6 +190,7 @@ export class SliceInformer {
     const onEvent = (type: string, object: unknown): void => {
       if (this.stopped) return;
       this.counters.events++;
+      this.lastHeardAt = this.deps.now();
       if (type === 'ERROR') {
         // A Status: 410 Gone means the version fell out of the server's window; start over.
         gone = (object as { code?: number }).code === 410;

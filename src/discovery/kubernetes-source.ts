@@ -55,7 +55,8 @@ export class KubernetesSource implements DiscoverySource, SliceSubscriber {
   }
 
   status(): unknown {
-    return { ...this.record.status(), service: this.config.service, ...this.informer.status() };
+    // A quiet Service gets no events of its own: the namespace's watch says how fresh its set is.
+    return { ...this.record.status(), service: this.config.service, ...this.informer.status(), staleSeconds: this.informer.staleSeconds() };
   }
 
   changed(slices: readonly SliceObject[]): void {

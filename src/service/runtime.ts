@@ -284,8 +284,10 @@ export class ServiceRuntime implements AttemptSink {
   discoveryStaleness(): number | undefined {
     let worst: number | undefined;
     for (const source of this.sources) {
-      const status = source.status() as { staleSeconds?: number; lastLoadedAt?: string };
-      const stale = status.staleSeconds ?? (status.lastLoadedAt === undefined ? undefined : (Date.now() - Date.parse(status.lastLoadedAt)) / 1000);
+      // A watched file is as fresh as its last check, which its status does not keep: only the
+      // sources that ask a server report staleness.
+      if (source.name === 'file') continue;
+      const stale = (source.status() as { staleSeconds?: number }).staleSeconds;
       // A source that never answered is as stale as meshd is old; report it as such.
       const seconds = stale ?? performance.now() / 1000;
       worst = worst === undefined ? seconds : Math.max(worst, seconds);
