@@ -26,6 +26,14 @@ import { ServiceTcpListeners } from './listeners/service-tcp.ts';
 import { SliceInformers } from './discovery/kubernetes-slices.ts';
 import { MeshTlsClient } from './tls/client.ts';
 import type { TlsState } from './tls/tls-state.ts';
+import type { KubernetesMeshConfig } from './config/types.ts';
+import { HeldNamespaces } from './discovery/held-namespaces.ts';
+import type { MeshDiscovery } from './discovery/mesh-source.ts';
+import { MeshError } from './errors.ts';
+import { ClusterView } from './kubernetes/cluster-view.ts';
+import { MeshInbound } from './service/mesh-inbound.ts';
+import { MeshPolicies } from './service/mesh-policy.ts';
+import { MeshRouter } from './service/mesh-router.ts';
 
 export interface DaemonDeps {
   readonly log: Logger;
@@ -57,6 +65,8 @@ export class Daemon {
   private readonly admin: AdminServer;
   private readonly role: ProcessRole;
   private readonly tcp: ServiceTcpListeners;
+  private readonly mesh: MeshParts | undefined;
+  private readonly router: MeshRouter | undefined;
   private bound: BoundAddresses | undefined;
   private draining = false;
   private readonly startedAt = new Date();
@@ -69,6 +79,8 @@ export class Daemon {
     const metrics = this.metrics;
     const role = deps.role ?? singleProcess;
     this.role = role;
+    const informers = new SliceInformers({ log: deps.log, random: deps.random, now: () => Date.now() });
+    this.mesh = config.kubernetes.mesh === undefined ? undefined : this.buildMesh(config, informers);
     this.services = new ServiceRegistry({
       observer: metrics,
       log: deps.log,
@@ -81,15 +93,30 @@ export class Daemon {
       concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
       discoveryUpdate: (service, source, result) => metrics.discoveryUpdate(service, source, result),
       role,
-      informers: new SliceInformers({ log: deps.log, random: deps.random, now: () => Date.now() }),
+      informers,
+      mesh: this.mesh?.discovery,
     });
+    const mesh = this.mesh;
+    this.router =
+      mesh === undefined
+        ? undefined
+        : new MeshRouter({
+            view: mesh.view,
+            namespaces: mesh.namespaces,
+            registry: this.services,
+            policies: mesh.policies,
+            authorization: (service, allowed) => metrics.authorization(service, allowed),
+            log: deps.log,
+            now: () => Date.now(),
+            config: () => this.config,
+          });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
     metrics.setDiscoveryStalenessSource(() => this.services.discoveryStaleness());
     this.tcp = new ServiceTcpListeners({
       log: deps.log,
       connection: (service, socket) => {
         const runtime = this.services.get(service);
-        runtime?.relayTcp(socket);
+        runtime?.relayTcp(socket, this.router?.callerFields(socket.remoteAddress));
         return runtime !== undefined;
       },
       refused: (service, remote) => this.services.get(service)?.tcpRefused(remote),
@@ -111,12 +138,29 @@ export class Daemon {
         upgrades: this.upgrades,
         log: deps.log,
         clock: deps.clock,
+        mesh:
+          mesh === undefined
+            ? undefined
+            : new MeshInbound({
+                view: mesh.view,
+                namespaces: mesh.namespaces,
+                policies: mesh.policies,
+                observer: metrics,
+                decisions: metrics,
+                log: deps.log,
+                clock: deps.clock,
+                concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
+                authorization: (service, allowed) => metrics.authorization(service, allowed),
+                config: () => this.config,
+              }),
       });
     }
+    const router = this.router;
     const cap = config.outbound.maxConnections;
     this.outboundConnectionCap = cap === 'auto' ? autoConnectionCap(openFileLimit()) : cap;
     this.outbound = new OutboundHttpListener(config.outbound, this.outboundConnectionCap, {
-      route: (name) => this.services.get(name),
+      route: router === undefined ? (name) => this.services.get(name) ?? unknownService(name) : (name, remote) => router.route(name, remote),
+      callerFields: router === undefined ? () => undefined : (remote) => router.callerFields(remote),
       unknownService: metrics.forService(UNKNOWN_SERVICE_LABEL),
       clientError: (listener, code) => metrics.clientError(listener, code),
       connectionRefused: (listener) => metrics.connectionRefused(listener),
@@ -135,6 +179,24 @@ export class Daemon {
       () => this.config.admin.allowHosts,
       deps.log,
     );
+  }
+
+  /** Kubernetes mesh mode: what this node's meshd knows of the cluster (kubernetes/cluster-view.ts). */
+  private buildMesh(config: MeshConfig, informers: SliceInformers): MeshParts {
+    const settings = config.kubernetes.mesh as KubernetesMeshConfig;
+    const nodeName = config.kubernetes.nodeName ?? process.env['NODE_NAME'];
+    if (nodeName === undefined || nodeName === '') {
+      throw new Error('Kubernetes mesh mode needs the node name: set kubernetes.nodeName or NODE_NAME (the downward API spec.nodeName)');
+    }
+    const kubeconfig = config.kubernetes.kubeconfig;
+    const listWatch = { log: this.deps.log, random: this.deps.random, now: () => Date.now() };
+    const view = new ClusterView({ nodeName, kubeconfig, mesh: settings }, listWatch);
+    return {
+      view,
+      namespaces: new HeldNamespaces(informers, { kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, max: 256 }),
+      policies: new MeshPolicies(),
+      discovery: { view, informers, kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, inboundPort: settings.inboundPort },
+    };
   }
 
   /** This node's pod ranges, read from the Kubernetes API once, when an allowFrom list names them. */
@@ -163,6 +225,11 @@ export class Daemon {
     // Before anything binds: a listener that leaves loopback admits only its ranges.
     const role = this.role;
     if (role.carriesTraffic) this.outbound.allowFrom = await this.sourceFilter(this.config.outbound.allowFrom);
+    if (this.mesh !== undefined) {
+      // Callers and peers are told apart by these lists: serve once they answered (readiness waits too).
+      await this.mesh.view.start();
+      this.deps.log.info({ mesh: this.mesh.view.status() }, 'Kubernetes mesh mode: cluster view listed');
+    }
     await this.services.apply(this.config);
     if (role.carriesTraffic) await this.tcp.sync(this.config.services, true);
     if (!role.carriesTraffic) {
@@ -198,6 +265,7 @@ export class Daemon {
       this.inbound?.closeAll();
       this.inbound?.server.close();
       this.tcp.destroyAll();
+      this.stopMesh();
       await this.services.close();
       throw err;
     }
@@ -246,6 +314,9 @@ export class Daemon {
     }
     if (prev.workers !== next.workers)
       this.deps.log.warn({ key: 'workers', running: prev.workers, configured: next.workers }, 'the number of workers changes at the next restart');
+    if ((prev.kubernetes.mesh === undefined) !== (next.kubernetes.mesh === undefined)) {
+      this.deps.log.warn({ key: 'kubernetes.mesh' }, 'turning Kubernetes mesh mode on or off takes effect at the next restart');
+    }
     if (JSON.stringify(prev.tls) !== JSON.stringify(next.tls) || JSON.stringify(prev.inbound) !== JSON.stringify(next.inbound)) {
       this.deps.log.warn({ key: 'tls/inbound' }, 'tls and inbound settings take effect at the next restart (certificate files are watched and rotate live)');
     }
@@ -279,8 +350,16 @@ export class Daemon {
     if (this.admin.server.listening) this.admin.close();
     this.upgrades.close();
     this.tcp.destroyAll();
+    this.stopMesh();
     await this.services.close();
     return { abandoned };
+  }
+
+  private stopMesh(): void {
+    this.router?.close();
+    void this.inbound?.closeMesh();
+    this.mesh?.namespaces.close();
+    this.mesh?.view.stop();
   }
 
   /** HTTP exchanges, WebSocket tunnels and TCP connections still open. */
@@ -322,6 +401,7 @@ export class Daemon {
       certificateValid: this.deps.tls === undefined || !this.deps.tls.expired(),
     };
     if (workers !== undefined) checks['workersReady'] = workers.ready === workers.wanted;
+    if (this.mesh !== undefined) checks['clusterListed'] = this.mesh.view.synced;
     return { ready: Object.values(checks).every(Boolean), checks };
   }
 
@@ -355,6 +435,8 @@ export class Daemon {
       draining: this.draining,
       inFlight: this.outbound.active,
       services: this.services.state(now),
+      mesh:
+        this.mesh === undefined ? undefined : { ...(this.mesh.view.status() as object), router: this.router?.status(), inbound: this.inbound?.meshStatus() },
     };
   }
 
@@ -373,6 +455,18 @@ export class Daemon {
   private async clusterMetrics(workers: WorkerView): Promise<{ contentType: string; body: string }> {
     return this.metrics.renderAggregated(await workers.query('metrics'));
   }
+}
+
+/** Kubernetes mesh mode's shared parts. */
+interface MeshParts {
+  readonly view: ClusterView;
+  readonly namespaces: HeldNamespaces;
+  readonly policies: MeshPolicies;
+  readonly discovery: MeshDiscovery;
+}
+
+function unknownService(name: string): MeshError {
+  return new MeshError('unknown_service', `no service named "${name}" is configured`);
 }
 
 /** A worker's address for a listener whose connections the supervisor accepts and hands over. */

@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   forbidden: 403,
   unknown_service: 404,
   method_not_allowed: 405,
+  // A peer asked this node to deliver to a pod that is not one of its own ready pods of that Service.
+  misdirected: 421,
   request_timeout: 408,
   headers_too_large: 431,
   internal: 500,

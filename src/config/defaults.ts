@@ -64,6 +64,16 @@ export const DEFAULTS = deepFreeze({
   tls: { minVersion: 'TLSv1.3', expiryWarning: 24 * HOUR },
   inbound: { listen: '0.0.0.0:4143', maxConnections: 10_000, handshakeTimeout: 5 * SECOND },
   limits: { maxInFlight: 20_000 },
+  kubernetes: {
+    mesh: {
+      trustDomain: 'cluster.local',
+      clusterDomain: 'cluster.local',
+      meshdNamespace: 'meshd',
+      meshdSelector: 'app.kubernetes.io/name=meshd',
+      inboundPort: 4143,
+      idleTimeout: 150 * SECOND,
+    },
+  },
   local: {
     allow: [] as readonly string[],
     deny: [] as readonly string[],

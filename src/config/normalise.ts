@@ -7,8 +7,9 @@ import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULTS } from './defaults.ts';
-import type { RawBalancer, RawConcurrency, RawConfig, RawDiscovery, RawEndpoint, RawLocalService, RawOutlier, RawService } from './raw.ts';
+import type { RawBalancer, RawConcurrency, RawConfig, RawDiscovery, RawEndpoint, RawKubernetesMesh, RawLocalService, RawOutlier, RawService } from './raw.ts';
 import type {
+  KubernetesMeshConfig,
   BalancerConfig,
   ConcurrencySettings,
   DiscoveryConfig,
@@ -53,6 +54,8 @@ export function normaliseConfig(raw: RawConfig, source: string, baseDir: string)
       tokenFile: raw.kubernetes?.tokenFile === undefined ? undefined : resolveFrom(baseDir, raw.kubernetes.tokenFile),
       caFile: raw.kubernetes?.caFile === undefined ? undefined : resolveFrom(baseDir, raw.kubernetes.caFile),
       nodeName: raw.kubernetes?.nodeName,
+      kubeconfig: raw.kubernetes?.kubeconfig === undefined ? undefined : resolveFrom(baseDir, raw.kubernetes.kubeconfig),
+      mesh: raw.kubernetes?.mesh === undefined ? undefined : normaliseMesh(raw.kubernetes.mesh, baseDir),
     },
     workers: raw.workers ?? d.workers,
     tls:
@@ -276,5 +279,20 @@ function normaliseDiscovery(service: string, raw: RawDiscovery, baseDir: string)
             idleTimeoutMs: ms(kubernetes.idleTimeout, d.kubernetes.idleTimeout),
           },
     acceptEmptyAfterMs: ms(raw.acceptEmptyAfter, d.acceptEmptyAfter),
+  };
+}
+
+function normaliseMesh(raw: RawKubernetesMesh, baseDir: string): KubernetesMeshConfig {
+  const d = DEFAULTS.kubernetes.mesh;
+  return {
+    trustDomain: raw.trustDomain ?? d.trustDomain,
+    clusterDomain: raw.clusterDomain ?? d.clusterDomain,
+    meshdNamespace: raw.meshdNamespace ?? d.meshdNamespace,
+    meshdSelector: raw.meshdSelector ?? d.meshdSelector,
+    inboundPort: raw.inboundPort ?? d.inboundPort,
+    idleTimeoutMs: ms(raw.idleTimeout, d.idleTimeout),
+    // A template: each discovered Service gets these settings under its own name.
+    service: normaliseService('*', raw.service ?? {}, baseDir),
+    authorization: new Map(Object.entries(raw.authorization ?? {}).map(([name, p]) => [name, { allow: p.allow ?? [], deny: p.deny ?? [] }])),
   };
 }

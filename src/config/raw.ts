@@ -108,7 +108,7 @@ export interface RawConfig {
     http2?: { maxConcurrentStreams?: number };
   };
   drainTimeout?: string;
-  kubernetes?: { apiServer?: string; tokenFile?: string; caFile?: string; nodeName?: string };
+  kubernetes?: { apiServer?: string; tokenFile?: string; caFile?: string; nodeName?: string; kubeconfig?: string; mesh?: RawKubernetesMesh };
   workers?: number | 'auto';
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };
   tls?: { cert: string; key: string; ca: string; minVersion?: 'TLSv1.2' | 'TLSv1.3'; expiryWarning?: string };
@@ -131,4 +131,15 @@ export interface RawDiscovery {
   consul?: { address?: string; service?: string; tag?: string; datacenter?: string; tokenFile?: string; wait?: string };
   kubernetes?: { service: string; namespace?: string; port?: string | number; kubeconfig?: string; idleTimeout?: string };
   acceptEmptyAfter?: string;
+}
+
+export interface RawKubernetesMesh {
+  trustDomain?: string;
+  clusterDomain?: string;
+  meshdNamespace?: string;
+  meshdSelector?: string;
+  inboundPort?: number;
+  idleTimeout?: string;
+  service?: RawService;
+  authorization?: Record<string, { allow?: string[]; deny?: string[] }>;
 }

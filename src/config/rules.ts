@@ -237,6 +237,32 @@ export const outboundOffLoopbackNeedsAllowFrom: ConfigRule = ({ config }, report
   }
 };
 
+/**
+ * Kubernetes mesh mode carries pods' calls between nodes' meshds over mTLS, on the inbound port every
+ * node shares; its Services are made on a pod's first call in the one process that serves it.
+ */
+export const kubernetesMeshNeedsInboundTlsAndOneWorker: ConfigRule = ({ config }, report) => {
+  const mesh = config.kubernetes.mesh;
+  if (mesh === undefined) return;
+  if (config.tls === undefined) report(['kubernetes', 'mesh'], "mesh mode reaches other nodes' meshds over mTLS: configure tls (each node's own certificate)");
+  if (config.inbound === undefined) report(['kubernetes', 'mesh'], "mesh mode delivers other nodes' calls to this node's pods: configure inbound");
+  else if (config.inbound.listen.port !== mesh.inboundPort) {
+    report(
+      ['kubernetes', 'mesh', 'inboundPort'],
+      `every node's meshd is reached on ${mesh.inboundPort}, but inbound.listen is on port ${config.inbound.listen.port}`,
+    );
+  }
+  if (config.workers !== 1) report(['workers'], 'mesh mode runs in one process per node for now: set workers: 1');
+  mesh.authorization.forEach((policy, service) => {
+    for (const list of ['allow', 'deny'] as const) {
+      policy[list].forEach((pattern, i) => {
+        const problem = identityPatternProblem(pattern);
+        if (problem !== undefined) report(['kubernetes', 'mesh', 'authorization', service, list, i], problem);
+      });
+    }
+  });
+};
+
 /** Every rule, in the order its problems are listed: per service first, then across the config. */
 export const CONFIG_RULES: readonly ConfigRule[] = [
   forEachService(
@@ -263,6 +289,7 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
   localServicesNeedInbound,
   adminListenDiffersFromOutbound,
   outboundOffLoopbackNeedsAllowFrom,
+  kubernetesMeshNeedsInboundTlsAndOneWorker,
   // Binding checks come last, after every listener's own rules.
   forEachService(serviceTcpPortZeroNeedsOneWorker, serviceTcpListenAddressIsFree),
 ];

@@ -235,6 +235,12 @@ const service = {
   },
 } as const;
 
+/** What `kubernetes.mesh.service` may set for every discovered Service: a service's settings, without its endpoints. */
+const meshServiceSettings = {
+  ...service,
+  properties: Object.fromEntries(Object.entries(service.properties).filter(([key]) => !['endpoints', 'endpointsFile', 'discovery', 'tcp'].includes(key))),
+};
+
 export const CONFIG_SCHEMA = {
   type: 'object',
   additionalProperties: false,
@@ -319,6 +325,33 @@ export const CONFIG_SCHEMA = {
         tokenFile: { type: 'string', minLength: 1 },
         caFile: { type: 'string', minLength: 1 },
         nodeName: { type: 'string', minLength: 1 },
+        kubeconfig: { type: 'string', minLength: 1 },
+        mesh: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            trustDomain: { type: 'string', pattern: '^[a-z0-9.-]+$' },
+            clusterDomain: { type: 'string', pattern: '^[a-z0-9.-]+$' },
+            meshdNamespace: { type: 'string', minLength: 1 },
+            meshdSelector: { type: 'string', minLength: 1 },
+            inboundPort: { type: 'integer', minimum: 1, maximum: 65535 },
+            idleTimeout: duration,
+            // Settings of every Service meshd discovers (timeouts, retries, balancer, outlier…).
+            service: meshServiceSettings,
+            authorization: {
+              type: 'object',
+              propertyNames: { pattern: '^[a-z0-9]([a-z0-9-]*[a-z0-9])?\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?$' },
+              additionalProperties: {
+                type: 'object',
+                additionalProperties: false,
+                properties: {
+                  allow: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
+                  deny: { type: 'array', items: { type: 'string', pattern: '^spiffe://' } },
+                },
+              },
+            },
+          },
+        },
       },
     },
     drainTimeout: duration,

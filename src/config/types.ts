@@ -77,6 +77,22 @@ export interface EndpointSpec {
   readonly weight: number;
   readonly labels: Readonly<Record<string, string>>;
   readonly identity: string | undefined;
+  /**
+   * Set when the endpoint (a pod on another Kubernetes node) is reached through the meshd of its
+   * node: requests go there over mTLS, naming the pod and the Service. Connections to one node's
+   * meshd are shared by all of its pods.
+   */
+  readonly via?: EndpointVia | undefined;
+  /** The HTTP version the endpoint speaks when it says so itself (a Kubernetes port's appProtocol); undefined: the service's. */
+  readonly protocol?: 'http1' | 'h2c' | undefined;
+}
+
+/** The meshd that delivers to an endpoint, and the Service ("name.namespace") to name there. */
+export interface EndpointVia {
+  readonly host: string;
+  readonly port: number;
+  readonly identity: string;
+  readonly service: string;
 }
 
 export interface PoolConfig {
@@ -159,6 +175,8 @@ export interface KubernetesDiscoveryConfig {
 }
 
 export interface DiscoveryConfig {
+  /** Kubernetes mesh mode: a Service of the cluster, by name and namespace (set by meshd, not the config file). */
+  readonly mesh?: { readonly service: string; readonly namespace: string } | undefined;
   readonly dns: DnsDiscoveryConfig | undefined;
   readonly consul: ConsulDiscoveryConfig | undefined;
   readonly kubernetes: KubernetesDiscoveryConfig | undefined;
@@ -220,6 +238,28 @@ export interface KubernetesSettings {
   readonly caFile: string | undefined;
   /** The node this meshd runs on; undefined: the NODE_NAME environment variable (downward API spec.nodeName). */
   readonly nodeName: string | undefined;
+  /** A kubeconfig for list/watch; undefined: the pod's in-cluster service account. */
+  readonly kubeconfig: string | undefined;
+  /** Kubernetes mesh mode: every Service of the cluster routable by name, pods reached through their node's meshd. */
+  readonly mesh: KubernetesMeshConfig | undefined;
+}
+
+/** Kubernetes mesh mode (docs/design.md, "Kubernetes mesh mode"). */
+export interface KubernetesMeshConfig {
+  /** Workload identities are spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT; meshd's own spiffe://TRUST_DOMAIN/ns/MESHD_NAMESPACE/pod/POD. */
+  readonly trustDomain: string;
+  /** Services are also named NAME.NAMESPACE.svc.CLUSTER_DOMAIN. */
+  readonly clusterDomain: string;
+  /** Where the meshd pods run, and how they are labelled. */
+  readonly meshdNamespace: string;
+  readonly meshdSelector: string;
+  /** The inbound port of every node's meshd. */
+  readonly inboundPort: number;
+  readonly idleTimeoutMs: number;
+  /** The settings of every discovered Service (its name and endpoints come from the cluster). */
+  readonly service: ServiceConfig;
+  /** Who may call which Service ("name.namespace"), by the caller's workload identity; a Service not named admits every workload. */
+  readonly authorization: ReadonlyMap<string, { readonly allow: readonly string[]; readonly deny: readonly string[] }>;
 }
 
 export interface MeshConfig {

@@ -16,7 +16,7 @@ import { ListWatch, type ListWatchDeps } from '../kubernetes/list-watch.ts';
 export interface SliceObject {
   readonly metadata?: { readonly name?: string; readonly resourceVersion?: string; readonly labels?: Readonly<Record<string, string>> };
   readonly addressType: string;
-  readonly ports?: readonly { readonly name?: string; readonly port?: number }[];
+  readonly ports?: readonly { readonly name?: string; readonly port?: number; readonly appProtocol?: string }[];
   readonly endpoints?: readonly {
     readonly addresses: readonly string[];
     readonly conditions?: { readonly ready?: boolean };
@@ -27,6 +27,20 @@ export interface SliceObject {
 }
 
 const SERVICE_LABEL = 'kubernetes.io/service-name';
+
+/** A Service port's HTTP version, from its appProtocol (KEP-3726 names) or, failing that, its name (Istio's convention: grpc-*, h2c-*, http2-*). */
+export function portProtocol(port: { readonly name?: string; readonly appProtocol?: string } | undefined): 'http1' | 'h2c' | undefined {
+  if (port === undefined) return undefined;
+  const app = port.appProtocol?.toLowerCase();
+  if (app !== undefined) {
+    if (app === 'kubernetes.io/h2c' || app === 'grpc' || app === 'h2c' || app === 'http2') return 'h2c';
+    if (app === 'http' || app === 'kubernetes.io/http' || app === 'kubernetes.io/ws') return 'http1';
+  }
+  const name = port.name?.toLowerCase() ?? '';
+  if (/^(grpc|h2c|http2)(-|$)/.test(name)) return 'h2c';
+  if (/^(http|web)(-|$)/.test(name)) return 'http1';
+  return undefined;
+}
 
 export interface SliceSubscriber {
   /** The Service's slices changed (or were listed). */
@@ -88,8 +102,33 @@ export class SliceInformer {
     );
   }
 
+  /** The first list answered: an empty Service is known to be empty (or absent). */
+  get synced(): boolean {
+    return this.listWatch.synced;
+  }
+
+  /**
+   * Keeps the namespace watched without following one Service (Kubernetes mesh mode: whether a
+   * Service exists, which pods of this node back it). Resolves once the first list has answered
+   * (or failed); call the returned function to let go.
+   */
+  async hold(): Promise<() => void> {
+    this.holds++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.holds--;
+    };
+    this.starting ??= this.listWatch.start();
+    await this.starting;
+    return release;
+  }
+
+  private holds = 0;
+
   get subscriberCount(): number {
-    let n = 0;
+    let n = this.holds;
     for (const set of this.subscribers.values()) n += set.size;
     return n;
   }

@@ -94,7 +94,7 @@ export class SourceRecord {
 /** Same endpoints, in any order, with the same attributes. */
 export function sameEndpoints(a: readonly EndpointSpec[], b: readonly EndpointSpec[]): boolean {
   if (a.length !== b.length) return false;
-  const key = (e: EndpointSpec): string => JSON.stringify([e.address, e.zone, e.weight, e.identity, Object.entries(e.labels).sort()]);
+  const key = (e: EndpointSpec): string => JSON.stringify([e.address, e.zone, e.weight, e.identity, e.via, e.protocol, Object.entries(e.labels).sort()]);
   const seen = new Set(a.map(key));
   return b.every((e) => seen.has(key(e)));
 }

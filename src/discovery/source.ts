@@ -11,6 +11,7 @@ import { ConsulSource } from './consul-source.ts';
 import { DnsSource } from './dns-source.ts';
 import { EndpointsFileSource } from './endpoints-file.ts';
 import { KubernetesSource } from './kubernetes-source.ts';
+import { MeshSource, type MeshDiscovery } from './mesh-source.ts';
 import type { SliceInformers } from './kubernetes-slices.ts';
 import type { UpdateResult } from './source-record.ts';
 
@@ -36,6 +37,8 @@ export interface DiscoveryDeps {
   readonly random: () => number;
   /** The process's shared EndpointSlice watches, one per namespace. */
   readonly informers: SliceInformers;
+  /** Kubernetes mesh mode; undefined otherwise. */
+  readonly mesh?: MeshDiscovery | undefined;
 }
 
 /** The sources `config` names, as a key that changes whenever they must be rebuilt, and a factory. */
@@ -81,12 +84,33 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
           }),
         );
       }
-      if (discovery.kubernetes !== undefined) {
+      if (discovery.kubernetes !== undefined && deps.mesh !== undefined) {
+        // Mesh mode: the Service's pods on other nodes are reached through their node's meshd.
+        const k = discovery.kubernetes;
+        sources.push(
+          new MeshSource(config.name, k.service, k.namespace, k.port, discovery.acceptEmptyAfterMs, {
+            log: deps.log,
+            now: wallClock,
+            mesh: deps.mesh,
+            ...hooks('kubernetes'),
+          }),
+        );
+      } else if (discovery.kubernetes !== undefined) {
         sources.push(
           new KubernetesSource(config.name, discovery.kubernetes, discovery.acceptEmptyAfterMs, {
             log: deps.log,
             now: wallClock,
             informers: deps.informers,
+            ...hooks('kubernetes'),
+          }),
+        );
+      }
+      if (discovery.mesh !== undefined && deps.mesh !== undefined) {
+        sources.push(
+          new MeshSource(config.name, discovery.mesh.service, discovery.mesh.namespace, undefined, discovery.acceptEmptyAfterMs, {
+            log: deps.log,
+            now: wallClock,
+            mesh: deps.mesh,
             ...hooks('kubernetes'),
           }),
         );

@@ -19,7 +19,8 @@ import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts
 import { CLIENT_GONE } from '../stack/exchange.ts';
 import { sendRawError } from '../stack/respond.ts';
 import { nodeExchange, sendError } from './node-exchange.ts';
-import { TCP_ALPN } from '../tls/client.ts';
+import { POD_TCP_ALPN, TCP_ALPN } from '../tls/client.ts';
+import { MAX_PREAMBLE_BYTES, parsePodPreamble } from '../protocol/pod-preamble.ts';
 import { peerIdentity } from '../identity/spiffe.ts';
 import { PEER_IDENTITY_HEADER } from '../protocol/fields.ts';
 import { secureOptions } from '../tls/material.ts';
@@ -27,6 +28,7 @@ import type { TlsState } from '../tls/tls-state.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
 import { serviceName } from './request-target.ts';
+import { MeshInbound, type Delivery } from '../service/mesh-inbound.ts';
 
 export interface InboundDeps {
   local(name: string): LocalService | undefined;
@@ -38,6 +40,8 @@ export interface InboundDeps {
   readonly upgrades: UpgradeForwarder;
   readonly log: Logger;
   readonly clock: Clock;
+  /** Kubernetes mesh mode: deliveries to this node's pods asked by other nodes' meshds; undefined otherwise. */
+  readonly mesh?: MeshInbound | undefined;
 }
 
 export class InboundListener {
@@ -57,8 +61,11 @@ export class InboundListener {
       // (OpenSSL's own rejection reaches Node as a bare "socket hang up"); no byte of an
       // unverified peer is ever read.
       rejectUnauthorized: false,
-      ALPNProtocols: ['http/1.1', TCP_ALPN],
+      ALPNProtocols: ['http/1.1', TCP_ALPN, POD_TCP_ALPN],
       handshakeTimeout: settings.handshakeTimeoutMs,
+      // TCP streams pass half-closes on (a caller done sending still reads the answer); the HTTP
+      // server, which expects half-open sockets as its own listener would give it, ends them itself.
+      allowHalfOpen: true,
     });
     this.server.maxConnections = settings.maxConnections;
     // Rotation: new handshakes use the new material; established connections keep theirs.
@@ -116,6 +123,15 @@ export class InboundListener {
     this.http.closeIdleConnections();
   }
 
+  /** Kubernetes mesh mode: the pod targets delivered to, for /debug/state. */
+  meshStatus(): unknown {
+    return this.deps.mesh?.status();
+  }
+
+  closeMesh(): Promise<unknown> {
+    return this.deps.mesh?.close() ?? Promise.resolve();
+  }
+
   closeAll(): void {
     this.http.closeAllConnections();
     for (const s of this.streams) s.destroy();
@@ -144,6 +160,10 @@ export class InboundListener {
     }
     if (socket.alpnProtocol === TCP_ALPN) {
       this.onTcpStream(socket, identity);
+      return;
+    }
+    if (socket.alpnProtocol === POD_TCP_ALPN) {
+      this.onPodTcpStream(socket, identity);
       return;
     }
     this.identities.set(socket, identity);
@@ -197,13 +217,71 @@ export class InboundListener {
   }
 
   /**
-   * Who may reach which local service, the same for requests and upgrades: a verified identity, a
-   * local HTTP service named by Host, and that service's policy. Returns the service, or the error
-   * to answer with (a refusal is logged with the rule that decided it).
+   * Kubernetes mesh mode: raw TCP for one of this node's pods. The first line names the Service,
+   * the pod and the caller; it is admitted exactly as an HTTP request naming them (a node's
+   * meshd, a ready pod of the Service here, the Service's policy), then spliced to the pod. TCP
+   * has no error to answer with: a refusal closes the stream and is logged with its code.
    */
-  private admit(req: IncomingMessage): { local: LocalService; identity: string } | MeshError {
+  private onPodTcpStream(socket: TLSSocket, identity: string): void {
+    const mesh = this.deps.mesh;
+    const refuse = (code: string, detail: string): void => {
+      this.deps.log.warn({ listener: 'inbound', event: 'pod_tcp_refused', code, identity, detail }, `TCP stream for a pod refused: ${detail}`);
+      socket.destroy();
+    };
+    if (mesh === undefined) {
+      refuse('bad_request', 'this meshd is not in Kubernetes mesh mode');
+      return;
+    }
+    this.streams.add(socket);
+    this.active++;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.streams.delete(socket);
+      this.active--;
+    };
+    socket.once('close', release);
+    void readPreamble(socket, MAX_PREAMBLE_BYTES, PREAMBLE_TIMEOUT_MS)
+      .then(async (read) => {
+        if (typeof read === 'string') {
+          refuse('bad_request', read);
+          return;
+        }
+        const fields = parsePodPreamble(read.line);
+        if (typeof fields === 'string') {
+          refuse('bad_request', fields);
+          return;
+        }
+        const admitted = await mesh.admit(fields, identity);
+        if (admitted instanceof MeshError) {
+          refuse(admitted.code, admitted.message);
+          return;
+        }
+        const { host, port } = admitted.target.config.target;
+        const target = await connectTcp({ host, port }, LOCAL_CONNECT_TIMEOUT_MS, admitted.service, undefined);
+        if (socket.destroyed) return void target.destroy();
+        if (read.rest.length > 0) target.write(read.rest);
+        splice(socket, target, 3_600_000, release);
+        socket.resume();
+      })
+      .catch((err: unknown) => refuse('connect_failed', `the pod refused the connection (${(err as NodeJS.ErrnoException).code ?? String(err)})`));
+  }
+
+  /**
+   * Who may reach which local service, the same for requests and upgrades: a verified identity, a
+   * local HTTP service named by Host, and that service's policy; or, in Kubernetes mesh mode, a
+   * node's meshd naming one of this node's pods (service/mesh-inbound.ts). Returns where to
+   * deliver, or the error to answer with (a refusal is logged with the rule that decided it).
+   */
+  private admit(req: IncomingMessage): Delivery | MeshError | Promise<Delivery | MeshError> {
     const identity = this.identities.get(req.socket);
     if (identity === undefined) return new MeshError('forbidden', 'no verified peer identity');
+    if (MeshInbound.asks(req.headers)) {
+      return (
+        this.deps.mesh?.admit(req.headers, identity) ?? new MeshError('bad_request', 'this meshd is not in Kubernetes mesh mode; name a local service in Host')
+      );
+    }
     const name = serviceName(req.headers.host ?? '');
     const local = name === undefined ? undefined : this.deps.local(name);
     if (local === undefined || local.config.tcp) return new MeshError('unknown_service', `no local service named "${name ?? ''}"`);
@@ -216,7 +294,7 @@ export class InboundListener {
       );
       return new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`);
     }
-    return { local, identity };
+    return { service: local.config.name, target: local, fields: [PEER_IDENTITY_HEADER, identity] };
   }
 
   /**
@@ -230,11 +308,25 @@ export class InboundListener {
     socket.once('end', () => socket.end());
     const framing = framingProblem(req);
     const admitted = framing?.error ?? this.admit(req);
+    if (admitted instanceof Promise) {
+      socket.pause();
+      this.pending(
+        socket,
+        admitted,
+        (delivery) => this.upgradeTo(req, socket, head, delivery, started),
+        (err) => sendRawError(socket, err),
+      );
+      return;
+    }
+    this.upgradeTo(req, socket, head, admitted, started);
+  }
+
+  private upgradeTo(req: IncomingMessage, socket: Socket, head: Buffer, admitted: Delivery | MeshError, started: number): void {
     if (admitted instanceof MeshError) {
       sendRawError(socket, admitted);
       return;
     }
-    const { local, identity } = admitted;
+    const { target: local, fields } = admitted;
     this.streams.add(socket);
     this.active++;
     socket.once('close', () => {
@@ -242,7 +334,7 @@ export class InboundListener {
       this.active--;
     });
     const target = { host: local.config.target.host, port: local.config.target.port, tls: undefined };
-    const headers = upgradeRequestHeaders(req, [PEER_IDENTITY_HEADER, identity]);
+    const headers = upgradeRequestHeaders(req, fields);
     const limits = { connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS, handshakeTimeoutMs: local.config.timeoutMs };
     this.deps.upgrades.forward(req, socket, head, target, headers, limits, started, this.deps.clock, (result) => {
       if (result.error === undefined) return;
@@ -255,6 +347,22 @@ export class InboundListener {
     });
   }
 
+  /** Waits for an admission decision (a namespace's first list); the wait counts in flight, and a caller that leaves meanwhile is dropped. */
+  private pending(socket: Socket, decision: Promise<Delivery | MeshError>, go: (d: Delivery | MeshError) => void, failed: (err: MeshError) => void): void {
+    this.active++;
+    decision.then(
+      (d) => {
+        this.active--;
+        if (!socket.destroyed) go(d);
+      },
+      (err: unknown) => {
+        this.active--;
+        this.deps.log.error({ err }, 'inbound admission failed');
+        if (!socket.destroyed) failed(new MeshError('internal', 'internal error'));
+      },
+    );
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = this.deps.clock();
     if (onDistrustedConnection(req)) return void res.destroy();
@@ -265,14 +373,27 @@ export class InboundListener {
       return;
     }
     const admitted = this.admit(req);
+    if (admitted instanceof Promise) {
+      this.pending(
+        req.socket,
+        admitted,
+        (delivery) => this.deliver(req, res, delivery, started),
+        (err) => sendError(res, err),
+      );
+      return;
+    }
+    this.deliver(req, res, admitted, started);
+  }
+
+  private deliver(req: IncomingMessage, res: ServerResponse, admitted: Delivery | MeshError, started: number): void {
     if (admitted instanceof MeshError) {
       sendError(res, admitted);
       return;
     }
-    const { local, identity } = admitted;
+    const { target: local, fields } = admitted;
     const url = req.url ?? '/';
     const ex = nodeExchange(req, res, url.startsWith('/') ? url : '/', undefined, started);
-    ex.extraFields = [PEER_IDENTITY_HEADER, identity];
+    ex.extraFields = fields;
     this.active++;
     res.once('close', () => {
       this.active--;
@@ -283,6 +404,33 @@ export class InboundListener {
       sendError(res, new MeshError('internal', 'internal error'));
     });
   }
+}
+
+/** How long a sending meshd may take to write a pod stream's first line. */
+const PREAMBLE_TIMEOUT_MS = 5_000;
+
+/** Reads one line (the preamble) and pauses the socket; the bytes after it are handed back. */
+function readPreamble(socket: Socket, maxBytes: number, timeoutMs: number): Promise<{ line: string; rest: Buffer } | string> {
+  return new Promise((resolve) => {
+    let seen = Buffer.alloc(0);
+    const finish = (result: { line: string; rest: Buffer } | string): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('close', onClose);
+      socket.pause();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer): void => {
+      seen = Buffer.concat([seen, chunk]);
+      const end = seen.indexOf(10);
+      if (end >= 0 && end <= maxBytes) finish({ line: seen.subarray(0, end).toString('utf8'), rest: seen.subarray(end + 1) });
+      else if (seen.length > maxBytes) finish(`the first line is longer than ${maxBytes} bytes`);
+    };
+    const onClose = (): void => finish('the stream closed before its first line');
+    const timer = setTimeout(() => finish(`no first line within ${timeoutMs} ms`), timeoutMs);
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
 }
 
 /** A stable reason for a client certificate that failed verification. */

@@ -20,11 +20,16 @@ import { sendRawError } from '../stack/respond.ts';
 import { nodeExchange, sendError } from './node-exchange.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
-import { parseRequestTarget } from './request-target.ts';
+import { parseRequestTarget, type RequestTarget } from './request-target.ts';
 import { SourceFilter } from './source-filter.ts';
 
+/** The service a request is for, or why there is none; a promise while a service starts on its first call (Kubernetes mesh mode). */
+export type Route = ServiceRuntime | MeshError | Promise<ServiceRuntime | MeshError>;
+
 export interface OutboundDeps {
-  route(service: string): ServiceRuntime | undefined;
+  route(service: string, remoteAddress: string | undefined): Route;
+  /** Kubernetes mesh mode: the fields naming the calling pod, sent to the next hop; undefined when the caller is no known pod. */
+  callerFields(remoteAddress: string | undefined): readonly string[] | undefined;
   /** Recorder for requests that name no configured service. */
   readonly unknownService: ServiceRecorder;
   clientError(listener: string, code: string): void;
@@ -197,12 +202,34 @@ export class OutboundHttpListener {
       this.answerWithoutService(res, target, started);
       return;
     }
-    const service = this.deps.route(target.service);
-    if (service === undefined) {
-      this.answerWithoutService(res, new MeshError('unknown_service', `no service named "${target.service}" is configured`), started);
+    const route = this.deps.route(target.service, req.socket.remoteAddress);
+    if (route instanceof Promise) {
+      this.active++; // a request waiting for its service to start is in flight: drain waits for it
+      route.then(
+        (service) => {
+          this.active--;
+          if (res.destroyed) return;
+          this.dispatch(req, res, target, service, started);
+        },
+        (err: unknown) => {
+          this.active--;
+          this.deps.log.error({ err, service: target.service }, 'service failed to start');
+          this.answerWithoutService(res, new MeshError('internal', 'the service could not be started'), started);
+        },
+      );
+      return;
+    }
+    this.dispatch(req, res, target, route, started);
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse, target: RequestTarget, service: ServiceRuntime | MeshError, started: number): void {
+    if (service instanceof MeshError) {
+      this.answerWithoutService(res, service, started);
       return;
     }
     const ex = nodeExchange(req, res, target.path, target.authority, started);
+    const callerFields = this.deps.callerFields(req.socket.remoteAddress);
+    if (callerFields !== undefined) ex.extraFields = callerFields;
     this.active++;
     // One shared listener, not a closure per request: the response carries what it needs.
     (res as TrackedResponse)[EXCHANGE] = ex;
@@ -237,23 +264,44 @@ export class OutboundHttpListener {
       sendRawError(socket, target);
       return;
     }
-    const service = this.deps.route(target.service);
-    if (service === undefined) {
-      this.deps.unknownService.finishedWithoutEndpoint(404, (this.deps.clock() - started) / 1000);
-      sendRawError(socket, new MeshError('unknown_service', `no service named "${target.service}" is configured`));
+    const route = this.deps.route(target.service, socket.remoteAddress);
+    if (route instanceof Promise) {
+      socket.pause();
+      this.active++;
+      route.then(
+        (service) => {
+          this.active--;
+          if (!socket.destroyed) this.upgradeTo(req, socket, head, target, service, started);
+        },
+        (err: unknown) => {
+          this.active--;
+          this.deps.log.error({ err, service: target.service }, 'service failed to start');
+          sendRawError(socket, new MeshError('internal', 'the service could not be started'));
+        },
+      );
+      return;
+    }
+    this.upgradeTo(req, socket, head, target, route, started);
+  }
+
+  private upgradeTo(req: IncomingMessage, socket: Socket, head: Buffer, target: RequestTarget, service: ServiceRuntime | MeshError, started: number): void {
+    if (service instanceof MeshError) {
+      this.deps.unknownService.finishedWithoutEndpoint(service.status, (this.deps.clock() - started) / 1000);
+      sendRawError(socket, service);
       return;
     }
     if (target.authority !== undefined) {
       req.url = target.path;
       req.headers.host = target.authority;
     }
+    const callerFields = this.deps.callerFields(socket.remoteAddress);
     this.tunnels.add(socket);
     this.active++;
     socket.once('close', () => {
       this.tunnels.delete(socket);
       this.active--;
     });
-    service.upgrade(req, socket, head, started);
+    service.upgrade(req, socket, head, started, callerFields);
   }
 
   private answerWithoutService(res: ServerResponse, err: MeshError, started: number, closeConnection = false): void {

@@ -15,3 +15,16 @@ export const RETRYABLE_HEADER = 'x-meshd-retryable';
 
 /** The verified caller, as the local service sees it. */
 export const PEER_IDENTITY_HEADER = 'x-meshd-peer-identity';
+
+/** Kubernetes mesh mode: the Service ("name.namespace") and the pod ("ip:port") a node's meshd is asked to deliver to. */
+export const MESH_SERVICE_HEADER = 'x-meshd-service';
+export const MESH_TARGET_HEADER = 'x-meshd-target';
+
+/**
+ * Kubernetes mesh mode: the calling pod as its node's meshd observed it (by its address), passed
+ * from meshd to meshd and on to the app: its workload identity, namespace, service account, pod.
+ */
+export const CALLER_IDENTITY_HEADER = 'x-meshd-caller-identity';
+export const CALLER_NAMESPACE_HEADER = 'x-meshd-caller-namespace';
+export const CALLER_SERVICE_ACCOUNT_HEADER = 'x-meshd-caller-service-account';
+export const CALLER_POD_HEADER = 'x-meshd-caller-pod';

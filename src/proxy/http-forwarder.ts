@@ -8,7 +8,7 @@ import type { Endpoint } from '../balancer/endpoint.ts';
 import { MeshError } from '../errors.ts';
 import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.ts';
 import { RetryableStatus } from '../protocol/retryable-status.ts';
-import { OVERLOADED_HEADER, TIMEOUT_HEADER } from '../protocol/fields.ts';
+import { MESH_SERVICE_HEADER, MESH_TARGET_HEADER, OVERLOADED_HEADER, TIMEOUT_HEADER } from '../protocol/fields.ts';
 import { GRPC_SERVER_FAILURES, GRPC_TRAILER_FIELDS, grpcStatusOf } from '../protocol/grpc.ts';
 import { downstreamResponseHeaders, hasFields, upstreamRequestHeaders, withoutFields, type HeaderObject } from './headers.ts';
 import type { Outcome } from '../protocol/outcome.ts';
@@ -23,6 +23,9 @@ export function forwardHttp(ex: Exchange): Promise<void> {
     const head = ex.head;
     const fields = upstreamRequestHeaders(head.fields, head.field('connection'), { clientAddress: head.remoteAddress, authority: head.authority });
     if (ex.extraFields !== undefined) fields.push(...ex.extraFields);
+    // A pod behind its node's meshd: that meshd delivers to the pod this attempt chose.
+    const via = endpoint.spec.via;
+    if (via !== undefined) fields.push(MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address);
     // Tell the next hop how long this caller will still wait (deadline propagation).
     if (Number.isFinite(ex.deadline)) fields.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
     try {

@@ -7,7 +7,7 @@ import type { buildConnector as Connector, Pool as UndiciPool } from 'undici';
 import { buildConnector, Pool } from './undici-parts.ts';
 import { meshConnector } from './mesh-connector.ts';
 import type { Upstream } from '../balancer/endpoint.ts';
-import type { EndpointSpec, ServiceConfig } from '../config/types.ts';
+import type { EndpointSpec, EndpointVia, ServiceConfig } from '../config/types.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 
 export interface HttpUpstreamOptions {
@@ -26,8 +26,25 @@ export function upstreamOptions(service: ServiceConfig): HttpUpstreamOptions {
   };
 }
 
+/** The options of one endpoint: the service's, with the HTTP version the endpoint declares. */
+export function endpointOptions(options: HttpUpstreamOptions, spec: EndpointSpec): HttpUpstreamOptions {
+  return spec.protocol === undefined || spec.protocol === options.protocol ? options : { ...options, protocol: spec.protocol };
+}
+
 export function sameUpstreamOptions(a: HttpUpstreamOptions, b: HttpUpstreamOptions): boolean {
   return a.protocol === b.protocol && a.maxConnections === b.maxConnections && a.idleTimeoutMs === b.idleTimeoutMs && a.connectTimeoutMs === b.connectTimeoutMs;
+}
+
+/** Pools to node meshds, shared by the endpoints (pods) behind each, with how many use each. */
+const VIA_POOLS = new Map<string, { pool: UndiciPool; users: number }>();
+
+function releaseShared(key: string): Promise<void> {
+  const shared = VIA_POOLS.get(key);
+  if (shared === undefined) return Promise.resolve();
+  shared.users--;
+  if (shared.users > 0) return Promise.resolve();
+  VIA_POOLS.delete(key);
+  return shared.pool.close();
 }
 
 export class HttpUpstream implements Upstream {
@@ -43,22 +60,37 @@ export class HttpUpstream implements Upstream {
   private created: UndiciPool | undefined;
 
   constructor(spec: EndpointSpec, options: HttpUpstreamOptions, tls: MeshTlsClient | undefined) {
-    this.options = options;
+    this.options = endpointOptions(options, spec);
     this.spec = spec;
-    this.secure = spec.identity !== undefined;
-    if (this.secure && tls === undefined) throw new Error(`endpoint ${spec.address} has an identity but no TLS material is configured`);
+    this.secure = spec.identity !== undefined || spec.via !== undefined;
+    if (this.secure && tls === undefined) throw new Error(`endpoint ${spec.address} is reached over mTLS but no TLS material is configured`);
     this.tls = tls;
   }
 
   get pool(): UndiciPool {
-    this.created ??= this.createPool();
+    this.created ??= this.spec.via === undefined ? this.createPool(this.spec.host, this.spec.port, this.spec.identity) : this.sharedPool(this.spec.via);
     return this.created;
   }
 
-  private createPool(): UndiciPool {
-    const { spec, options } = this;
-    const host = spec.host.includes(':') ? `[${spec.host}]` : spec.host;
-    return new Pool(`${this.secure ? 'https' : 'http'}://${host}:${spec.port}`, {
+  /** One pool per node meshd (and settings), shared by every pod of that node this process calls. */
+  private sharedPool(via: EndpointVia): UndiciPool {
+    const key = JSON.stringify([via.host, via.port, via.identity, this.options]);
+    let shared = VIA_POOLS.get(key);
+    if (shared === undefined) {
+      shared = { pool: this.createPool(via.host, via.port, via.identity), users: 0 };
+      VIA_POOLS.set(key, shared);
+    }
+    shared.users++;
+    this.viaKey = key;
+    return shared.pool;
+  }
+
+  private viaKey: string | undefined;
+
+  private createPool(hostName: string, port: number, identity: string | undefined): UndiciPool {
+    const { options } = this;
+    const host = hostName.includes(':') ? `[${hostName}]` : hostName;
+    return new Pool(`${this.secure ? 'https' : 'http'}://${host}:${port}`, {
       connections: options.maxConnections,
       pipelining: 1,
       keepAliveTimeout: options.idleTimeoutMs,
@@ -68,7 +100,7 @@ export class HttpUpstream implements Upstream {
       headersTimeout: 0,
       bodyTimeout: 0,
       // Another meshd: mTLS with this host's certificate, the peer's identity checked.
-      ...(this.secure ? { connect: meshConnector(this.tls as MeshTlsClient, spec.identity as string, options.connectTimeoutMs) } : {}),
+      ...(this.secure ? { connect: meshConnector(this.tls as MeshTlsClient, identity as string, options.connectTimeoutMs) } : {}),
       // h2c: each pool connection is one multiplexed HTTP/2 session (prior knowledge); a new
       // one opens only when a session has its maximum of concurrent streams in use.
       ...(options.protocol === 'h2c' && !this.secure
@@ -90,11 +122,22 @@ export class HttpUpstream implements Upstream {
 
   /** Lets requests in flight finish, then closes every connection. */
   close(): Promise<void> {
+    const shared = this.releaseShare();
+    if (shared !== undefined) return shared;
     return this.created?.close() ?? Promise.resolve();
+  }
+
+  /** Gives up this endpoint's share of a node meshd's pool (once); undefined when it has none. */
+  private releaseShare(): Promise<void> | undefined {
+    const key = this.viaKey;
+    if (key === undefined) return undefined;
+    this.viaKey = undefined;
+    this.created = undefined;
+    return releaseShared(key);
   }
 
   /** Closes every connection now, failing requests in flight. */
   destroy(): Promise<void> {
-    return this.created?.destroy() ?? Promise.resolve();
+    return this.releaseShare() ?? this.created?.destroy() ?? Promise.resolve();
   }
 }

@@ -12,6 +12,11 @@ export interface TcpTarget {
   port: number;
   /** Set when the endpoint is another meshd: the stream goes over mTLS to its `service`. */
   identity?: string | undefined;
+  /**
+   * Kubernetes mesh mode: the target is that node's meshd (host, port, identity) and the stream is
+   * for one of its pods, named by this first line (protocol/pod-preamble.ts).
+   */
+  podPreamble?: string | undefined;
 }
 
 /**
@@ -25,9 +30,12 @@ export function connectTcp(target: TcpTarget, timeoutMs: number, service: string
       reject(Object.assign(new Error('an endpoint with an identity needs TLS material'), { code: 'ERR_MESHD_NO_TLS' }));
       return;
     }
-    const upstream: Socket = secure
-      ? (tls as MeshTlsClient).connectTcp(target.host, target.port, service, target.identity as string)
-      : connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
+    const mesh = tls as MeshTlsClient;
+    const upstream: Socket = !secure
+      ? connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true })
+      : target.podPreamble === undefined
+        ? mesh.connectTcp(target.host, target.port, service, target.identity as string)
+        : mesh.connectPodTcp(target.host, target.port, target.identity as string);
     const timer = setTimeout(() => {
       upstream.destroy();
       reject(Object.assign(new Error(`connect timeout after ${timeoutMs}ms`), { code: 'ETIMEDOUT' }));
@@ -35,6 +43,7 @@ export function connectTcp(target: TcpTarget, timeoutMs: number, service: string
     upstream.once(secure ? 'secureConnect' : 'connect', () => {
       clearTimeout(timer);
       upstream.removeListener('error', onError);
+      if (target.podPreamble !== undefined) upstream.write(target.podPreamble);
       resolve(upstream);
     });
     const onError = (err: Error): void => {

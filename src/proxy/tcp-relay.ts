@@ -13,6 +13,7 @@ import type { ServiceRecorder } from '../stack/observer.ts';
 import type { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { connectTcp, splice } from './tcp-forwarder.ts';
+import { encodePodPreamble } from '../protocol/pod-preamble.ts';
 
 export interface TcpRelayContext {
   readonly service: string;
@@ -28,7 +29,8 @@ export interface TcpRelayContext {
   readonly attemptsAllowed: number;
 }
 
-export async function relayTcp(ctx: TcpRelayContext, client: Socket): Promise<void> {
+/** `callerFields`: the calling pod, named to a pod's node meshd (Kubernetes mesh mode). */
+export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerFields?: readonly string[]): Promise<void> {
   const { clock, log } = ctx;
   ctx.budget.recordRequest(clock());
   let avoid: Parameters<Attempts['begin']>[1];
@@ -47,7 +49,12 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket): Promise<vo
     const endpoint = lease.endpoint;
     let upstream: Socket;
     try {
-      upstream = await connectTcp(endpoint.spec, ctx.connectTimeoutMs, ctx.service, ctx.tls);
+      const via = endpoint.spec.via;
+      const target =
+        via === undefined
+          ? endpoint.spec
+          : { host: via.host, port: via.port, identity: via.identity, podPreamble: encodePodPreamble(via.service, endpoint.address, callerFields) };
+      upstream = await connectTcp(target, ctx.connectTimeoutMs, ctx.service, ctx.tls);
     } catch (err) {
       lease.finish('connect_failed');
       ctx.recorder.tcpConnection(endpoint.address, 'connect_failed');

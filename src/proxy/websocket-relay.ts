@@ -15,6 +15,7 @@ import type { Attempts } from '../stack/attempt.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
 import { sendRawError } from '../stack/respond.ts';
+import { MESH_SERVICE_HEADER, MESH_TARGET_HEADER } from '../protocol/fields.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { upgradeRequestHeaders, type UpgradeForwarder } from './upgrade-forwarder.ts';
 
@@ -33,7 +34,15 @@ export interface WebSocketRelayContext {
   readonly timeoutMs: number;
 }
 
-export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
+/** `extraFields`: what meshd adds to the handshake (the calling pod, in Kubernetes mesh mode). */
+export function relayWebSocket(
+  ctx: WebSocketRelayContext,
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  started: number,
+  extraFields: readonly string[] | undefined,
+): void {
   const { clock, log } = ctx;
   const refuse = (err: MeshError): void => {
     ctx.recorder.finishedWithoutEndpoint(err.status, (clock() - started) / 1000);
@@ -51,7 +60,9 @@ export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage,
     return;
   }
   const endpoint = lease.endpoint;
-  const identity = endpoint.spec.identity;
+  // A pod behind its node's meshd: the tunnel goes there, naming the pod.
+  const via = endpoint.spec.via;
+  const identity = via?.identity ?? endpoint.spec.identity;
   if (identity !== undefined && ctx.tls === undefined) {
     lease.release();
     refuse(new MeshError('connect_failed', `endpoint ${endpoint.address} has an identity but this host has no TLS material`));
@@ -63,9 +74,14 @@ export function relayWebSocket(ctx: WebSocketRelayContext, req: IncomingMessage,
     lease.release();
     inFlight.value--;
   });
-  const target = { host: endpoint.spec.host, port: endpoint.spec.port, tls: identity === undefined ? undefined : ctx.tls?.connectionOptions(identity) };
+  const target = {
+    host: via?.host ?? endpoint.spec.host,
+    port: via?.port ?? endpoint.spec.port,
+    tls: identity === undefined ? undefined : ctx.tls?.connectionOptions(identity),
+  };
   const limits = { connectTimeoutMs: ctx.connectTimeoutMs, handshakeTimeoutMs: ctx.timeoutMs };
-  ctx.upgrades.forward(req, socket, head, target, upgradeRequestHeaders(req), limits, started, clock, (result) => {
+  const fields = [...(extraFields ?? []), ...(via === undefined ? [] : [MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address])];
+  ctx.upgrades.forward(req, socket, head, target, upgradeRequestHeaders(req, fields), limits, started, clock, (result) => {
     lease.report(result.outcome, result.status ?? 0);
     const failure =
       result.error === undefined

@@ -10,7 +10,7 @@ import { Endpoint } from '../balancer/endpoint.ts';
 import { PeakEwma, type PeakEwmaOptions } from '../balancer/peak-ewma.ts';
 import type { Clock } from '../clock.ts';
 import type { EndpointSpec } from '../config/types.ts';
-import { HttpUpstream, sameUpstreamOptions, type HttpUpstreamOptions } from '../proxy/http-upstream.ts';
+import { endpointOptions, HttpUpstream, sameUpstreamOptions, type HttpUpstreamOptions } from '../proxy/http-upstream.ts';
 import type { DataPathObserver } from '../stack/observer.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 
@@ -93,7 +93,13 @@ export class EndpointSet {
     const carried = new Map<string, HttpEndpoint>();
     for (const [address, endpoint] of this.endpoints) {
       const next = wanted.get(address);
-      if (next !== undefined && sameUpstreamOptions(endpoint.upstream.options, settings.upstream) && next.spec.identity === endpoint.spec.identity) continue;
+      if (
+        next !== undefined &&
+        sameUpstreamOptions(endpoint.upstream.options, endpointOptions(settings.upstream, next.spec)) &&
+        next.spec.identity === endpoint.spec.identity &&
+        JSON.stringify(next.spec.via) === JSON.stringify(endpoint.spec.via)
+      )
+        continue;
       this.endpoints.delete(address);
       void endpoint.upstream.close();
       if (next !== undefined) carried.set(address, endpoint);

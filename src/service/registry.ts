@@ -1,25 +1,83 @@
 /**
  * All outbound services by name. Applying a new config creates, reconfigures
  * and removes services in place, so routing never sees a half-built state.
+ * Services made on demand (Kubernetes mesh mode: one per Service called) sit
+ * beside the configured ones and follow each new config through the function
+ * that made theirs.
  */
-import type { MeshConfig } from '../config/types.ts';
+import type { MeshConfig, ServiceConfig } from '../config/types.ts';
 import type { AvailabilityUpdate } from '../feedback/loop.ts';
 import type { Sample } from '../feedback/remote.ts';
 import { ServiceRuntime, type ServiceDeps, type ServiceState } from './runtime.ts';
 
+/** A service's config from the daemon's; undefined when it no longer has one (mesh mode turned off). */
+export type ConfigFor = (config: MeshConfig) => ServiceConfig | undefined;
+
+interface OnDemand {
+  readonly runtime: ServiceRuntime;
+  readonly configFor: ConfigFor;
+}
+
 export class ServiceRegistry {
   private readonly services = new Map<string, ServiceRuntime>();
+  private readonly onDemand = new Map<string, OnDemand>();
+  private readonly starting = new Map<string, Promise<ServiceRuntime | undefined>>();
   private readonly deps: ServiceDeps;
+  private config: MeshConfig | undefined;
 
   constructor(deps: ServiceDeps) {
     this.deps = deps;
   }
 
+  /** A configured service, else one made on demand. */
   get(name: string): ServiceRuntime | undefined {
-    return this.services.get(name);
+    return this.services.get(name) ?? this.onDemand.get(name)?.runtime;
+  }
+
+  /**
+   * The service `name`, made from `configFor` and started (its discovery's first answer, bounded)
+   * if it does not run yet; concurrent callers share one start. undefined when `configFor` gives
+   * no config.
+   */
+  ensure(name: string, configFor: ConfigFor): ServiceRuntime | Promise<ServiceRuntime | undefined> | undefined {
+    const running = this.get(name);
+    if (running !== undefined) return running;
+    const pending = this.starting.get(name);
+    if (pending !== undefined) return pending;
+    const config = this.config === undefined ? undefined : configFor(this.config);
+    if (config === undefined || this.config === undefined) return undefined;
+    const runtime = new ServiceRuntime(config, this.config.node.zone, this.deps);
+    const started = runtime.start().then(
+      () => {
+        this.starting.delete(name);
+        this.onDemand.set(name, { runtime, configFor });
+        return runtime;
+      },
+      (err: unknown) => {
+        this.starting.delete(name);
+        void runtime.close();
+        throw err;
+      },
+    );
+    this.starting.set(name, started);
+    return started;
+  }
+
+  /** Stops a service made on demand (idle, or its Service is gone); requests in flight finish. */
+  remove(name: string): void {
+    const entry = this.onDemand.get(name);
+    if (entry === undefined) return;
+    this.onDemand.delete(name);
+    void entry.runtime.close();
+  }
+
+  /** Names of the services made on demand. */
+  onDemandNames(): string[] {
+    return [...this.onDemand.keys()];
   }
 
   async apply(config: MeshConfig): Promise<void> {
+    this.config = config;
     const starting: Promise<void>[] = [];
     const fresh = new Map<string, ServiceRuntime>();
     for (const [name, svc] of config.services) {
@@ -40,17 +98,24 @@ export class ServiceRegistry {
       this.services.delete(name);
       void runtime.close();
     }
+    const following: Promise<void>[] = [];
+    for (const [name, { runtime, configFor }] of this.onDemand) {
+      const next = configFor(config);
+      if (next === undefined || config.services.has(name)) this.remove(name);
+      else following.push(runtime.reconfigure(next, config.node.zone));
+    }
+    await Promise.all(following);
   }
 
   /** Control process: samples reported by a worker, by service. */
   observeRemote(batches: readonly [service: string, samples: Sample[]][]): void {
-    for (const [service, samples] of batches) this.services.get(service)?.observeRemote(samples);
+    for (const [service, samples] of batches) this.get(service)?.observeRemote(samples);
   }
 
   /** Control process: the current availability of every service's endpoints. */
   feedbackSnapshots(): [service: string, update: AvailabilityUpdate][] {
     const out: [string, AvailabilityUpdate][] = [];
-    for (const s of this.services.values()) {
+    for (const s of this.all()) {
       const update = s.feedbackSnapshot();
       if (update !== undefined) out.push([s.name, update]);
     }
@@ -58,19 +123,20 @@ export class ServiceRegistry {
   }
 
   async close(): Promise<void> {
-    const all = [...this.services.values()];
+    const all = this.all();
     this.services.clear();
+    this.onDemand.clear();
     await Promise.allSettled(all.map((s) => s.close()));
   }
 
   state(now: number): ServiceState[] {
-    return [...this.services.values()].map((s) => s.state(now));
+    return this.all().map((s) => s.state(now));
   }
 
   /** Per service that has discovery sources: seconds since its least recently successful one answered. */
   discoveryStaleness(): { service: string; seconds: number }[] {
     const out: { service: string; seconds: number }[] = [];
-    for (const s of this.services.values()) {
+    for (const s of this.all()) {
       const seconds = s.discoveryStaleness();
       if (seconds !== undefined) out.push({ service: s.name, seconds });
     }
@@ -79,9 +145,13 @@ export class ServiceRegistry {
 
   endpointCounts(): { service: string; state: string; count: number }[] {
     const out: { service: string; state: string; count: number }[] = [];
-    for (const s of this.services.values()) {
+    for (const s of this.all()) {
       for (const [state, count] of s.countByState()) out.push({ service: s.name, state, count });
     }
     return out;
+  }
+
+  private all(): ServiceRuntime[] {
+    return [...this.services.values(), ...[...this.onDemand.values()].map((e) => e.runtime)];
   }
 }

@@ -16,6 +16,7 @@ import type { EndpointsFileStatus } from '../discovery/endpoints-file.ts';
 import { discoverySources, type DiscoverySource } from '../discovery/source.ts';
 import type { UpdateResult } from '../discovery/source-record.ts';
 import type { SliceInformers } from '../discovery/kubernetes-slices.ts';
+import type { MeshDiscovery } from '../discovery/mesh-source.ts';
 import { FeedbackController, type DecisionRecorder } from '../feedback/controller.ts';
 import { HealthChecker, type ProbeTarget } from '../feedback/health-check.ts';
 import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
@@ -58,6 +59,8 @@ export interface ServiceDeps {
   readonly role: ProcessRole;
   /** Shared Kubernetes EndpointSlice watches (one per namespace for all services). */
   readonly informers: SliceInformers;
+  /** Kubernetes mesh mode: the cluster view its Services' sources read; undefined otherwise. */
+  readonly mesh?: MeshDiscovery | undefined;
 }
 
 export interface EndpointState {
@@ -180,8 +183,13 @@ export class ServiceRuntime implements AttemptSink {
     await this.endpoints.close();
   }
 
+  /** Requests or tunnels in flight: a service made on demand is not stopped while busy. */
+  get busy(): boolean {
+    return this.inFlight.value > 0;
+  }
+
   /** Relays a WebSocket upgrade (proxy/websocket-relay.ts). */
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number): void {
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number, extraFields?: readonly string[]): void {
     const { limits } = this.config;
     const { log, clock, tls, upgrades } = this.deps;
     relayWebSocket(
@@ -203,11 +211,12 @@ export class ServiceRuntime implements AttemptSink {
       socket,
       head,
       started,
+      extraFields,
     );
   }
 
   /** Relays a connection accepted on the service's TCP port (proxy/tcp-relay.ts). */
-  relayTcp(client: Socket): void {
+  relayTcp(client: Socket, callerFields?: readonly string[]): void {
     const tcp = this.config.tcp;
     if (tcp === undefined) return void client.destroy();
     const { log, clock, tls } = this.deps;
@@ -225,6 +234,7 @@ export class ServiceRuntime implements AttemptSink {
         attemptsAllowed: this.config.retries.attempts,
       },
       client,
+      callerFields,
     );
   }
 
@@ -400,7 +410,7 @@ export class ServiceRuntime implements AttemptSink {
         },
         counted: (source, result) => this.deps.discoveryUpdate(this.name, source, result),
       },
-      { log: this.deps.log, random: this.deps.random, informers: this.deps.informers },
+      { log: this.deps.log, random: this.deps.random, informers: this.deps.informers, mesh: this.deps.mesh },
     );
     if (key === this.sourcesKey) return;
     for (const source of this.sources) {

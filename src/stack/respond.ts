@@ -13,6 +13,7 @@ const GRPC_STATUS: Record<ErrorCode, number> = {
   forbidden: 7, // PERMISSION_DENIED
   unknown_service: 12, // UNIMPLEMENTED
   method_not_allowed: 12,
+  misdirected: 14, // UNAVAILABLE: another endpoint may take it
   request_timeout: 4, // DEADLINE_EXCEEDED
   headers_too_large: 8, // RESOURCE_EXHAUSTED
   internal: 13,

@@ -5,13 +5,20 @@
  * Each new connection takes the material in force (rotation); open ones are
  * left alone.
  */
-import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { TlsMaterial } from './material.ts';
 import { peerIdentity } from '../identity/spiffe.ts';
 import type { TlsState, TlsVersion } from './tls-state.ts';
 
 /** ALPN protocol of raw TCP carried over the mTLS hop; the SNI names the local service. */
 export const TCP_ALPN = 'meshd-tcp';
+
+/**
+ * ALPN protocol of raw TCP to a pod behind another node's meshd (Kubernetes mesh mode): the first
+ * line inside the encrypted stream names the Service, the pod and the caller (service/pod-preamble.ts),
+ * so none of it travels in the clear SNI.
+ */
+export const POD_TCP_ALPN = 'meshd-pod-tcp';
 
 export function identityMismatch(expected: string, cert: PeerCertificate): Error | undefined {
   const actual = peerIdentity(cert);
@@ -61,6 +68,19 @@ export class MeshTlsClient {
 
   /** A TLS connection for raw TCP to the `service` on a meshd that must present `identity`. */
   connectTcp(host: string, port: number, service: string, identity: string): TLSSocket {
-    return tlsConnect({ host, port, servername: service, ALPNProtocols: [TCP_ALPN], ...clientOptions(this.state.current, this.state, identity) });
+    return tlsConnect(halfOpen({ host, port, servername: service, ALPNProtocols: [TCP_ALPN], ...clientOptions(this.state.current, this.state, identity) }));
   }
+
+  /** A TLS connection for raw TCP to a pod behind the meshd at host:port, which must present `identity`. */
+  connectPodTcp(host: string, port: number, identity: string): TLSSocket {
+    return tlsConnect(halfOpen({ host, port, ALPNProtocols: [POD_TCP_ALPN], ...clientOptions(this.state.current, this.state, identity) }));
+  }
+}
+
+/**
+ * Raw TCP passes half-closes on: a caller done sending still reads the rest of the answer. Node's
+ * tls.connect honours `allowHalfOpen` (it is a net.Socket option) though its types omit it.
+ */
+function halfOpen(options: ConnectionOptions): ConnectionOptions {
+  return Object.assign(options, { allowHalfOpen: true });
 }

@@ -34,7 +34,7 @@ export interface FakeSlice {
   name: string;
   namespace?: string;
   service: string;
-  ports: { name?: string; port: number }[];
+  ports: { name?: string; port: number; appProtocol?: string }[];
   endpoints: FakeSliceEndpoint[];
   addressType?: 'IPv4' | 'IPv6';
 }
@@ -51,6 +51,9 @@ export interface FakeKubeApi {
   /** Creates or replaces a slice (ADDED or MODIFIED to every matching watch). */
   applySlice(slice: FakeSlice): void;
   deleteSlice(name: string, namespace?: string): void;
+  /** Creates or replaces a pod (ADDED or MODIFIED to every matching watch). */
+  applyPod(pod: FakePod): void;
+  deletePod(name: string, namespace?: string): void;
   /** Forgets the event history: a watch from any earlier version gets 410 Gone. */
   compact(): void;
   /** Sends a BOOKMARK with the current version to every open watch. */
@@ -66,16 +69,40 @@ export interface FakeKubeApi {
 interface Event {
   rv: number;
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  kind: string;
   object: Record<string, unknown>;
 }
 
-interface Watcher {
-  namespace: string;
+interface Stored {
+  kind: string;
+  object: Record<string, unknown>;
+}
+
+/** What a list or a watch asks for: a kind, in one namespace or all, by label and field. */
+interface Query {
+  kind: string;
+  namespace: string | undefined;
   selector: [string, string | undefined] | undefined;
+  field: [string, string] | undefined;
+}
+
+interface Watcher extends Query {
   res: ServerResponse;
 }
 
-export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKubeApi> {
+export interface FakePod {
+  name: string;
+  namespace?: string;
+  ip: string;
+  nodeName: string;
+  serviceAccount?: string;
+  ready?: boolean;
+  labels?: Record<string, string>;
+  hostIP?: string;
+}
+
+/** `host`: the address to listen on (and name in the certificate); 127.0.0.1 unless a test's network namespaces need another. */
+export async function startFakeKubeApi(nodes: FakeNode[] = [], host = '127.0.0.1'): Promise<FakeKubeApi> {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-fake-kube-'));
   const cert = join(dir, 'ca.crt');
   const key = join(dir, 'key.pem');
@@ -96,7 +123,7 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       '-subj',
       '/CN=fake-kube-apiserver',
       '-addext',
-      'subjectAltName=IP:127.0.0.1',
+      `subjectAltName=IP:${host}`,
     ],
     {
       stdio: 'ignore',
@@ -106,7 +133,8 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, token);
   const requests: string[] = [];
-  const slices = new Map<string, Record<string, unknown>>();
+  /** Every stored object by "kind/namespace/name". */
+  const store = new Map<string, Stored>();
   let resourceVersion = 100;
   let events: Event[] = [];
   let oldestKept = 0;
@@ -126,7 +154,7 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
     res.writeHead(code, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   };
-  const toObject = (s: FakeSlice, rv: number): Record<string, unknown> => ({
+  const sliceObject = (s: FakeSlice, rv: number): Record<string, unknown> => ({
     kind: 'EndpointSlice',
     apiVersion: 'discovery.k8s.io/v1',
     metadata: {
@@ -139,7 +167,12 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       labels: { 'kubernetes.io/service-name': s.service, 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
     },
     addressType: s.addressType ?? 'IPv4',
-    ports: s.ports.map((p) => ({ ...(p.name === undefined ? {} : { name: p.name }), port: p.port, protocol: 'TCP' })),
+    ports: s.ports.map((p) => ({
+      ...(p.name === undefined ? {} : { name: p.name }),
+      port: p.port,
+      protocol: 'TCP',
+      ...(p.appProtocol === undefined ? {} : { appProtocol: p.appProtocol }),
+    })),
     endpoints: s.endpoints.map((e) => ({
       addresses: [e.ip],
       conditions: { ready: e.ready ?? true, serving: e.ready ?? true, terminating: false },
@@ -148,19 +181,49 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       ...(e.pod === undefined ? {} : { targetRef: { kind: 'Pod', name: e.pod, namespace: s.namespace ?? 'default', uid: `uid-${e.pod}` } }),
     })),
   });
-  const matches = (w: { namespace: string; selector: [string, string | undefined] | undefined }, object: Record<string, unknown>): boolean => {
-    const meta = object['metadata'] as { namespace: string; labels: Record<string, string> };
-    if (meta.namespace !== w.namespace || w.selector === undefined) return meta.namespace === w.namespace;
-    const value = meta.labels[w.selector[0]];
-    return w.selector[1] === undefined ? value !== undefined : value === w.selector[1];
+  const podObject = (p: FakePod, rv: number): Record<string, unknown> => ({
+    kind: 'Pod',
+    apiVersion: 'v1',
+    metadata: {
+      name: p.name,
+      namespace: p.namespace ?? 'default',
+      uid: `uid-${p.name}`,
+      resourceVersion: String(rv),
+      creationTimestamp: '2026-12-01T00:00:00Z',
+      labels: p.labels ?? {},
+    },
+    spec: { nodeName: p.nodeName, serviceAccountName: p.serviceAccount ?? 'default', containers: [{ name: 'app', image: 'app:1' }] },
+    status: {
+      phase: 'Running',
+      podIP: p.ip,
+      podIPs: [{ ip: p.ip }],
+      hostIP: p.hostIP ?? '127.0.0.1',
+      conditions: [{ type: 'Ready', status: p.ready === false ? 'False' : 'True' }],
+    },
+  });
+  /** The object's labels and fields as selectors see them. */
+  const labelsOf = (o: Record<string, unknown>): Record<string, string> => (o['metadata'] as { labels?: Record<string, string> }).labels ?? {};
+  const fieldOf = (o: Record<string, unknown>, field: string): string | undefined => {
+    if (field === 'spec.nodeName') return (o['spec'] as { nodeName?: string } | undefined)?.nodeName;
+    if (field === 'metadata.name') return (o['metadata'] as { name?: string }).name;
+    return undefined;
+  };
+  const matches = (w: Query, kind: string, object: Record<string, unknown>): boolean => {
+    const meta = object['metadata'] as { namespace: string };
+    if (kind !== w.kind || (w.namespace !== undefined && meta.namespace !== w.namespace)) return false;
+    if (w.selector !== undefined) {
+      const value = labelsOf(object)[w.selector[0]];
+      if (w.selector[1] === undefined ? value === undefined : value !== w.selector[1]) return false;
+    }
+    return w.field === undefined || fieldOf(object, w.field[0]) === w.field[1];
   };
   const writeEvent = (w: Watcher, type: string, object: Record<string, unknown>): void => {
     w.res.write(`${JSON.stringify({ type, object })}\n`);
   };
-  const record = (type: Event['type'], object: Record<string, unknown>): void => {
-    events.push({ rv: resourceVersion, type, object });
+  const record = (type: Event['type'], kind: string, object: Record<string, unknown>): void => {
+    events.push({ rv: resourceVersion, type, kind, object });
     if (api.silent) return;
-    for (const w of watchers) if (matches(w, object)) writeEvent(w, type, object);
+    for (const w of watchers) if (matches(w, kind, object)) writeEvent(w, type, object);
   };
   /** `key=value`, or `key` alone (the label exists, whatever its value). */
   const parseSelector = (text: string | null): [string, string | undefined] | undefined => {
@@ -168,12 +231,28 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
     const [k, v] = text.split('=');
     return [k!, v];
   };
+  const put = (kind: string, namespace: string, name: string, build: (rv: number) => Record<string, unknown>): void => {
+    const id = `${kind}/${namespace}/${name}`;
+    const existed = store.has(id);
+    resourceVersion++;
+    const object = build(resourceVersion);
+    store.set(id, { kind, object });
+    record(existed ? 'MODIFIED' : 'ADDED', kind, object);
+  };
+  const remove = (kind: string, namespace: string, name: string): void => {
+    const id = `${kind}/${namespace}/${name}`;
+    const stored = store.get(id);
+    if (stored === undefined) return;
+    store.delete(id);
+    resourceVersion++;
+    record('DELETED', kind, { ...stored.object, metadata: { ...(stored.object['metadata'] as object), resourceVersion: String(resourceVersion) } });
+  };
 
-  const endpointSlices = (res: ServerResponse, namespace: string, url: URL): void => {
-    const selector = parseSelector(url.searchParams.get('labelSelector'));
+  /** List or watch of one collection. */
+  const collection = (res: ServerResponse, query: Query, listKind: string, apiVersion: string, url: URL): void => {
     if (url.searchParams.get('watch') !== 'true') {
-      const items = [...slices.values()].filter((o) => matches({ namespace, selector }, o));
-      send(res, 200, { kind: 'EndpointSliceList', apiVersion: 'discovery.k8s.io/v1', metadata: { resourceVersion: String(resourceVersion) }, items });
+      const items = [...store.values()].filter((o) => matches(query, o.kind, o.object)).map((o) => o.object);
+      send(res, 200, { kind: listKind, apiVersion, metadata: { resourceVersion: String(resourceVersion) }, items });
       return;
     }
     const from = Number(url.searchParams.get('resourceVersion') ?? '0');
@@ -184,7 +263,7 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       res.end(`${JSON.stringify({ type: 'ERROR', object: statusObject(410, 'Expired', `too old resource version: ${from} (${oldestKept})`) })}\n`);
       return;
     }
-    const watcher: Watcher = { namespace, selector, res };
+    const watcher: Watcher = { ...query, res };
     watchers.add(watcher);
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? '1800');
     const timer = setTimeout(() => res.end(), timeout * 1000);
@@ -193,9 +272,9 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       watchers.delete(watcher);
     });
     if (from === 0) {
-      for (const o of slices.values()) if (matches(watcher, o)) writeEvent(watcher, 'ADDED', o);
+      for (const o of store.values()) if (matches(watcher, o.kind, o.object)) writeEvent(watcher, 'ADDED', o.object);
     } else if (!api.silent) {
-      for (const e of events) if (e.rv > from && matches(watcher, e.object)) writeEvent(watcher, e.type, e.object);
+      for (const e of events) if (e.rv > from && matches(watcher, e.kind, e.object)) writeEvent(watcher, e.type, e.object);
     }
   };
 
@@ -215,7 +294,7 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       send(res, 200, {
         kind: 'APIVersions',
         versions: ['v1'],
-        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${(server.address() as AddressInfo).port}` }],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${host}:${(server.address() as AddressInfo).port}` }],
       });
       return;
     }
@@ -237,7 +316,10 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       send(res, 200, {
         kind: 'APIResourceList',
         groupVersion: 'v1',
-        resources: [{ name: 'nodes', singularName: 'node', namespaced: false, kind: 'Node', verbs: ['get', 'list', 'watch'], shortNames: ['no'] }],
+        resources: [
+          { name: 'nodes', singularName: 'node', namespaced: false, kind: 'Node', verbs: ['get', 'list', 'watch'], shortNames: ['no'] },
+          { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['get', 'list', 'watch'], shortNames: ['po'] },
+        ],
       });
       return;
     }
@@ -250,9 +332,29 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
       });
       return;
     }
+    const selector = parseSelector(url.searchParams.get('labelSelector'));
+    const fieldText = parseSelector(url.searchParams.get('fieldSelector'));
+    const field: [string, string] | undefined = fieldText === undefined ? undefined : [fieldText[0], fieldText[1] ?? ''];
     const slicesPath = /^\/apis\/discovery\.k8s\.io\/v1\/namespaces\/([^/]+)\/endpointslices$/.exec(path);
     if (slicesPath !== null) {
-      endpointSlices(res, decodeURIComponent(slicesPath[1]!), url);
+      collection(
+        res,
+        { kind: 'EndpointSlice', namespace: decodeURIComponent(slicesPath[1]!), selector, field },
+        'EndpointSliceList',
+        'discovery.k8s.io/v1',
+        url,
+      );
+      return;
+    }
+    const podsPath = /^\/api\/v1(?:\/namespaces\/([^/]+))?\/pods$/.exec(path);
+    if (podsPath !== null) {
+      collection(
+        res,
+        { kind: 'Pod', namespace: podsPath[1] === undefined ? undefined : decodeURIComponent(podsPath[1]), selector, field },
+        'PodList',
+        'v1',
+        url,
+      );
       return;
     }
     const nodePath = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
@@ -286,8 +388,8 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  await new Promise<void>((r) => server.listen(0, host, r));
+  const url = `https://${host}:${(server.address() as AddressInfo).port}`;
   const kubeconfig = join(dir, 'kubeconfig');
   writeFileSync(
     kubeconfig,
@@ -313,22 +415,10 @@ export async function startFakeKubeApi(nodes: FakeNode[] = []): Promise<FakeKube
     get openWatches() {
       return watchers.size;
     },
-    applySlice: (slice) => {
-      const id = `${slice.namespace ?? 'default'}/${slice.name}`;
-      const existed = slices.has(id);
-      resourceVersion++;
-      const object = toObject(slice, resourceVersion);
-      slices.set(id, object);
-      record(existed ? 'MODIFIED' : 'ADDED', object);
-    },
-    deleteSlice: (name, namespace = 'default') => {
-      const id = `${namespace}/${name}`;
-      const object = slices.get(id);
-      if (object === undefined) return;
-      slices.delete(id);
-      resourceVersion++;
-      record('DELETED', { ...object, metadata: { ...(object['metadata'] as object), resourceVersion: String(resourceVersion) } });
-    },
+    applySlice: (slice) => put('EndpointSlice', slice.namespace ?? 'default', slice.name, (rv) => sliceObject(slice, rv)),
+    deleteSlice: (name, namespace = 'default') => remove('EndpointSlice', namespace, name),
+    applyPod: (pod) => put('Pod', pod.namespace ?? 'default', pod.name, (rv) => podObject(pod, rv)),
+    deletePod: (name, namespace = 'default') => remove('Pod', namespace, name),
     compact: () => {
       events = [];
       oldestKept = resourceVersion + 1;

@@ -45,7 +45,11 @@ const definition: grpc.ServiceDefinition = {
 
 export type SayHandler = (request: { text: string }, metadata: grpc.Metadata) => Promise<{ text: string }>;
 
-export async function startGrpcServer(handler: SayHandler): Promise<{ address: string; port: number; calls: number; close(): Promise<void> }> {
+/** `bind`: where to listen (default: a free loopback port). */
+export async function startGrpcServer(
+  handler: SayHandler,
+  bind = '127.0.0.1:0',
+): Promise<{ address: string; port: number; calls: number; close(): Promise<void> }> {
   const server = new grpc.Server();
   const state = { address: '', port: 0, calls: 0, close: async () => {} };
   server.addService(definition, {
@@ -70,10 +74,10 @@ export async function startGrpcServer(handler: SayHandler): Promise<{ address: s
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err === null ? resolve(p) : reject(err))),
+    server.bindAsync(bind, grpc.ServerCredentials.createInsecure(), (err, p) => (err === null ? resolve(p) : reject(err))),
   );
   state.port = port;
-  state.address = `127.0.0.1:${port}`;
+  state.address = `${bind.slice(0, bind.lastIndexOf(':'))}:${port}`;
   state.close = () => new Promise((r) => server.tryShutdown(() => r()));
   return state;
 }

@@ -94,9 +94,46 @@ describe('Kubernetes manifests', () => {
     // This node's pods only (and the node itself), never a cluster-wide range.
     assert.deepEqual(config.outbound.allowFrom, ['node-pod-cidrs', '127.0.0.0/8']);
     assert.equal(config.inbound?.listen.port, 4143);
+    // Kubernetes mesh mode, reached by every node on the port it listens on.
+    assert.equal(config.kubernetes.mesh?.inboundPort, 4143);
+    assert.equal(config.workers, 1);
   });
 
-  it('give meshd what node-pod-cidrs needs, and no more: its node name, a token, get on nodes', () => {
+  it('give each node its own certificate from cert-manager, for the identity its peers expect', () => {
+    const all = manifests();
+    const cm = all.find((m) => m.doc['kind'] === 'ConfigMap')!.doc as { data: Record<string, string> };
+    const mesh = parseConfig(cm.data['meshd.yaml']!, 'configmap', '/etc/meshd').kubernetes.mesh!;
+    const ds = all.find((m) => m.doc['kind'] === 'DaemonSet')!.doc as {
+      metadata: { namespace: string; labels: Record<string, string> };
+      spec: {
+        template: {
+          metadata: { labels: Record<string, string> };
+          spec: { volumes: { name: string; csi?: { driver: string; volumeAttributes: Record<string, string> } }[] };
+        };
+      };
+    };
+    // Peers find meshd pods by namespace and labels, and expect spiffe://TRUST/ns/NAMESPACE/pod/NAME.
+    assert.equal(ds.metadata.namespace, mesh.meshdNamespace);
+    const [key, value] = mesh.meshdSelector.split('=');
+    assert.equal(ds.spec.template.metadata.labels[key!], value);
+    const tls = ds.spec.template.spec.volumes.find((v) => v.name === 'tls')!.csi!;
+    assert.equal(tls.driver, 'csi.cert-manager.io');
+    assert.equal(tls.volumeAttributes['csi.cert-manager.io/uri-sans'], `spiffe://${mesh.trustDomain}/ns/${mesh.meshdNamespace}/pod/\${POD_NAME}`);
+    assert.match(tls.volumeAttributes['csi.cert-manager.io/key-usages']!, /server auth.*client auth/);
+    // The issuer it names is the mesh CA the cert-manager manifests make.
+    const issuers = parseAllDocuments(readFileSync(`${DIR}cert-manager/issuers.yaml`, 'utf8')).map(
+      (d) => d.toJS() as { kind: string; metadata: { name: string }; spec: Record<string, unknown> },
+    );
+    const issuer = issuers.find(
+      (i) => i.kind === tls.volumeAttributes['csi.cert-manager.io/issuer-kind'] && i.metadata.name === tls.volumeAttributes['csi.cert-manager.io/issuer-name'],
+    );
+    assert.ok(issuer?.spec['ca'] !== undefined, 'the CSI volume names the CA issuer');
+    const root = issuers.find((i) => i.kind === 'Certificate')!;
+    assert.equal((issuer.spec['ca'] as { secretName: string }).secretName, root.spec['secretName']);
+    assert.equal(root.spec['isCA'], true);
+  });
+
+  it('give meshd what mesh mode reads, and no more: its node name, a token, read-only Nodes, Pods and EndpointSlices', () => {
     const all = manifests();
     const ds = all.find((m) => m.doc['kind'] === 'DaemonSet')!.doc as {
       spec: {
@@ -109,7 +146,11 @@ describe('Kubernetes manifests', () => {
     assert.equal(pod.automountServiceAccountToken, true);
     assert.equal(pod.containers[0]!.env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
     const role = all.find((m) => m.doc['kind'] === 'ClusterRole')!.doc as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
-    assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['nodes'], verbs: ['get'] }]);
+    assert.deepEqual(role.rules, [
+      { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+    ]);
     const binding = all.find((m) => m.doc['kind'] === 'ClusterRoleBinding')!.doc as { subjects: { name: string; namespace: string }[] };
     assert.deepEqual(
       binding.subjects.map((s) => `${s.namespace}/${s.name}`),

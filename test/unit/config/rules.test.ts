@@ -180,6 +180,17 @@ const CASES: Record<string, Case> = {
     problems: [['inbound', 'the inbound listener accepts mTLS only: configure tls (cert, key, ca)']],
     good: `inbound: { listen: 0.0.0.0:4143 }\n${TLS}\n`,
   },
+  kubernetesMeshNeedsInboundTlsAndOneWorker: {
+    rule: rules.kubernetesMeshNeedsInboundTlsAndOneWorker,
+    bad: 'workers: 2\ninbound: { listen: 0.0.0.0:4000 }\nkubernetes:\n  mesh:\n    authorization:\n      users.shop: { allow: ["spiffe://cluster.local/ns/**x"] }\n',
+    problems: [
+      ['kubernetes.mesh', "mesh mode reaches other nodes' meshds over mTLS: configure tls (each node's own certificate)"],
+      ['kubernetes.mesh.inboundPort', "every node's meshd is reached on 4143, but inbound.listen is on port 4000"],
+      ['workers', 'mesh mode runs in one process per node for now: set workers: 1'],
+      ['kubernetes.mesh.authorization.users.shop.allow[0]', '"**" may only stand alone as the last segment ("…/team/**"), got "spiffe://cluster.local/ns/**x"'],
+    ],
+    good: `${TLS}\ninbound: { listen: 0.0.0.0:4143 }\nkubernetes:\n  mesh:\n    authorization:\n      users.shop: { allow: ["spiffe://cluster.local/ns/shop/sa/*"] }\n`,
+  },
   localServicesNeedInbound: {
     rule: rules.localServicesNeedInbound,
     bad: `${TLS}\nlocal:\n  web: { target: 127.0.0.1:8080 }\n`,
