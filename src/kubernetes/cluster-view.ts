@@ -139,8 +139,8 @@ export class ClusterView {
 
   /** Whether `identity` is the identity of a node's meshd (only they may name a pod and a caller). */
   isPeerIdentity(identity: string): boolean {
-    for (const known of this.meshdPods.values()) if (known === identity) return true;
-    return false;
+    const prefix = this.meshdIdentity('');
+    return identity.startsWith(prefix) && this.meshdPods.has(identity.slice(prefix.length));
   }
 
   onPeersChanged(listener: () => void): () => void {

@@ -13,7 +13,7 @@ import type { Clock } from '../clock.ts';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from '../config/address.ts';
 import type { MeshConfig, ServiceConfig } from '../config/types.ts';
 import type { HeldNamespaces } from '../discovery/held-namespaces.ts';
-import { portProtocol, type SliceObject } from '../discovery/kubernetes-slices.ts';
+import { portProtocol, type SliceInformer, type SliceObject, type SliceSubscriber } from '../discovery/kubernetes-slices.ts';
 import { MeshError } from '../errors.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { ClusterView } from '../kubernetes/cluster-view.ts';
@@ -60,6 +60,8 @@ export class MeshInbound {
   /** One delivery stack (pool, limit, statistics) per pod target, made on first use. */
   private readonly targets = new Map<string, { target: LocalService; service: string; address: string; lastUsed: number }>();
   private readonly sweeper: NodeJS.Timeout;
+  /** This node's ready endpoints of each Service delivered to, kept current by its namespace's informer. */
+  private readonly indexes = new Map<string, IndexEntry>();
 
   constructor(deps: MeshInboundDeps) {
     this.deps = deps;
@@ -74,8 +76,7 @@ export class MeshInbound {
 
   /** Checks a request from the verified peer `peer` and finds its pod, or says why not. */
   admit(headers: IncomingHttpHeaders, peer: string): Delivery | MeshError | Promise<Delivery | MeshError> {
-    const { view, namespaces } = this.deps;
-    if (!view.isPeerIdentity(peer)) {
+    if (!this.deps.view.isPeerIdentity(peer)) {
       this.deps.log.warn({ event: 'forbidden', identity: peer }, `refused a pod delivery asked by ${peer}: not a node's meshd`);
       return new MeshError('forbidden', "only a node's meshd may ask for delivery to a pod");
     }
@@ -83,14 +84,29 @@ export class MeshInbound {
     const target = parseSocketAddress(single(headers[MESH_TARGET_HEADER]) ?? '', { allowPortZero: false });
     if (ref === undefined || typeof target === 'string')
       return new MeshError('bad_request', `${MESH_SERVICE_HEADER} and ${MESH_TARGET_HEADER} must name NAME.NAMESPACE and IP:PORT`);
-    const informer = namespaces.hold(ref.namespace);
-    const decide = (slices: readonly SliceObject[] | undefined): Delivery | MeshError => this.decide(ref, slices, target, headers, peer);
-    if (informer instanceof Promise) return informer.then((i) => decide(i.synced ? i.slicesOf(ref.name) : undefined));
-    return decide(informer.synced ? informer.slicesOf(ref.name) : undefined);
+    const label = serviceLabel(ref);
+    const known = this.indexes.get(label);
+    if (known !== undefined) {
+      known.lastUsed = this.deps.clock();
+      return this.decide(ref, known.index, target, headers, peer);
+    }
+    return this.indexFor(ref, label).then((index) => this.decide(ref, index, target, headers, peer));
+  }
+
+  /** Starts following a Service's ready endpoints on this node; resolves once its namespace was listed. */
+  private async indexFor(ref: ServiceRef, label: string): Promise<LocalEndpoints> {
+    const informer = await this.deps.namespaces.hold(ref.namespace);
+    const existing = this.indexes.get(label);
+    if (existing !== undefined) return existing.index;
+    const index = new LocalEndpoints(this.deps.view.nodeName);
+    this.indexes.set(label, { index, informer, name: ref.name, lastUsed: this.deps.clock() });
+    await informer.subscribe(ref.name, index);
+    return index;
   }
 
   close(): Promise<unknown> {
     clearInterval(this.sweeper);
+    for (const [label, entry] of this.indexes) this.forget(label, entry);
     const all = [...this.targets.values()];
     this.targets.clear();
     return Promise.allSettled(all.map((t) => t.target.close()));
@@ -100,18 +116,12 @@ export class MeshInbound {
     return [...this.targets.values()].map((t) => ({ service: t.service, pod: t.address, protocol: t.target.config.protocol }));
   }
 
-  private decide(
-    ref: ServiceRef,
-    slices: readonly SliceObject[] | undefined,
-    target: SocketAddress,
-    headers: IncomingHttpHeaders,
-    peer: string,
-  ): Delivery | MeshError {
+  private decide(ref: ServiceRef, index: LocalEndpoints, target: SocketAddress, headers: IncomingHttpHeaders, peer: string): Delivery | MeshError {
     const { view, log } = this.deps;
     const service = serviceLabel(ref);
-    if (slices === undefined) return new MeshError('no_endpoints', `this node has not listed the endpoints of "${service}" yet`, { retryAfterSeconds: 1 });
+    if (!index.listed) return new MeshError('no_endpoints', `this node has not listed the endpoints of "${service}" yet`, { retryAfterSeconds: 1 });
     const address = formatSocketAddress(target);
-    const port = localEndpointPort(slices, target, view.nodeName);
+    const port = index.port(address);
     const pod = view.podByIp(target.host);
     if (port === undefined || pod?.ready !== true || pod.namespace !== ref.namespace) {
       log.warn(
@@ -152,8 +162,14 @@ export class MeshInbound {
     return local;
   }
 
+  private forget(label: string, entry: IndexEntry): void {
+    this.indexes.delete(label);
+    entry.informer.unsubscribe(entry.name, entry.index);
+  }
+
   private sweep(): void {
     const now = this.deps.clock();
+    for (const [label, entry] of this.indexes) if (now - entry.lastUsed >= IDLE_TARGET_MS) this.forget(label, entry);
     for (const [key, t] of this.targets) {
       if (now - t.lastUsed < IDLE_TARGET_MS) continue;
       this.targets.delete(key);
@@ -165,17 +181,45 @@ export class MeshInbound {
 
 type SlicePort = NonNullable<SliceObject['ports']>[number];
 
-/** The Service port the target's address and port are a ready endpoint of, on `node`; undefined when it is none. */
-function localEndpointPort(slices: readonly SliceObject[], target: SocketAddress, node: string): SlicePort | undefined {
-  for (const slice of slices) {
-    const port = slice.ports?.find((p) => p.port === target.port);
-    if (port === undefined) continue;
-    for (const e of slice.endpoints ?? []) {
-      if (e.conditions?.ready === false || e.nodeName !== node) continue;
-      if (e.addresses.includes(target.host)) return port;
-    }
+interface IndexEntry {
+  readonly index: LocalEndpoints;
+  readonly informer: SliceInformer;
+  readonly name: string;
+  lastUsed: number;
+}
+
+/**
+ * One Service's ready endpoints on this node ("ip:port" → its Service port), rebuilt when its
+ * slices change, so that admitting a delivery is one lookup however many pods the Service has.
+ */
+class LocalEndpoints implements SliceSubscriber {
+  listed = false;
+  private readonly node: string;
+  private byAddress = new Map<string, SlicePort>();
+
+  constructor(node: string) {
+    this.node = node;
   }
-  return undefined;
+
+  port(address: string): SlicePort | undefined {
+    return this.byAddress.get(address);
+  }
+
+  changed(slices: readonly SliceObject[]): void {
+    const next = new Map<string, SlicePort>();
+    for (const slice of slices) {
+      for (const e of slice.endpoints ?? []) {
+        if (e.conditions?.ready === false || e.nodeName !== this.node) continue;
+        for (const host of e.addresses)
+          for (const port of slice.ports ?? []) if (port.port !== undefined) next.set(formatSocketAddress({ host, port: port.port }), port);
+      }
+    }
+    this.byAddress = next;
+    this.listed = true;
+  }
+
+  /** The last known endpoints stay; a delivery is still checked against them. */
+  failed(): void {}
 }
 
 /** The calling pod as the sending meshd named it: fields to pass on, identity second; undefined when absent or foreign to this trust domain. */
