@@ -3,7 +3,8 @@
  * answers a 16 KiB body, every other path answers "hello" (5 bytes). Both
  * bodies are prebuilt so the backend spends as little CPU as possible.
  *
- * Usage: node bench/backend.ts PORT   (listens on 127.0.0.1 only)
+ * Usage: node bench/backend.ts PORT [HOST]   (listens on 127.0.0.1 unless HOST says otherwise:
+ * a pod's address in the mesh scenario's network namespaces)
  */
 import { createServer } from 'node:http';
 
@@ -24,7 +25,7 @@ const server = createServer({ keepAlive: true, noDelay: true, keepAliveTimeout: 
 server.keepAliveTimeout = 120_000;
 server.headersTimeout = 130_000;
 
-server.listen({ host: '127.0.0.1', port, backlog: 4096 }, () => {
+server.listen({ host: process.argv[3] ?? '127.0.0.1', port, backlog: 4096 }, () => {
   const address = server.address();
   const bound = typeof address === 'object' && address !== null ? address.port : port;
   process.stdout.write(`${JSON.stringify({ msg: 'listening', port: bound })}\n`);

@@ -31,7 +31,7 @@ export const RETRY_PAUSE_MS = 10_000;
  * `workers`: 1 against 2 workers; `soak`: memory over a 10-minute load; `micro`: balancer pick and EWMA ns/op;
  * `all`: http1, http2, skewed and mtls one after the other.
  */
-export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'discovery', 'all'] as const;
+export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'discovery', 'mesh', 'all'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** What BENCH_SCENARIO=all runs, in order. */
 export const ALL_SCENARIOS = ['http1', 'http2', 'skewed', 'mtls'] as const satisfies readonly Scenario[];

@@ -16,6 +16,7 @@
  * - `soak`: one meshd's memory over BENCH_SOAK_MINUTES (10) minutes of load (soak.ts);
  * - `micro`: ns per balancer pick, EWMA update and per-response bookkeeping (micro.ts);
  * - `discovery`: 1,000 services × 50 endpoints from EndpointSlices churning 1 % a second (discovery.ts);
+ * - `mesh`: Kubernetes mesh mode across two nodes made of network namespaces (mesh.ts);
  * - `all`: http1, http2, skewed and mtls one after the other, every table printed.
  *
  * Layout on a 2-core host (when taskset is present): the proxy under test on
@@ -43,6 +44,7 @@ import { http2BudgetSec, runHttp2 } from './http2.ts';
 import { latencyBudgetSec, runLatency } from './latency.ts';
 import { runMicro } from './micro.ts';
 import { discoveryBudgetSec, runDiscovery } from './discovery.ts';
+import { meshBudgetSec, runMesh } from './mesh.ts';
 import { runSoak, soakBudgetSec } from './soak.ts';
 import { runWorkers, workersBudgetSec } from './workers.ts';
 import { mtlsBudgetSec, runMtls } from './mtls.ts';
@@ -78,6 +80,8 @@ function budgetSec(scenario: Single, settings: Settings): number {
       return 180;
     case 'discovery':
       return discoveryBudgetSec({ settings });
+    case 'mesh':
+      return meshBudgetSec({ settings });
   }
 }
 
@@ -103,6 +107,8 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
       return runMicroScenario(ctx);
     case 'discovery':
       return runDiscovery(ctx);
+    case 'mesh':
+      return runMesh(ctx);
   }
 }
 
