@@ -226,9 +226,16 @@ export class Daemon {
     const role = this.role;
     if (role.carriesTraffic) this.outbound.allowFrom = await this.sourceFilter(this.config.outbound.allowFrom);
     if (this.mesh !== undefined) {
-      // Callers and peers are told apart by these lists: serve once they answered (readiness waits too).
-      await this.mesh.view.start();
-      this.deps.log.info({ mesh: this.mesh.view.status() }, 'Kubernetes mesh mode: cluster view listed');
+      // Callers and peers are told apart by these lists: wait for their first answers, but not for an
+      // API server that hangs (readiness stays false until they are listed).
+      let timer: NodeJS.Timeout | undefined;
+      const listed = await Promise.race([
+        this.mesh.view.start().then(() => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), CLUSTER_VIEW_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+      if (listed && this.mesh.view.synced) this.deps.log.info({ mesh: this.mesh.view.status() }, 'Kubernetes mesh mode: cluster view listed');
+      else this.deps.log.warn({ mesh: this.mesh.view.status() }, 'Kubernetes mesh mode: the cluster view is not listed yet; not ready until it is');
     }
     await this.services.apply(this.config);
     if (role.carriesTraffic) await this.tcp.sync(this.config.services, true);
@@ -456,6 +463,9 @@ export class Daemon {
     return this.metrics.renderAggregated(await workers.query('metrics'));
   }
 }
+
+/** How long start waits for the cluster view's first lists before binding anyway (not ready). */
+const CLUSTER_VIEW_WAIT_MS = 10_000;
 
 /** Kubernetes mesh mode's shared parts. */
 interface MeshParts {

@@ -502,7 +502,8 @@ services:
       // A leaf valid from 3 s on is refused now, and taken by itself once it is valid.
       mark = B.logs.length;
       await writeChained('b', await issueLeaf(intermediate, hostB.identity, 3_600_000, new Date(Date.now() + 63_000)));
-      const early = await B.waitForLog((l) => l['event'] === 'tls_rejected', 10_000, mark);
+      // (The expired leaf may be rejected once more first: its files changed in more than one write.)
+      const early = await B.waitForLog((l) => l['event'] === 'tls_rejected' && !/expired at/.test(String(l['reason'])), 10_000, mark);
       assert.match(String(early['reason']), /not valid before/);
       assert.equal(await fingerprintOf(), serving);
       await B.waitForLog((l) => l['event'] === 'tls_rotated', 15_000, mark);
