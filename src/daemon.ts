@@ -34,6 +34,13 @@ import { ClusterView } from './kubernetes/cluster-view.ts';
 import { MeshInbound } from './service/mesh-inbound.ts';
 import { MeshPolicies } from './service/mesh-policy.ts';
 import { MeshRouter } from './service/mesh-router.ts';
+import { FaultRegistry } from './traffic/faults.ts';
+import type { ChangeAnswer, ChangeTarget } from './admin/changes.ts';
+import type { FaultSpec } from './config/types.ts';
+import type { CanaryCommand } from './canary/canary-state.ts';
+
+const CANARY_COMMANDS: readonly CanaryCommand[] = ['pause', 'resume', 'promote', 'rollback', 'restart'];
+import { callerIdentityIn } from './protocol/fields.ts';
 
 export interface DaemonDeps {
   readonly log: Logger;
@@ -53,12 +60,14 @@ export interface BoundAddresses {
   inbound?: string;
 }
 
-export class Daemon {
+export class Daemon implements ChangeTarget {
   private config: MeshConfig;
   private readonly deps: DaemonDeps;
   readonly metrics = new Metrics();
   private readonly services: ServiceRegistry;
   private readonly upgrades = new UpgradeForwarder();
+  /** Fault injections in force (config and admin API), for every service. */
+  readonly faults: FaultRegistry;
   private readonly inbound: InboundListener | undefined;
   private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
@@ -79,6 +88,7 @@ export class Daemon {
     const metrics = this.metrics;
     const role = deps.role ?? singleProcess;
     this.role = role;
+    this.faults = new FaultRegistry(deps.clock, deps.random);
     const informers = new SliceInformers({ log: deps.log, random: deps.random, now: () => Date.now() });
     this.mesh = config.kubernetes.mesh === undefined ? undefined : this.buildMesh(config, informers);
     this.services = new ServiceRegistry({
@@ -95,6 +105,8 @@ export class Daemon {
       role,
       informers,
       mesh: this.mesh?.discovery,
+      faults: this.faults,
+      traffic: metrics,
     });
     const mesh = this.mesh;
     this.router =
@@ -116,7 +128,8 @@ export class Daemon {
       log: deps.log,
       connection: (service, socket) => {
         const runtime = this.services.get(service);
-        runtime?.relayTcp(socket, this.router?.callerFields(socket.remoteAddress));
+        const callerFields = this.router?.callerFields(socket.remoteAddress);
+        runtime?.relayTcp(socket, callerFields, callerIdentityIn(callerFields));
         return runtime !== undefined;
       },
       refused: (service, remote) => this.services.get(service)?.tcpRefused(remote),
@@ -174,11 +187,65 @@ export class Daemon {
         metrics: () => (role.workers === undefined ? metrics.render() : this.clusterMetrics(role.workers)),
         readiness: () => this.readiness(),
         state: () => (role.workers === undefined ? this.state() : this.clusterState(role.workers)),
+        changes: this,
       },
       config.admin.maxConnections,
       () => this.config.admin.allowHosts,
       deps.log,
+      () => this.changesFrom(),
     );
+  }
+
+  private changesFromCache: { key: readonly string[] | undefined; filter: SourceFilter | undefined } | undefined;
+
+  /** Who besides loopback may change things, following reloads. */
+  private changesFrom(): SourceFilter | undefined {
+    const key = this.config.admin.allowChangesFrom;
+    if (this.changesFromCache === undefined || this.changesFromCache.key !== key) this.changesFromCache = { key, filter: sourceFilter(key) };
+    return this.changesFromCache.filter;
+  }
+
+  // The admin API's changes (admin/changes.ts).
+
+  addFault(service: string, fault: FaultSpec): ChangeAnswer {
+    const refused = this.changesRefused(service);
+    if (refused !== undefined) return refused;
+    const view = this.faults.add(service, fault);
+    this.deps.log.warn({ event: 'fault_injection', action: 'add', ...view }, `fault "${fault.name}" injected into ${service} for ${view.expiresInSeconds}s`);
+    return { status: 201, body: view };
+  }
+
+  removeFault(service: string, name: string): ChangeAnswer {
+    if (!this.faults.remove(service, name))
+      return { status: 404, body: { error: 'not_found', message: `no fault "${name}" added to "${service}" through the admin API` } };
+    this.deps.log.warn({ event: 'fault_injection', action: 'remove', service, name }, `fault "${name}" removed from ${service}`);
+    return { status: 200, body: { removed: name, service } };
+  }
+
+  listFaults(): ChangeAnswer {
+    return { status: 200, body: { faults: this.faults.list() } };
+  }
+
+  canary(service: string, command: string): ChangeAnswer {
+    const refused = this.changesRefused(service);
+    if (refused !== undefined) return refused;
+    if (!(CANARY_COMMANDS as readonly string[]).includes(command)) {
+      return { status: 400, body: { error: 'bad_request', message: `unknown command "${command}": use ${CANARY_COMMANDS.join(', ')}` } };
+    }
+    const decision = this.services.get(service)?.canaryCommand(command as CanaryCommand);
+    if (decision === undefined) return { status: 404, body: { error: 'not_found', message: `service "${service}" has no canary` } };
+    this.deps.log.warn({ event: 'canary_command', service, command, decision }, `canary of ${service}: operator sent ${command}`);
+    return { status: decision.action === 'hold' ? 409 : 200, body: decision };
+  }
+
+  /** A change for a service this process does not carry: unknown, or decided in the workers. */
+  private changesRefused(service: string): ChangeAnswer | undefined {
+    if (this.role.workers !== undefined) {
+      return { status: 409, body: { error: 'conflict', message: 'fault injections and canary commands through the admin API need workers: 1 for now' } };
+    }
+    if (this.services.get(service) === undefined)
+      return { status: 404, body: { error: 'unknown_service', message: `no service named "${service}" is running` } };
+    return undefined;
   }
 
   /** Kubernetes mesh mode: what this node's meshd knows of the cluster (kubernetes/cluster-view.ts). */
@@ -394,6 +461,7 @@ export class Daemon {
           log: this.deps.log,
           clock: this.deps.clock,
           concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
+          traffic: metrics,
         }),
       );
     }

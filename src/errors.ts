@@ -14,6 +14,8 @@ export const ERROR_STATUS = {
   misdirected: 421,
   request_timeout: 408,
   headers_too_large: 431,
+  // A local token-bucket rate limit (service, route or caller) is spent; Retry-After says when a token returns.
+  rate_limited: 429,
   internal: 500,
   connect_failed: 502,
   upstream_reset: 502,

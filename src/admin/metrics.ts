@@ -9,6 +9,9 @@ import { RequestSeriesSet, type Collector } from './request-series.ts';
 import type { EndpointRecorder } from '../balancer/endpoint.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
+import type { TrafficRecorder } from '../service/traffic-policy.ts';
+import type { CanaryRecorder } from '../canary/canary-controller.ts';
+import type { MirrorResult } from '../traffic/mirror.ts';
 
 /** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -39,7 +42,7 @@ export interface EndpointCount {
   count: number;
 }
 
-export class Metrics implements DataPathObserver, DecisionRecorder {
+export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecorder, CanaryRecorder {
   readonly registry = new Registry();
   private readonly series = new RequestSeriesSet(DURATION_BUCKETS);
   private readonly resets: Counter<'service' | 'side'>;
@@ -60,6 +63,13 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
   private readonly authorizations: Counter<'service' | 'result'>;
   private readonly rotations: Counter<'result'>;
   private readonly handshakes: Counter<'listener' | 'resumed'>;
+  private readonly rateLimits: Counter<'service' | 'route'>;
+  private readonly faults: Counter<'service' | 'fault' | 'action'>;
+  private readonly mirrors: Counter<'service' | 'result'>;
+  private readonly routeRequests: Counter<'service' | 'route' | 'code'>;
+  private readonly canaryWeights: Gauge<'service'>;
+  private readonly canaryPhases: Gauge<'service' | 'phase'>;
+  private readonly canaryDecisions: Counter<'service' | 'action' | 'reason'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
@@ -103,6 +113,50 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
       name: 'meshd_feedback_decisions_total',
       help: 'Feedback-loop decisions (eject, eject_skipped, return, panic, limit_change, shed) by reason.',
       labelNames: ['service', 'decision', 'reason'],
+      registers,
+    });
+    this.rateLimits = new Counter({
+      name: 'meshd_rate_limited_total',
+      help: 'Requests refused with 429 by a local rate limit, by service and route (empty: the service-wide limit).',
+      labelNames: ['service', 'route'],
+      registers,
+    });
+    this.faults = new Counter({
+      name: 'meshd_faults_injected_total',
+      help: 'Fault injections applied to attempts, by fault name and action (delay, abort, reset).',
+      labelNames: ['service', 'fault', 'action'],
+      registers,
+    });
+    this.mirrors = new Counter({
+      name: 'meshd_mirror_requests_total',
+      help: 'Mirrored requests by result: completed, failed, skipped_busy, skipped_body_too_large.',
+      labelNames: ['service', 'result'],
+      registers,
+    });
+    this.routeRequests = new Counter({
+      name: 'meshd_route_requests_total',
+      help: 'Requests that took a configured route, by status class.',
+      labelNames: ['service', 'route', 'code'],
+      registers,
+    });
+    this.canaryWeights = new Gauge({
+      name: 'meshd_canary_weight_percent',
+      help: "Share of a service's default traffic sent to its canary subset.",
+      labelNames: ['service'],
+      registers,
+      aggregator: 'max',
+    });
+    this.canaryPhases = new Gauge({
+      name: 'meshd_canary_phase',
+      help: 'The phase a canary is in (1 for the current one): progressing, paused, rolled_back, promoted.',
+      labelNames: ['service', 'phase'],
+      registers,
+      aggregator: 'max',
+    });
+    this.canaryDecisions = new Counter({
+      name: 'meshd_canary_decisions_total',
+      help: 'Canary steps taken (advance, rollback, promote, and operator commands), by reason.',
+      labelNames: ['service', 'action', 'reason'],
       registers,
     });
     this.limits = new Gauge({ name: 'meshd_concurrency_limit', help: 'Adaptive concurrency limit per service.', labelNames: ['service'], registers });
@@ -202,6 +256,31 @@ export class Metrics implements DataPathObserver, DecisionRecorder {
 
   handshake(listener: string, resumed: boolean): void {
     this.handshakes.labels(listener, resumed ? 'true' : 'false').inc();
+  }
+
+  rateLimited(service: string, route: string): void {
+    this.rateLimits.labels(service, route).inc();
+  }
+
+  faultInjected(service: string, fault: string, action: 'delay' | 'abort' | 'reset'): void {
+    this.faults.labels(service, fault, action).inc();
+  }
+
+  mirrored(service: string, result: MirrorResult): void {
+    this.mirrors.labels(service, result).inc();
+  }
+
+  routeRequest(service: string, route: string, status: number): void {
+    this.routeRequests.labels(service, route, `${Math.floor(status / 100)}xx`).inc();
+  }
+
+  canaryWeight(service: string, weight: number, phase: string): void {
+    this.canaryWeights.labels(service).set(weight);
+    for (const p of ['progressing', 'paused', 'rolled_back', 'promoted']) this.canaryPhases.labels(service, p).set(p === phase ? 1 : 0);
+  }
+
+  canaryDecision(service: string, action: string, reason: string): void {
+    this.canaryDecisions.labels(service, action, reason).inc();
   }
 
   authorization(service: string, allowed: boolean): void {

@@ -12,6 +12,8 @@ import { isIP, type AddressInfo, type Socket } from 'node:net';
 import { ConnectionSlots } from './connection-slots.ts';
 import { bindServer, listenTarget } from '../listeners/bind.ts';
 import type { Logger } from '../log.ts';
+import type { SourceFilter } from '../listeners/source-filter.ts';
+import { changeRefusal, parseAdminFault, readJson, type ChangeAnswer, type ChangeTarget } from './changes.ts';
 
 export interface Readiness {
   ready: boolean;
@@ -23,6 +25,8 @@ export interface AdminSources {
   readiness(): Readiness;
   /** The state as JSON, or a promise of it (a supervisor of several workers asks them first). */
   state(): unknown;
+  /** Fault injections and canary commands (./changes.ts). */
+  readonly changes?: ChangeTarget;
 }
 
 export class AdminServer {
@@ -33,8 +37,17 @@ export class AdminServer {
   private readonly slots: ConnectionSlots;
   private readonly allowHosts: () => readonly string[];
 
-  /** `allowHosts` is read per request, so that it follows reloads. */
-  constructor(sources: AdminSources, maxConnections: number, allowHosts: () => readonly string[], log: Logger) {
+  private readonly changesFrom: () => SourceFilter | undefined;
+
+  /** `allowHosts` and `changesFrom` are read per request, so that they follow reloads. */
+  constructor(
+    sources: AdminSources,
+    maxConnections: number,
+    allowHosts: () => readonly string[],
+    log: Logger,
+    changesFrom: () => SourceFilter | undefined = () => undefined,
+  ) {
+    this.changesFrom = changesFrom;
     this.sources = sources;
     this.log = log;
     this.allowHosts = allowHosts;
@@ -69,12 +82,17 @@ export class AdminServer {
       send(res, 403, 'text/plain', 'forbidden: this Host is not served here; add it to admin.allowHosts\n');
       return;
     }
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const changes = this.sources.changes;
+    if (changes !== undefined && (path === '/faults' || path.startsWith('/faults/') || path.startsWith('/canary/'))) {
+      await this.change(req, res, path, changes);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'text/plain', 'method not allowed\n');
       return;
     }
-    const path = (req.url ?? '/').split('?')[0];
     switch (path) {
       case '/metrics': {
         const { contentType, body } = await this.sources.metrics();
@@ -93,8 +111,48 @@ export class AdminServer {
         send(res, 200, 'application/json', `${JSON.stringify(await this.sources.state(), null, 2)}\n`);
         return;
       default:
-        send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state\n');
+        send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state, /faults\n');
     }
+  }
+
+  /** GET /faults; POST /faults; DELETE /faults/SERVICE/NAME; POST /canary/SERVICE/COMMAND. */
+  private async change(req: IncomingMessage, res: ServerResponse, path: string, changes: ChangeTarget): Promise<void> {
+    const answer = await this.decideChange(req, res, path, changes);
+    send(res, answer.status, 'application/json', `${JSON.stringify(answer.body, null, 2)}\n`);
+  }
+
+  private async decideChange(req: IncomingMessage, res: ServerResponse, path: string, changes: ChangeTarget): Promise<ChangeAnswer> {
+    let parts: string[];
+    try {
+      parts = path
+        .split('/')
+        .slice(1)
+        .map((p) => decodeURIComponent(p));
+    } catch {
+      return { status: 400, body: { error: 'bad_request', message: 'malformed percent-encoding in the path' } };
+    }
+    const method = req.method ?? 'GET';
+    if (path === '/faults' && (method === 'GET' || method === 'HEAD')) return changes.listFaults();
+    const allowed = path === '/faults' ? 'GET, HEAD, POST' : parts[0] === 'faults' ? 'DELETE' : 'POST';
+    if (!allowed.split(', ').includes(method)) {
+      res.setHeader('allow', allowed);
+      return { status: 405, body: { error: 'method_not_allowed', message: `use ${allowed}` } };
+    }
+    const refusal = changeRefusal(req, this.changesFrom());
+    if (refusal !== undefined) {
+      this.log.warn({ listener: 'admin', path, remote: req.socket.remoteAddress, reason: refusal.body }, 'admin change refused');
+      return refusal;
+    }
+    if (path === '/faults') {
+      const body = await readJson(req);
+      if ('error' in body) return { status: 400, body: { error: 'bad_request', message: body.error } };
+      const parsed = parseAdminFault(body.value);
+      if ('problems' in parsed) return { status: 400, body: { error: 'invalid_fault', problems: parsed.problems } };
+      return changes.addFault(parsed.service, parsed.fault);
+    }
+    if (parts[0] === 'faults' && parts.length === 3) return changes.removeFault(parts[1] ?? '', parts[2] ?? '');
+    if (parts[0] === 'canary' && parts.length === 3) return changes.canary(parts[1] ?? '', parts[2] ?? '');
+    return { status: 404, body: { error: 'not_found', message: 'use /faults, /faults/SERVICE/NAME or /canary/SERVICE/COMMAND' } };
   }
 }
 

@@ -145,5 +145,18 @@ export const DEFAULTS = deepFreeze({
     concurrency,
     limits: { maxInFlight: 10_000, maxPendingPerEndpoint: 1_024 },
     pool: { maxConnections: 256, idleTimeout: 30 * SECOND },
+    // Traffic policy: percentages default to every request; a bucket's burst to one second of its rate.
+    routes: { backendWeight: 1, mirrorPercent: 100 },
+    rateLimit: { per: 'service' },
+    faults: { percent: 100 },
+    canary: {
+      steps: [5, 25, 50, 100] as readonly number[],
+      dwell: 60 * SECOND,
+      minRequests: 100,
+      maxSuccessRateDrop: 0.01,
+      maxLatencyRatio: 1.5,
+      latencyPercentile: 0.9,
+      latencyFloor: 5,
+    },
   },
 } as const);

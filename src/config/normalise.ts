@@ -20,6 +20,7 @@ import type {
   ServiceConfig,
 } from './types.ts';
 import { parseDuration, parseSize } from './units.ts';
+import { normaliseAccess, normaliseCanary, normaliseFault, normaliseRateLimit, normaliseRoutes } from './normalise-traffic.ts';
 
 // The schema has already checked every format, so these parses cannot fail.
 const ms = (text: string | undefined, fallbackMs: number): number => (text === undefined ? fallbackMs : (parseDuration(text) as number));
@@ -38,6 +39,7 @@ export function normaliseConfig(raw: RawConfig, source: string, baseDir: string)
       listen: listenAddress(raw.admin?.listen ?? d.admin.listen),
       maxConnections: raw.admin?.maxConnections ?? d.admin.maxConnections,
       allowHosts: (raw.admin?.allowHosts ?? d.admin.allowHosts).map((h) => h.toLowerCase()),
+      allowChangesFrom: raw.admin?.allowChangesFrom,
     },
     outbound: {
       listen: listenAddress(raw.outbound?.listen ?? d.outbound.listen),
@@ -152,6 +154,11 @@ function normaliseService(name: string, svc: RawService, baseDir: string): Servi
       maxPendingPerEndpoint: svc.limits?.maxPendingPerEndpoint ?? d.limits.maxPendingPerEndpoint,
     },
     pool: { maxConnections: svc.pool?.maxConnections ?? d.pool.maxConnections, idleTimeoutMs: ms(svc.pool?.idleTimeout, d.pool.idleTimeout) },
+    routes: normaliseRoutes(svc.routes),
+    access: normaliseAccess(svc.access),
+    rateLimit: normaliseRateLimit(svc.rateLimit),
+    faults: (svc.faults ?? []).map(normaliseFault),
+    canary: normaliseCanary(svc.canary),
   };
 }
 
@@ -166,6 +173,8 @@ function normaliseLocalService(name: string, l: RawLocalService): LocalServiceCo
     protocol: l.protocol ?? d.protocol,
     timeoutMs: ms(l.timeout, d.timeout),
     concurrency: normaliseConcurrency(l.concurrency, d.concurrency),
+    access: normaliseAccess(l.access),
+    rateLimit: normaliseRateLimit(l.rateLimit),
   };
 }
 

@@ -82,6 +82,78 @@ export interface RawService {
   concurrency?: RawConcurrency;
   tcp?: { listen: string; idleTimeout?: string; maxConnections?: number; allowFrom?: string[] };
   pool?: { maxConnections?: number; idleTimeout?: string };
+  routes?: RawRouteRule[];
+  access?: RawAccessRule[];
+  rateLimit?: RawRateLimit;
+  faults?: RawFault[];
+  canary?: RawCanary;
+}
+
+export interface RawValueMatch {
+  type?: 'Exact' | 'RegularExpression';
+  name: string;
+  value: string;
+}
+
+export interface RawHeaderModifier {
+  set?: { name: string; value: string }[];
+  add?: { name: string; value: string }[];
+  remove?: string[];
+}
+
+/** One rule of a Gateway API HTTPRoute, with meshd's `subset` backends and `callers` matches. */
+export interface RawRouteRule {
+  name?: string;
+  matches?: {
+    path?: { type?: 'Exact' | 'PathPrefix' | 'RegularExpression'; value: string };
+    method?: string;
+    headers?: RawValueMatch[];
+    queryParams?: RawValueMatch[];
+    callers?: string[];
+  }[];
+  filters?: {
+    type: 'RequestHeaderModifier' | 'ResponseHeaderModifier' | 'RequestMirror';
+    requestHeaderModifier?: RawHeaderModifier;
+    responseHeaderModifier?: RawHeaderModifier;
+    requestMirror?: { backendRef: { subset: Record<string, string> }; percent?: number };
+  }[];
+  backendRefs?: { subset: Record<string, string>; weight?: number }[];
+  timeouts?: { request?: string; backendRequest?: string };
+  retry?: { attempts?: number; codes?: number[]; backoff?: string };
+  rateLimit?: RawRateLimit;
+}
+
+export interface RawAccessRule {
+  action: 'allow' | 'deny';
+  callers?: string[];
+  methods?: string[];
+  paths?: string[];
+}
+
+export interface RawRateLimit {
+  requestsPerSecond: number;
+  burst?: number;
+  per?: 'service' | 'caller';
+}
+
+export interface RawFault {
+  name: string;
+  match?: { subset?: Record<string, string>; endpoint?: string; route?: string; headers?: RawValueMatch[]; callers?: string[] };
+  delay?: { duration: string; percent?: number };
+  abort?: { status?: number; reset?: true; percent?: number };
+  duration: string;
+}
+
+export interface RawCanary {
+  stable: Record<string, string>;
+  canary: Record<string, string>;
+  steps?: number[];
+  dwell?: string;
+  minRequests?: number;
+  maxSuccessRateDrop?: number;
+  maxLatencyRatio?: number;
+  latencyPercentile?: number;
+  latencyFloor?: string;
 }
 
 export interface RawLocalService {
@@ -92,12 +164,14 @@ export interface RawLocalService {
   protocol?: 'http1' | 'h2c';
   timeout?: string;
   concurrency?: RawConcurrency;
+  access?: RawAccessRule[];
+  rateLimit?: RawRateLimit;
 }
 
 export interface RawConfig {
   node?: { name?: string; zone?: string };
   log?: { level?: LogLevel };
-  admin?: { listen?: string; maxConnections?: number; allowHosts?: string[] };
+  admin?: { listen?: string; maxConnections?: number; allowHosts?: string[]; allowChangesFrom?: string[] };
   outbound?: {
     listen?: string;
     maxConnections?: 'auto' | number;

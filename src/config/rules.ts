@@ -9,6 +9,7 @@ import { formatSocketAddress, isLoopback } from './address.ts';
 import type { RawConfig, RawService } from './raw.ts';
 import type { EndpointSpec, MeshConfig, ServiceConfig } from './types.ts';
 import { formatPath, type PathSegment } from './validate.ts';
+import { accessRulesAreValid, canaryIsValid, checkAccessRules, faultsAreValid, routesAreValid } from './traffic-rules.ts';
 
 export type Report = (path: PathSegment[], message: string) => void;
 
@@ -195,6 +196,7 @@ export const localIdentityPatternsAreValid: ConfigRule = ({ config }, report) =>
         if (problem !== undefined) report(['local', name, list, i], problem);
       });
     }
+    checkAccessRules(local.access, ['local', name, 'access'], report);
   }
 };
 
@@ -282,6 +284,10 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
     retryBackoffBaseIsWithinMax,
     dnsAddressRecordsNeedPort,
     dnsTtlBoundsAreOrdered,
+    routesAreValid,
+    accessRulesAreValid,
+    faultsAreValid,
+    canaryIsValid,
   ),
   localIdentityPatternsAreValid,
   endpointIdentityNeedsTls,

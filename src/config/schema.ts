@@ -4,6 +4,8 @@
  * duration and size must carry its unit (see ./units.ts).
  */
 
+import { LOCAL_TRAFFIC_PROPERTIES, SERVICE_TRAFFIC_PROPERTIES } from './traffic-schema.ts';
+
 const duration = { type: 'string', format: 'duration' } as const;
 const size = { type: 'string', format: 'size' } as const;
 const listen = { type: 'string', format: 'listen-address' } as const;
@@ -232,13 +234,18 @@ const service = {
         idleTimeout: duration,
       },
     },
+    ...SERVICE_TRAFFIC_PROPERTIES,
   },
 } as const;
 
 /** What `kubernetes.mesh.service` may set for every discovered Service: a service's settings, without its endpoints. */
 const meshServiceSettings = {
   ...service,
-  properties: Object.fromEntries(Object.entries(service.properties).filter(([key]) => !['endpoints', 'endpointsFile', 'discovery', 'tcp'].includes(key))),
+  properties: Object.fromEntries(
+    Object.entries(service.properties).filter(
+      ([key]) => !['endpoints', 'endpointsFile', 'discovery', 'tcp', ...Object.keys(SERVICE_TRAFFIC_PROPERTIES)].includes(key),
+    ),
+  ),
 };
 
 export const CONFIG_SCHEMA = {
@@ -263,6 +270,8 @@ export const CONFIG_SCHEMA = {
         maxConnections: { type: 'integer', minimum: 1 },
         // Host names the admin API answers to besides IP literals and localhost (DNS rebinding).
         allowHosts: { type: 'array', items: { type: 'string', pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$' } },
+        // Who besides loopback may change things (fault injections, canary commands).
+        allowChangesFrom: { type: 'array', minItems: 1, items: { type: 'string', format: 'source-range' } },
       },
     },
     outbound: {
@@ -314,6 +323,7 @@ export const CONFIG_SCHEMA = {
           protocol: { enum: ['http1', 'h2c'] },
           timeout: duration,
           concurrency,
+          ...LOCAL_TRAFFIC_PROPERTIES,
         },
       },
     },

@@ -214,6 +214,106 @@ export interface ServiceConfig {
       }
     | undefined;
   readonly pool: PoolConfig;
+  /** Gateway API HTTPRoute rules, in the order written (matching picks by Gateway API precedence). */
+  readonly routes: readonly RouteRule[];
+  readonly access: readonly AccessRule[];
+  readonly rateLimit: RateLimitConfig | undefined;
+  /** Fault injections from the config (the admin API adds more at run time). */
+  readonly faults: readonly FaultSpec[];
+  readonly canary: CanaryConfig | undefined;
+}
+
+/** Exact or regular-expression match of a header or query parameter (names of headers lowercase). */
+export interface ValueMatch {
+  readonly name: string;
+  readonly type: 'Exact' | 'RegularExpression';
+  readonly value: string;
+}
+
+/** One HTTPRouteMatch: every condition set must hold. */
+export interface RouteMatch {
+  readonly path: { readonly type: 'Exact' | 'PathPrefix' | 'RegularExpression'; readonly value: string } | undefined;
+  readonly method: string | undefined;
+  readonly headers: readonly ValueMatch[];
+  readonly queryParams: readonly ValueMatch[];
+  /** The caller's verified identity matches one of these SPIFFE patterns; empty: any caller. */
+  readonly callers: readonly string[];
+}
+
+export interface HeaderModifier {
+  readonly set: readonly { readonly name: string; readonly value: string }[];
+  readonly add: readonly { readonly name: string; readonly value: string }[];
+  readonly remove: readonly string[];
+}
+
+/** Endpoints whose labels include all of `subset`, with a weight among the rule's backends. */
+export interface BackendRef {
+  readonly subset: Readonly<Record<string, string>>;
+  readonly weight: number;
+}
+
+export interface RouteRule {
+  /** As written, or "rule-N" (1-based); the route label of metrics and logs. */
+  readonly name: string;
+  /** Any one must match; empty: every request. */
+  readonly matches: readonly RouteMatch[];
+  readonly requestHeaders: HeaderModifier | undefined;
+  readonly responseHeaders: HeaderModifier | undefined;
+  readonly mirror: { readonly subset: Readonly<Record<string, string>>; readonly percent: number } | undefined;
+  /** Empty: the service's default backend (every endpoint, or the canary's split). */
+  readonly backendRefs: readonly BackendRef[];
+  /** Whole-request deadline; undefined: the service's. */
+  readonly timeoutMs: number | undefined;
+  /** Per-attempt timeout; undefined: the service's. */
+  readonly backendTimeoutMs: number | undefined;
+  readonly retry: { readonly attempts: number; readonly codes: readonly number[]; readonly backoffMs: number } | undefined;
+  readonly rateLimit: RateLimitConfig | undefined;
+}
+
+export interface AccessRule {
+  readonly action: 'allow' | 'deny';
+  /** Empty: any caller (also one without a verified identity). */
+  readonly callers: readonly string[];
+  readonly methods: readonly string[];
+  /** Exact paths, or prefixes written with a trailing "*". */
+  readonly paths: readonly string[];
+}
+
+export interface RateLimitConfig {
+  readonly requestsPerSecond: number;
+  readonly burst: number;
+  readonly per: 'service' | 'caller';
+}
+
+export interface FaultMatch {
+  readonly subset: Readonly<Record<string, string>> | undefined;
+  readonly endpoint: string | undefined;
+  readonly route: string | undefined;
+  readonly headers: readonly ValueMatch[];
+  readonly callers: readonly string[];
+}
+
+/** One fault injection; it applies to attempts, after the endpoint is chosen, so the feedback loop sees it. */
+export interface FaultSpec {
+  readonly name: string;
+  readonly match: FaultMatch;
+  readonly delay: { readonly ms: number; readonly percent: number } | undefined;
+  readonly abort: { readonly status: number | undefined; readonly reset: boolean; readonly percent: number } | undefined;
+  /** How long it lasts from when it was first applied. */
+  readonly durationMs: number;
+}
+
+/** A canary rollout between two subsets, driven by this host's own observations (canary/canary-state.ts). */
+export interface CanaryConfig {
+  readonly stable: Readonly<Record<string, string>>;
+  readonly canary: Readonly<Record<string, string>>;
+  readonly steps: readonly number[];
+  readonly dwellMs: number;
+  readonly minRequests: number;
+  readonly maxSuccessRateDrop: number;
+  readonly maxLatencyRatio: number;
+  readonly latencyPercentile: number;
+  readonly latencyFloorMs: number;
 }
 
 /** A service this host serves to callers arriving over mTLS. */
@@ -228,6 +328,9 @@ export interface LocalServiceConfig {
   readonly protocol: 'http1' | 'h2c';
   readonly timeoutMs: number;
   readonly concurrency: ConcurrencySettings;
+  /** Access rules by method and path, judged on the verified caller after allow/deny. */
+  readonly access: readonly AccessRule[];
+  readonly rateLimit: RateLimitConfig | undefined;
 }
 
 /** How meshd reaches the Kubernetes API server; every field defaults to the pod's in-cluster setting. */
@@ -272,6 +375,8 @@ export interface MeshConfig {
     readonly maxConnections: number;
     /** Host names the admin API answers to besides IP literals and localhost (lowercase). */
     readonly allowHosts: readonly string[];
+    /** Source ranges besides loopback that may make changes (fault injections, canary commands). */
+    readonly allowChangesFrom: readonly string[] | undefined;
   };
   readonly outbound: {
     readonly listen: SocketAddress;

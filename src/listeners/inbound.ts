@@ -185,6 +185,12 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    const refused = local.refusal(undefined, identity);
+    if (refused !== undefined) {
+      this.deps.log.warn({ event: refused.code, service: name, identity }, refused.message);
+      socket.destroy();
+      return;
+    }
     socket.pause();
     this.streams.add(socket);
     this.active++;
@@ -294,7 +300,7 @@ export class InboundListener {
       );
       return new MeshError('forbidden', `calls to "${local.config.name}" from this identity are not allowed`);
     }
-    return { service: local.config.name, target: local, fields: [PEER_IDENTITY_HEADER, identity] };
+    return { service: local.config.name, target: local, fields: [PEER_IDENTITY_HEADER, identity], caller: identity };
   }
 
   /**
@@ -327,6 +333,11 @@ export class InboundListener {
       return;
     }
     const { target: local, fields } = admitted;
+    const refused = local.refusal({ method: req.method ?? 'GET', target: req.url ?? '/' }, admitted.caller);
+    if (refused !== undefined) {
+      sendRawError(socket, refused);
+      return;
+    }
     this.streams.add(socket);
     this.active++;
     socket.once('close', () => {
@@ -394,6 +405,7 @@ export class InboundListener {
     const url = req.url ?? '/';
     const ex = nodeExchange(req, res, url.startsWith('/') ? url : '/', undefined, started);
     ex.extraFields = fields;
+    ex.caller = admitted.caller;
     this.active++;
     res.once('close', () => {
       this.active--;

@@ -11,6 +11,7 @@ import { createServer as createH2Server, type Http2Server, type Http2Session } f
 import { createServer as createTcpServer, Socket, type AddressInfo, type Server as TcpServer } from 'node:net';
 import type { Clock } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
+import { callerIdentityIn } from '../protocol/fields.ts';
 import { MeshError, type ErrorCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ServiceRuntime } from '../service/runtime.ts';
@@ -229,7 +230,10 @@ export class OutboundHttpListener {
     }
     const ex = nodeExchange(req, res, target.path, target.authority, started);
     const callerFields = this.deps.callerFields(req.socket.remoteAddress);
-    if (callerFields !== undefined) ex.extraFields = callerFields;
+    if (callerFields !== undefined) {
+      ex.extraFields = callerFields;
+      ex.caller = callerIdentityIn(callerFields);
+    }
     this.active++;
     // One shared listener, not a closure per request: the response carries what it needs.
     (res as TrackedResponse)[EXCHANGE] = ex;
@@ -301,7 +305,7 @@ export class OutboundHttpListener {
       this.tunnels.delete(socket);
       this.active--;
     });
-    service.upgrade(req, socket, head, started, callerFields);
+    service.upgrade(req, socket, head, started, callerFields, callerIdentityIn(callerFields));
   }
 
   private answerWithoutService(res: ServerResponse, err: MeshError, started: number, closeConnection = false): void {

@@ -28,3 +28,13 @@ export const CALLER_IDENTITY_HEADER = 'x-meshd-caller-identity';
 export const CALLER_NAMESPACE_HEADER = 'x-meshd-caller-namespace';
 export const CALLER_SERVICE_ACCOUNT_HEADER = 'x-meshd-caller-service-account';
 export const CALLER_POD_HEADER = 'x-meshd-caller-pod';
+
+/** On a response (and in logs and metrics): the fault injection that acted on the request, so no one takes it for a real failure. */
+export const FAULT_HEADER = 'x-meshd-fault';
+
+/** The caller identity in a list of caller fields ([name, value, …]), as meshd itself wrote them. */
+export function callerIdentityIn(fields: readonly string[] | undefined): string | undefined {
+  if (fields === undefined) return undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === CALLER_IDENTITY_HEADER) return fields[i + 1];
+  return undefined;
+}

@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Attempts } from '../stack/attempt.ts';
+import type { AttemptPicker } from '../stack/attempt.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
 import type { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
@@ -17,7 +17,7 @@ import { encodePodPreamble } from '../protocol/pod-preamble.ts';
 
 export interface TcpRelayContext {
   readonly service: string;
-  readonly attempts: Attempts;
+  readonly attempts: AttemptPicker;
   readonly budget: RetryBudget;
   readonly recorder: ServiceRecorder;
   readonly log: Logger;
@@ -33,7 +33,7 @@ export interface TcpRelayContext {
 export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerFields?: readonly string[]): Promise<void> {
   const { clock, log } = ctx;
   ctx.budget.recordRequest(clock());
-  let avoid: Parameters<Attempts['begin']>[1];
+  let avoid: Parameters<AttemptPicker['begin']>[1];
   for (let attempt = 1; ; attempt++) {
     let lease;
     try {

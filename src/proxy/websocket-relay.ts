@@ -11,7 +11,7 @@ import type { HashKeyReader } from '../balancer/create.ts';
 import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { Attempts } from '../stack/attempt.ts';
+import type { AttemptPicker } from '../stack/attempt.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
 import { sendRawError } from '../stack/respond.ts';
@@ -21,7 +21,7 @@ import { upgradeRequestHeaders, type UpgradeForwarder } from './upgrade-forwarde
 
 export interface WebSocketRelayContext {
   readonly service: string;
-  readonly attempts: Attempts;
+  readonly attempts: AttemptPicker;
   readonly inFlight: InFlightCount;
   readonly maxInFlight: number;
   readonly hashKey: HashKeyReader | undefined;

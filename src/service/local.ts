@@ -21,6 +21,9 @@ import type { DataPathObserver } from '../stack/observer.ts';
 import { createAdmission } from './concurrency-control.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import { compilePolicy, type Verdict } from '../identity/spiffe.ts';
+import { accessLayer, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
+import { RateLimiter, rateLimitLayer, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
+import { MeshError } from '../errors.ts';
 
 /** The one endpoint of a local service: its target. */
 class TargetBalancer implements Balancer {
@@ -45,7 +48,11 @@ export interface LocalDeps {
   readonly clock: Clock;
   /** Publishes the concurrency limit (gauge). */
   concurrencyLimit(service: string, limit: number): void;
+  /** Access refusals and rate-limited requests (metrics); none counted when absent. */
+  readonly traffic?: AccessRecorder & RateLimitRecorder;
 }
+
+const UNCOUNTED: AccessRecorder & RateLimitRecorder = { authorization: () => {}, rateLimited: () => {} };
 
 /** A local target's attempts report nowhere but its statistics: there is no choice to feed back into. */
 const NO_FEEDBACK: AttemptSink = { attemptFinished: () => {} };
@@ -57,10 +64,16 @@ export class LocalService {
   readonly authorize: (identity: string) => Verdict;
   private readonly target: Endpoint<HttpUpstream>;
   private readonly admission: Admission | undefined;
+  private readonly access: AccessCheck | undefined;
+  private readonly limiter: RateLimiter | undefined;
+  private readonly traffic: AccessRecorder & RateLimitRecorder;
 
   constructor(config: LocalServiceConfig, deps: LocalDeps) {
     this.config = config;
     this.authorize = compilePolicy(config);
+    this.access = compileAccess(config.access);
+    this.limiter = config.rateLimit === undefined ? undefined : new RateLimiter(config.rateLimit, deps.clock);
+    this.traffic = deps.traffic ?? UNCOUNTED;
     const address = formatSocketAddress(config.target);
     const spec = { address, host: config.target.host, port: config.target.port, zone: undefined, weight: 1, labels: {}, identity: undefined };
     const upstream = new HttpUpstream(
@@ -94,9 +107,32 @@ export class LocalService {
         ),
         hashKey: undefined,
         markOverload: true,
+        policy: [
+          ...(this.access === undefined ? [] : [accessLayer(this.access, label, this.traffic)]),
+          ...(this.limiter === undefined ? [] : [rateLimitLayer(this.limiter, label, undefined, this.traffic)]),
+        ],
       },
       forwardHttp,
     );
+  }
+
+  /**
+   * The access rules and rate limit for what does not pass the HTTP stack: a WebSocket handshake
+   * (`request`) or a TCP stream (undefined). Returns the refusal, or undefined to go ahead.
+   */
+  refusal(request: { method: string; target: string } | undefined, caller: string): MeshError | undefined {
+    const label = `local:${this.config.name}`;
+    const verdict = this.access?.(request, caller);
+    if (verdict !== undefined && !verdict.allowed) {
+      this.traffic.authorization(label, false);
+      return new MeshError('forbidden', `"${this.config.name}" refused it: ${verdict.reason}`);
+    }
+    const waitMs = this.limiter?.take(caller) ?? 0;
+    if (waitMs > 0) {
+      this.traffic.rateLimited(label, '');
+      return new MeshError('rate_limited', `"${this.config.name}" is over its rate limit`, { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) });
+    }
+    return undefined;
   }
 
   close(): Promise<void> {

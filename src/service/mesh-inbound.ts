@@ -37,6 +37,8 @@ export interface Delivery {
   readonly service: string;
   readonly target: LocalService;
   readonly fields: readonly string[];
+  /** The caller's verified identity (the peer's certificate; in mesh mode, the calling pod's workload identity as its node's meshd observed it). */
+  readonly caller: string;
 }
 
 export interface MeshInboundDeps {
@@ -143,7 +145,12 @@ export class MeshInbound {
       return new MeshError('forbidden', `calls to "${service}" from this identity are not allowed`);
     }
     const protocol = portProtocol(port) ?? mesh.service.protocol;
-    return { service, target: this.targetFor(service, target, address, protocol, mesh.service), fields: [PEER_IDENTITY_HEADER, peer, ...(caller ?? [])] };
+    return {
+      service,
+      target: this.targetFor(service, target, address, protocol, mesh.service),
+      fields: [PEER_IDENTITY_HEADER, peer, ...(caller ?? [])],
+      caller: caller?.[1] ?? peer,
+    };
   }
 
   private targetFor(service: string, target: SocketAddress, address: string, protocol: 'http1' | 'h2c', template: ServiceConfig): LocalService {
@@ -155,7 +162,18 @@ export class MeshInbound {
       return known.target;
     }
     const local = new LocalService(
-      { name: service, target, allow: [], deny: [], tcp: false, protocol, timeoutMs: template.timeoutMs, concurrency: template.concurrency },
+      {
+        name: service,
+        target,
+        allow: [],
+        deny: [],
+        tcp: false,
+        protocol,
+        timeoutMs: template.timeoutMs,
+        concurrency: template.concurrency,
+        access: [],
+        rateLimit: undefined,
+      },
       this.deps,
     );
     this.targets.set(key, { target: local, service, address, lastUsed: now });

@@ -7,7 +7,6 @@
  */
 import type { Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import type { Balancer } from '../balancer/balancer.ts';
 import { createBalancer, hashKeyReader, peakEwmaOptions } from '../balancer/create.ts';
 import type { EndpointStatsSnapshot } from '../balancer/endpoint-stats.ts';
 import type { Clock, Random } from '../clock.ts';
@@ -23,15 +22,21 @@ import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
 import type { EndpointHealthView } from '../feedback/outlier.ts';
 import { RemoteFeedback, type Sample } from '../feedback/remote.ts';
 import type { Logger } from '../log.ts';
-import { forwardHttp } from '../proxy/http-forwarder.ts';
 import { upstreamOptions } from '../proxy/http-upstream.ts';
 import { relayTcp } from '../proxy/tcp-relay.ts';
 import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { relayWebSocket } from '../proxy/websocket-relay.ts';
 import type { Admission } from '../stack/admission.ts';
-import { Attempts, type AttemptSink } from '../stack/attempt.ts';
-import { buildStack } from '../stack/build.ts';
+import type { AttemptPicker, AttemptSink } from '../stack/attempt.ts';
 import type { Handler } from '../stack/layer.ts';
+import { CanaryController, type CanaryRecorder, type CanaryView } from '../canary/canary-controller.ts';
+import type { CanaryCommand, CanaryDecision } from '../canary/canary-state.ts';
+import { sendRawError } from '../stack/respond.ts';
+import { MeshError } from '../errors.ts';
+import { subsetKey, Subsets, WeightedSplit, type Subset } from '../traffic/backends.ts';
+import type { FaultRegistry } from '../traffic/faults.ts';
+import { TrafficPolicy, type Admittance, type TrafficRecorder } from './traffic-policy.ts';
+import type { RequestHead } from '../stack/exchange.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
@@ -61,6 +66,10 @@ export interface ServiceDeps {
   readonly informers: SliceInformers;
   /** Kubernetes mesh mode: the cluster view its Services' sources read; undefined otherwise. */
   readonly mesh?: MeshDiscovery | undefined;
+  /** Fault injections in force, for every service (config and admin API). */
+  readonly faults: FaultRegistry;
+  /** Routes, rate limits, mirrors, faults and access refusals, as metrics. */
+  readonly traffic: TrafficRecorder & CanaryRecorder;
 }
 
 export interface EndpointState {
@@ -88,6 +97,8 @@ export interface ServiceState {
   retryBudget: { requests: number; retries: number; allowance: number };
   /** Worker of several: how long the supervisor's last decision took to arrive (ms). */
   feedbackDelayMs: number | undefined;
+  traffic: unknown;
+  canary: CanaryView | undefined;
 }
 
 export class ServiceRuntime implements AttemptSink {
@@ -97,8 +108,13 @@ export class ServiceRuntime implements AttemptSink {
   private readonly deps: ServiceDeps;
   private readonly recorder: ServiceRecorder;
   private readonly endpoints: EndpointSet;
-  private balancer: Balancer;
-  private readonly attempts: Attempts<HttpEndpoint>;
+  /** Subsets of the endpoints by labels, each with its own balancer; `{}` is every endpoint. */
+  private readonly subsets: Subsets<HttpEndpoint>;
+  private readonly all: Subset<HttpEndpoint>;
+  private canary: CanaryController | undefined;
+  /** Every endpoint, or the canary's split between its stable and canary subsets. */
+  private defaultBackend: AttemptPicker;
+  private policy: TrafficPolicy;
   /** The composed stack; replaced whole on reconfigure. */
   handler: Handler;
   /** Reads a request's consistent-hashing key (ring-hash only); rebuilt with the handler. */
@@ -119,18 +135,22 @@ export class ServiceRuntime implements AttemptSink {
     this.deps = deps;
     this.recorder = deps.observer.forService(config.name);
     this.endpoints = new EndpointSet(config.name, { observer: deps.observer, clock: deps.clock, tls: deps.tls });
-    this.balancer = createBalancer(config.balancer, nodeZone, deps.random);
-    this.attempts = new Attempts(
-      config.name,
-      () => this.balancer,
-      () => this.config.pool.maxConnections + this.config.limits.maxPendingPerEndpoint,
-      deps.clock,
-      this,
-    );
+    this.subsets = new Subsets({
+      service: config.name,
+      clock: deps.clock,
+      sink: this,
+      capacity: () => this.config.pool.maxConnections + this.config.limits.maxPendingPerEndpoint,
+      balancer: () => createBalancer(this.config.balancer, this.nodeZone, deps.random),
+    });
+    this.all = this.subsets.get({});
     this.retryBudget = new RetryBudget(config.retries.budget);
     this.feedback = this.createFeedback(config.outlier);
     this.admission = this.createAdmission();
-    this.handler = this.buildHandler();
+    this.canary = this.createCanary();
+    this.defaultBackend = this.createDefaultBackend();
+    deps.faults.setConfigFaults(config.name, config.faults);
+    this.policy = this.buildPolicy();
+    this.handler = this.policy.handler;
   }
 
   /** Every attempt's result, whatever its protocol: the feedback loop's sample. */
@@ -142,10 +162,12 @@ export class ServiceRuntime implements AttemptSink {
     overloaded: boolean,
   ): void {
     this.feedback?.observe(endpoint, outcome, latencyMs, status, overloaded);
+    this.canary?.observe(endpoint, outcome, latencyMs);
   }
 
   async start(): Promise<void> {
     this.feedback?.start();
+    this.canary?.start();
     this.syncHealthChecker(undefined);
     await this.syncSources();
     this.reconcile();
@@ -157,9 +179,17 @@ export class ServiceRuntime implements AttemptSink {
     this.config = config;
     if (!same(previous.balancer, config.balancer) || nodeZone !== this.nodeZone) {
       this.nodeZone = nodeZone;
-      this.balancer = createBalancer(config.balancer, nodeZone, this.deps.random);
+      this.subsets.replaceBalancers();
       this.endpoints.setEwmaOptions(peakEwmaOptions(config.balancer));
     }
+    if (!same(previous.canary, config.canary)) {
+      // A new canary policy starts over (the way out of a sticky rollback besides the admin API).
+      this.canary?.stop();
+      this.canary = this.createCanary();
+      this.canary?.start();
+      this.defaultBackend = this.createDefaultBackend();
+    }
+    this.deps.faults.setConfigFaults(config.name, config.faults);
     if (!same(previous.retries.budget, config.retries.budget)) this.retryBudget = new RetryBudget(config.retries.budget);
     if (!same(previous.concurrency, config.concurrency)) this.admission = this.createAdmission();
     if (config.outlier.enabled !== previous.outlier.enabled) {
@@ -169,7 +199,8 @@ export class ServiceRuntime implements AttemptSink {
       this.feedback?.start();
     } else this.feedback?.reconfigure(config.outlier, config.outlier.returnRampMs);
     this.syncHealthChecker(previous);
-    this.handler = this.buildHandler();
+    this.policy = this.buildPolicy();
+    this.handler = this.policy.handler;
     await this.syncSources();
     this.reconcile();
   }
@@ -178,8 +209,10 @@ export class ServiceRuntime implements AttemptSink {
   async close(): Promise<void> {
     this.healthChecker?.stop();
     this.feedback?.stop();
+    this.canary?.stop();
+    this.deps.faults.setConfigFaults(this.name, []);
     for (const source of this.sources) source.stop();
-    this.balancer.setEndpoints([]);
+    this.subsets.setEndpoints([]);
     await this.endpoints.close();
   }
 
@@ -189,13 +222,18 @@ export class ServiceRuntime implements AttemptSink {
   }
 
   /** Relays a WebSocket upgrade (proxy/websocket-relay.ts). */
-  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number, extraFields?: readonly string[]): void {
+  upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number, extraFields?: readonly string[], caller?: string): void {
     const { limits } = this.config;
     const { log, clock, tls, upgrades } = this.deps;
+    const admitted = this.policy.admit({ head: handshakeHead(req), caller });
+    if (!('backend' in admitted)) {
+      this.refuse(socket, admitted);
+      return;
+    }
     relayWebSocket(
       {
         service: this.name,
-        attempts: this.attempts,
+        attempts: admitted.backend,
         inFlight: this.inFlight,
         maxInFlight: limits.maxInFlight,
         hashKey: this.hashKey,
@@ -216,14 +254,22 @@ export class ServiceRuntime implements AttemptSink {
   }
 
   /** Relays a connection accepted on the service's TCP port (proxy/tcp-relay.ts). */
-  relayTcp(client: Socket, callerFields?: readonly string[]): void {
+  relayTcp(client: Socket, callerFields?: readonly string[], caller?: string): void {
     const tcp = this.config.tcp;
     if (tcp === undefined) return void client.destroy();
     const { log, clock, tls } = this.deps;
+    const admitted = this.policy.admit(undefined);
+    if (!('backend' in admitted)) {
+      if (caller !== undefined || this.config.access.length > 0 || this.config.rateLimit !== undefined) {
+        log.warn({ listener: 'tcp', service: this.name, caller, reason: admitted.reason }, `TCP connection to ${this.name} refused: ${admitted.reason}`);
+      }
+      this.recorder.tcpConnection('none', 'source_refused');
+      return void client.destroy();
+    }
     void relayTcp(
       {
         service: this.name,
-        attempts: this.attempts,
+        attempts: admitted.backend,
         budget: this.retryBudget,
         recorder: this.recorder,
         log,
@@ -252,7 +298,13 @@ export class ServiceRuntime implements AttemptSink {
       if (endpoint === undefined) continue; // removed by discovery since
       endpoint.record(outcome, latencyMs, now);
       this.feedback?.observe(endpoint, outcome, latencyMs, status, overloaded);
+      this.canary?.observe(endpoint, outcome, latencyMs);
     }
+  }
+
+  /** An operator's command to the canary (admin API); undefined when the service has none. */
+  canaryCommand(command: CanaryCommand): CanaryDecision | undefined {
+    return this.canary?.command(command);
   }
 
   /** Supervisor: every endpoint's availability now, for a worker that just started. */
@@ -263,7 +315,7 @@ export class ServiceRuntime implements AttemptSink {
   state(now: number): ServiceState {
     return {
       name: this.name,
-      balancer: this.balancer.algorithm,
+      balancer: this.config.balancer.algorithm,
       timeoutMs: this.config.timeoutMs,
       endpoints: this.endpoints.all().map((e) => ({
         address: e.address,
@@ -287,6 +339,8 @@ export class ServiceRuntime implements AttemptSink {
       concurrency: this.admission === undefined ? undefined : { limit: this.admission.limit, inFlight: this.admission.inFlight, queued: this.admission.queued },
       feedbackDelayMs: this.feedback instanceof RemoteFeedback ? this.feedback.lastDelayMs : undefined,
       retryBudget: this.retryBudget.snapshot(this.deps.clock()),
+      traffic: this.policy.state(),
+      canary: this.canary?.view(),
     };
   }
 
@@ -338,37 +392,57 @@ export class ServiceRuntime implements AttemptSink {
     return this.deps.role.feedbackLoop(this.name, settings, { clock, log, recorder: decisions, tickMs: feedbackTickMs });
   }
 
-  private buildHandler(): Handler {
-    const { name, timeoutMs, retries, limits } = this.config;
-    const { clock, random, log } = this.deps;
+  private buildPolicy(): TrafficPolicy {
+    const { clock, random, log, faults, traffic } = this.deps;
     this.hashKey = hashKeyReader(this.config.balancer);
-    return buildStack(
-      {
-        label: name,
-        recorder: this.recorder,
-        log,
-        clock,
-        timeoutMs,
-        admission: () => this.admission,
-        attempts: this.attempts,
-        hashKey: this.hashKey,
-        limit: { maxInFlight: limits.maxInFlight, count: this.inFlight },
-        retry: {
-          policy: {
-            attempts: retries.attempts,
-            retryOn: new Set(retries.retryOn),
-            retryOnGrpc: new Set(retries.retryOnGrpc),
-            backoffBaseMs: retries.backoffBaseMs,
-            backoffMaxMs: retries.backoffMaxMs,
-            bufferLimitBytes: retries.bufferLimitBytes,
-            perTryTimeoutMs: retries.perTryTimeoutMs,
-          },
-          budget: this.retryBudget,
-          random,
-        },
-      },
-      forwardHttp,
+    const policy = new TrafficPolicy({
+      config: this.config,
+      clock,
+      random,
+      log,
+      recorder: this.recorder,
+      traffic,
+      faults,
+      subsets: this.subsets,
+      defaultBackend: this.defaultBackend,
+      admission: () => this.admission,
+      hashKey: this.hashKey,
+      retryBudget: this.retryBudget,
+      inFlight: this.inFlight,
+    });
+    const canary = this.config.canary;
+    const keep = new Set(policy.subsetKeys);
+    if (canary !== undefined) for (const labels of [canary.stable, canary.canary]) keep.add(subsetKey(labels));
+    this.subsets.retain(keep);
+    return policy;
+  }
+
+  private createCanary(): CanaryController | undefined {
+    const canary = this.config.canary;
+    if (canary === undefined) return undefined;
+    const { clock, log, traffic } = this.deps;
+    return new CanaryController(this.name, canary, { clock, log, recorder: traffic });
+  }
+
+  /** Every endpoint; with a canary, its stable and canary subsets at the weight it decides (read per pick). */
+  private createDefaultBackend(): AttemptPicker {
+    const canary = this.canary;
+    if (canary === undefined) return this.all;
+    const { stable, canary: next } = canary.config;
+    return new WeightedSplit(
+      this.name,
+      [
+        { source: this.subsets.get(stable), weight: () => 100 - canary.weight },
+        { source: this.subsets.get(next), weight: () => canary.weight },
+      ],
+      this.deps.random,
     );
+  }
+
+  /** A WebSocket handshake the policy refuses: 403 or 429 on the raw socket. */
+  private refuse(socket: Socket, refused: Exclude<Admittance, { backend: AttemptPicker }>): void {
+    const options = refused.retryAfterSeconds === undefined ? undefined : { retryAfterSeconds: refused.retryAfterSeconds };
+    sendRawError(socket, new MeshError(refused.refused, `"${this.name}" refused the upgrade: ${refused.reason}`, options));
   }
 
   /** Starts, restarts or stops active health checks to match the config. */
@@ -440,13 +514,29 @@ export class ServiceRuntime implements AttemptSink {
     const settings: EndpointSettings = { upstream: upstreamOptions(this.config), ewma: peakEwmaOptions(this.config.balancer) };
     const { added, removed } = this.endpoints.reconcile(settings);
     const all = this.endpoints.all();
-    this.balancer.setEndpoints(all);
+    this.subsets.setEndpoints(all);
     this.feedback?.setEndpoints(all);
     this.healthChecker?.setTargets(this.probeTargets());
     if (added.length > 0 || removed.length > 0) {
       this.deps.log.info({ service: this.name, added, removed, endpoints: this.endpoints.size }, 'endpoints changed');
     }
   }
+}
+
+/** A WebSocket handshake as the route table reads requests. */
+function handshakeHead(req: IncomingMessage): RequestHead {
+  return {
+    method: req.method ?? 'GET',
+    path: req.url ?? '/',
+    authority: undefined,
+    hasBody: false,
+    remoteAddress: req.socket.remoteAddress,
+    fields: req.rawHeaders,
+    field: (name) => {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    },
+  };
 }
 
 /** How long a new service waits for its discovery sources' first answers. */

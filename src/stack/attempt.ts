@@ -58,10 +58,15 @@ export class AttemptLease<E extends Endpoint = Endpoint> {
   }
 }
 
+/** Whatever an attempt can begin on: a service's endpoints, a subset of them, a weighted split. */
+export interface AttemptPicker<E extends Endpoint = Endpoint> {
+  begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E>;
+}
+
 /** How many times a pick that lands on an endpoint to pass over is retried. */
 const REPICKS = 3;
 
-export class Attempts<E extends Endpoint = Endpoint> {
+export class Attempts<E extends Endpoint = Endpoint> implements AttemptPicker<E> {
   private readonly service: string;
   private readonly balancer: () => Balancer;
   private readonly capacity: () => number;

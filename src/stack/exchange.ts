@@ -85,6 +85,8 @@ export class AttemptState {
   body: Readable | undefined = undefined;
   /** Unset when no retry is possible. */
   retryable: ResponseClassifier | undefined = undefined;
+  /** The fault injection that acted on this attempt (labelled in logs, metrics and the response). */
+  fault: string | undefined = undefined;
 
   reset(body: Readable | undefined, retryable: ResponseClassifier | undefined): void {
     this.endpoint = undefined;
@@ -93,14 +95,17 @@ export class AttemptState {
     this.upstreamOverloaded = false;
     this.body = body;
     this.retryable = retryable;
+    this.fault = undefined;
   }
 }
 
 export class Exchange {
-  readonly head: RequestHead;
-  /** The caller's body as it arrives (undefined when the head says there is none). */
-  readonly body: Readable | undefined;
-  readonly response: ResponseSink;
+  /** The request as it goes upstream (a route's header modifier may replace it). */
+  head: RequestHead;
+  /** The caller's body as it arrives (undefined when the head says there is none; a mirror may tee it). */
+  body: Readable | undefined;
+  /** Where the response goes (a route's header modifier may wrap it). */
+  response: ResponseSink;
   readonly startedAt: number;
   /** Absolute monotonic time after which the exchange fails with upstream_timeout. */
   deadline = Number.POSITIVE_INFINITY;
@@ -112,6 +117,13 @@ export class Exchange {
   avoid: Endpoint | undefined = undefined;
   /** Fields meshd adds upstream as [name, value, …] (the verified peer identity on inbound). */
   extraFields: readonly string[] | undefined = undefined;
+  /**
+   * The caller's verified identity: the peer's certificate on inbound, the calling pod's workload
+   * identity in Kubernetes mesh mode; undefined when meshd knows none (never read from a request field).
+   */
+  caller: string | undefined = undefined;
+  /** The route the exchange took (metrics, logs, faults); undefined: the service's defaults. */
+  route: string | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
   /** Links of the deadline list this exchange waits in (deadline-timers.ts); undefined when in none. */
   deadlineList: BudgetList | undefined = undefined;

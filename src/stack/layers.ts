@@ -5,7 +5,7 @@
  */
 import type { Clock } from '../clock.ts';
 import { OVERLOADED_HEADER } from '../protocol/fields.ts';
-import type { Attempts } from './attempt.ts';
+import type { AttemptPicker } from './attempt.ts';
 import type { HashKeyReader } from '../balancer/create.ts';
 import { MeshError, toMeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -41,7 +41,16 @@ export function respondLayer(service: string, log: Logger): Layer {
       await next(ex);
     } catch (thrown) {
       const err = toMeshError(thrown);
-      const fields = { service, endpoint: ex.attempt.endpoint?.address, code: err.code, outcome: ex.attempt.outcome, cause: causeText(err) };
+      const fields = {
+        service,
+        route: ex.route,
+        endpoint: ex.attempt.endpoint?.address,
+        code: err.code,
+        outcome: ex.attempt.outcome,
+        cause: causeText(err),
+        // An injected fault is named, so that no one takes it for a real failure.
+        fault: ex.attempt.fault,
+      };
       if (err.code === 'internal') log.error({ ...fields, err: thrown }, 'request failed');
       else if (ex.attempt.outcome !== 'client_abort') log.warn(fields, err.message);
       respondError(ex.response, { method: ex.head.method, contentType: ex.head.field('content-type') }, err);
@@ -56,7 +65,7 @@ function causeText(err: MeshError): string | undefined {
 }
 
 /** Picks an endpoint and holds the attempt on it: its in-flight place, then its outcome and latency. */
-export function balanceLayer(attempts: Attempts, hashKey: HashKeyReader | undefined): Layer {
+export function balanceLayer(attempts: AttemptPicker, hashKey: HashKeyReader | undefined): Layer {
   return (next) => async (ex) => {
     const lease = attempts.begin(hashKey?.(ex.head), ex.avoid);
     const attempt = ex.attempt;

@@ -16,6 +16,7 @@ const GRPC_STATUS: Record<ErrorCode, number> = {
   misdirected: 14, // UNAVAILABLE: another endpoint may take it
   request_timeout: 4, // DEADLINE_EXCEEDED
   headers_too_large: 8, // RESOURCE_EXHAUSTED
+  rate_limited: 8,
   internal: 13,
   connect_failed: 14, // UNAVAILABLE
   upstream_reset: 14,

@@ -466,7 +466,7 @@ services:
     }
   });
 
-  it('loses nothing while node 2’s meshd restarts under load', async () => {
+  it('loses nothing while node 2’s meshd restarts under load', async (t) => {
     const running = load('c1', 'users', 6_000, 4);
     await sleep(1_000);
     // As the kubelet does when a DaemonSet pod is replaced: not ready first, then SIGTERM.
@@ -476,6 +476,7 @@ services:
     await startMeshd(2);
     api.applyPod(meshdPod(2, true));
     const report = await running;
+    t.diagnostic(`restart under load: ${JSON.stringify(report)}`);
     assert.equal(report.statuses['200'], report.total, JSON.stringify(report));
     assert.ok(report.total > 100, JSON.stringify(report));
     assert.ok((report.pods['u3a'] ?? 0) > 0);

@@ -1,0 +1,145 @@
+/**
+ * Runs one service's canary: counts this host's attempts to the stable and
+ * canary subsets, judges them every second with the pure state machine
+ * (./canary-state.ts), applies the weight it decides, and explains every
+ * change as a log event (with the numbers that decided it) and a metric.
+ * Only this module touches the timer.
+ */
+import type { Endpoint } from '../balancer/endpoint.ts';
+import type { Clock } from '../clock.ts';
+import type { CanaryConfig } from '../config/types.ts';
+import type { Logger } from '../log.ts';
+import { isEndpointFailure, type Outcome } from '../protocol/outcome.ts';
+import { labelsMatch } from '../traffic/backends.ts';
+import {
+  commandCanary,
+  initialCanaryState,
+  judgeCanary,
+  type CanaryCommand,
+  type CanaryDecision,
+  type CanaryOutcome,
+  type CanaryState,
+} from './canary-state.ts';
+import { StepObservations, type StepSnapshot } from './step-observations.ts';
+
+export interface CanaryRecorder {
+  /** The canary's share of traffic now (percent) and its phase. */
+  canaryWeight(service: string, weight: number, phase: string): void;
+  canaryDecision(service: string, action: string, reason: string): void;
+}
+
+export interface CanaryView {
+  phase: string;
+  weight: number;
+  step: number;
+  steps: readonly number[];
+  stepAgeSeconds: number;
+  lastReason: string;
+  stable: Readonly<Record<string, string>>;
+  canary: Readonly<Record<string, string>>;
+  observed: StepSnapshot;
+  history: CanaryDecision[];
+}
+
+const TICK_MS = 1_000;
+/** Decisions kept for /debug/state. */
+const HISTORY = 20;
+
+export class CanaryController {
+  private readonly service: string;
+  readonly config: CanaryConfig;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly recorder: CanaryRecorder;
+  private state: CanaryState;
+  private readonly observations = new StepObservations();
+  private readonly history: CanaryDecision[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private lastHold: string | undefined;
+
+  constructor(service: string, config: CanaryConfig, deps: { clock: Clock; log: Logger; recorder: CanaryRecorder }) {
+    this.service = service;
+    this.config = config;
+    this.clock = deps.clock;
+    this.log = deps.log;
+    this.recorder = deps.recorder;
+    this.state = initialCanaryState(config, this.clock());
+    this.recorder.canaryWeight(service, this.state.weight, this.state.phase);
+    this.log.info(
+      { event: 'canary', service, action: 'start', weight: this.state.weight, steps: config.steps, stable: config.stable, canary: config.canary },
+      `canary of ${service} starts at ${this.state.weight}%`,
+    );
+  }
+
+  /** Percent of the default backend's traffic that goes to the canary subset now. */
+  get weight(): number {
+    return this.state.weight;
+  }
+
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One attempt's result, counted for the side its endpoint belongs to (neither: not counted). */
+  observe(endpoint: Endpoint, outcome: Outcome, latencyMs: number): void {
+    if (outcome === 'client_abort') return;
+    const side = labelsMatch(endpoint, this.config.canary) ? 'canary' : labelsMatch(endpoint, this.config.stable) ? 'stable' : undefined;
+    if (side !== undefined) this.observations.record(side, !isEndpointFailure(outcome), latencyMs);
+  }
+
+  /** Judges the step now (the timer calls this every second). */
+  tick(): void {
+    const snapshot = this.observations.snapshot(this.config.latencyPercentile);
+    this.apply(judgeCanary(this.state, snapshot, this.config, this.clock()));
+  }
+
+  /** An operator's command through the admin API. */
+  command(command: CanaryCommand): CanaryDecision {
+    const snapshot = this.observations.snapshot(this.config.latencyPercentile);
+    const outcome = commandCanary(this.state, command, this.config, this.clock(), snapshot);
+    this.apply(outcome);
+    return outcome.decision;
+  }
+
+  view(): CanaryView {
+    return {
+      phase: this.state.phase,
+      weight: this.state.weight,
+      step: this.state.stepIndex,
+      steps: this.config.steps,
+      stepAgeSeconds: Math.round((this.clock() - this.state.stepStartedAt) / 100) / 10,
+      lastReason: this.state.lastReason,
+      stable: this.config.stable,
+      canary: this.config.canary,
+      observed: this.observations.snapshot(this.config.latencyPercentile),
+      history: [...this.history],
+    };
+  }
+
+  private apply({ state, decision, resetObservations }: CanaryOutcome): void {
+    this.state = state;
+    if (resetObservations) this.observations.reset();
+    if (decision.action === 'hold') {
+      // Holds repeat every second: logged once per reason, at debug.
+      if (decision.reason !== this.lastHold)
+        this.log.debug({ event: 'canary', service: this.service, ...decision }, `canary of ${this.service} holds: ${decision.reason}`);
+      this.lastHold = decision.reason;
+      return;
+    }
+    this.lastHold = undefined;
+    this.history.push(decision);
+    if (this.history.length > HISTORY) this.history.shift();
+    this.recorder.canaryDecision(this.service, decision.action, decision.reason);
+    this.recorder.canaryWeight(this.service, state.weight, state.phase);
+    const fields = { event: 'canary', service: this.service, ...decision, phase: state.phase };
+    const text = `canary of ${this.service}: ${decision.action} ${decision.from}% → ${decision.to}% (${decision.reason})`;
+    if (decision.action === 'rollback') this.log.warn(fields, text);
+    else this.log.info(fields, text);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Access rules by caller identity, method and path, in the shape of Istio's
+ * AuthorizationPolicy: any matching deny rule refuses; then, when allow
+ * rules exist, one of them must match. A rule's unset conditions match
+ * anything. Paths are judged normalised (./match-path.ts), so an encoded or
+ * dotted spelling cannot slip past a deny. A TCP connection has no method
+ * or path: as in Istio, a deny rule then judges its callers alone (it
+ * refuses more, never less), and an allow rule that names methods or paths
+ * never admits it.
+ */
+import type { AccessRule } from '../config/types.ts';
+import { identityPattern } from '../identity/spiffe.ts';
+import { matchPath } from './match-path.ts';
+import { MeshError } from '../errors.ts';
+import type { Layer } from '../stack/layer.ts';
+
+/** `request` undefined: a TCP connection. */
+export type AccessCheck = (request: { method: string; target: string } | undefined, caller: string | undefined) => { allowed: boolean; reason: string };
+
+/** undefined when there are no rules (everything allowed, nothing to check per request). */
+export function compileAccess(rules: readonly AccessRule[]): AccessCheck | undefined {
+  if (rules.length === 0) return undefined;
+  const compiled = rules.map((rule, i) => ({ action: rule.action, index: i, test: compileRule(rule) }));
+  const denies = compiled.filter((r) => r.action === 'deny');
+  const allows = compiled.filter((r) => r.action === 'allow');
+  return (request, caller) => {
+    const method = request?.method;
+    const path = request === undefined ? undefined : matchPath(request.target);
+    const deny = denies.find((r) => r.test(method, path, caller));
+    if (deny !== undefined) return { allowed: false, reason: `access rule ${deny.index} denies it` };
+    if (allows.length === 0) return { allowed: true, reason: 'no rule denies it' };
+    const allow = allows.find((r) => r.test(method, path, caller));
+    return allow === undefined ? { allowed: false, reason: 'no access rule allows it' } : { allowed: true, reason: `access rule ${allow.index} allows it` };
+  };
+}
+
+function compileRule(rule: AccessRule): (method: string | undefined, path: string | undefined, caller: string | undefined) => boolean {
+  const callers = rule.callers.map(identityPattern);
+  const methods = new Set(rule.methods);
+  const paths = rule.paths.map(pathPattern);
+  const deny = rule.action === 'deny';
+  return (method, path, caller) =>
+    (callers.length === 0 || (caller !== undefined && callers.some((c) => c(caller)))) &&
+    (methods.size === 0 || (method === undefined ? deny : methods.has(method))) &&
+    (paths.length === 0 || (path === undefined ? deny : paths.some((p) => p(path))));
+}
+
+export interface AccessRecorder {
+  authorization(service: string, allowed: boolean): void;
+}
+
+/** Refuses with 403 forbidden what the rules do not admit, judged on the verified caller. */
+export function accessLayer(check: AccessCheck, service: string, recorder: AccessRecorder): Layer {
+  return (next) => (ex) => {
+    const verdict = check({ method: ex.head.method, target: ex.head.path }, ex.caller);
+    if (!verdict.allowed) {
+      recorder.authorization(service, false);
+      return Promise.reject(new MeshError('forbidden', `${ex.head.method} ${ex.head.path.split('?')[0]} to "${service}" refused: ${verdict.reason}`));
+    }
+    return next(ex);
+  };
+}
+
+/** "/admin" exactly, or "/admin/*": every path that starts with "/admin/" (and "/admin" itself). */
+function pathPattern(pattern: string): (path: string) => boolean {
+  if (!pattern.endsWith('*')) return (path) => path === pattern;
+  const prefix = pattern.slice(0, -1);
+  const bare = prefix.endsWith('/') ? prefix.slice(0, -1) : undefined;
+  return (path) => path.startsWith(prefix) || path === bare;
+}

@@ -1,0 +1,105 @@
+/**
+ * Gateway API's RequestHeaderModifier and ResponseHeaderModifier: set
+ * (replace every value), add (append a value) and remove, by
+ * case-insensitive name. The request side rewrites the field list the
+ * forwarder sends; the response side edits the fields at the status line,
+ * whoever answers (the endpoint or meshd).
+ */
+import type { HeaderModifier } from '../config/types.ts';
+import type { Layer } from '../stack/layer.ts';
+import type { RequestHead, ResponseSink } from '../stack/exchange.ts';
+
+/** The request head with `modifier` applied to its fields; everything else read through. */
+export function modifiedHead(head: RequestHead, modifier: HeaderModifier): RequestHead {
+  const drop = new Set([...modifier.remove, ...modifier.set.map((f) => f.name)]);
+  const fields: string[] = [];
+  const source = head.fields;
+  for (let i = 0; i + 1 < source.length; i += 2) {
+    const name = source[i] as string;
+    if (!drop.has(name.toLowerCase())) fields.push(name, source[i + 1] as string);
+  }
+  for (const f of modifier.set) fields.push(f.name, f.value);
+  for (const f of modifier.add) fields.push(f.name, f.value);
+  return {
+    method: head.method,
+    path: head.path,
+    authority: head.authority,
+    hasBody: head.hasBody,
+    remoteAddress: head.remoteAddress,
+    fields,
+    field(name: string): string | undefined {
+      const values: string[] = [];
+      for (let i = 0; i + 1 < fields.length; i += 2) if ((fields[i] as string).toLowerCase() === name) values.push(fields[i + 1] as string);
+      return values.length === 0 ? undefined : values.join(', ');
+    },
+  };
+}
+
+/** Applies `modifier` to a response's fields as its status line goes out. */
+export function modifiedFields(
+  fields: Readonly<Record<string, string | string[] | undefined>>,
+  modifier: HeaderModifier,
+): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  const drop = new Set([...modifier.remove, ...modifier.set.map((f) => f.name)]);
+  for (const [name, value] of Object.entries(fields)) if (!drop.has(name.toLowerCase())) out[name.toLowerCase()] = value;
+  for (const f of modifier.set) out[f.name] = f.value;
+  for (const f of modifier.add) {
+    const current = out[f.name];
+    out[f.name] = current === undefined ? f.value : [...(Array.isArray(current) ? current : [current]), f.value];
+  }
+  return out;
+}
+
+class ModifyingSink implements ResponseSink {
+  private readonly inner: ResponseSink;
+  private readonly modifier: HeaderModifier;
+  private readonly early: Record<string, string> = {};
+
+  constructor(inner: ResponseSink, modifier: HeaderModifier) {
+    this.inner = inner;
+    this.modifier = modifier;
+  }
+  get started(): boolean {
+    return this.inner.started;
+  }
+  get ended(): boolean {
+    return this.inner.ended;
+  }
+  get closed(): boolean {
+    return this.inner.closed;
+  }
+  get status(): number {
+    return this.inner.status;
+  }
+  setField(name: string, value: string): void {
+    // Held until the status line, so that the modifier sees (and may remove) meshd's own fields too.
+    this.early[name.toLowerCase()] = value;
+  }
+  start(status: number, fields: Readonly<Record<string, string | string[] | undefined>>, reason?: string): void {
+    this.inner.start(status, modifiedFields({ ...this.early, ...fields }, this.modifier), reason);
+  }
+  write(chunk: Buffer): boolean {
+    return this.inner.write(chunk);
+  }
+  onceDrain(resume: () => void): void {
+    this.inner.onceDrain(resume);
+  }
+  trailers(fields: Readonly<Record<string, string>>): void {
+    this.inner.trailers(fields);
+  }
+  end(body?: string): void {
+    this.inner.end(body);
+  }
+  reset(): void {
+    this.inner.reset();
+  }
+}
+
+export function headerModifierLayer(request: HeaderModifier | undefined, response: HeaderModifier | undefined): Layer {
+  return (next) => (ex) => {
+    if (request !== undefined) ex.head = modifiedHead(ex.head, request);
+    if (response !== undefined) ex.response = new ModifyingSink(ex.response, response);
+    return next(ex);
+  };
+}

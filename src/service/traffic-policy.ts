@@ -1,0 +1,207 @@
+/**
+ * A service's traffic policy made runnable, once per config: its routes
+ * (each with its own deadline, retries, backend split, filters and rate
+ * limit), its access rules and service rate limit, and the composed
+ * handler. The WebSocket and TCP paths ask it for the same decisions the
+ * HTTP stack takes (route, access, rate limit, backend), so a policy holds
+ * on every protocol path.
+ */
+import type { HashKeyReader } from '../balancer/create.ts';
+import type { Clock, Random } from '../clock.ts';
+import type { RouteRule, ServiceConfig } from '../config/types.ts';
+import type { Logger } from '../log.ts';
+import { forwardHttp } from '../proxy/http-forwarder.ts';
+import { accessLayer, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
+import { headerModifierLayer } from '../routing/header-modifier.ts';
+import { RouteTable, type RouteRequest } from '../routing/route-table.ts';
+import type { Admission } from '../stack/admission.ts';
+import type { AttemptPicker } from '../stack/attempt.ts';
+import { buildRouteLayers, buildServiceLayers } from '../stack/build.ts';
+import type { Handler, Layer } from '../stack/layer.ts';
+import type { InFlightCount } from '../stack/layers.ts';
+import type { ServiceRecorder } from '../stack/observer.ts';
+import type { RetryPolicy } from '../stack/retry.ts';
+import type { RetryBudget } from '../stack/retry-budget.ts';
+import { subsetKey, WeightedSplit, type Subsets } from '../traffic/backends.ts';
+import { faultLayer, type FaultRecorder } from '../traffic/fault-layer.ts';
+import type { FaultRegistry } from '../traffic/faults.ts';
+import { mirrorLayer, type MirrorRecorder } from '../traffic/mirror.ts';
+import { RateLimiter, rateLimitLayer, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
+import type { HttpEndpoint } from './endpoint-set.ts';
+
+/** Everything the data path reports about traffic policy (admin/metrics.ts implements it). */
+export interface TrafficRecorder extends RateLimitRecorder, FaultRecorder, MirrorRecorder, AccessRecorder {
+  routeRequest(service: string, route: string, status: number): void;
+}
+
+export interface TrafficPolicyDeps {
+  readonly config: ServiceConfig;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+  readonly recorder: ServiceRecorder;
+  readonly traffic: TrafficRecorder;
+  readonly faults: FaultRegistry;
+  readonly subsets: Subsets<HttpEndpoint>;
+  /** Where requests go that no route sends elsewhere: every endpoint, or the canary's split. */
+  readonly defaultBackend: AttemptPicker;
+  readonly admission: () => Admission | undefined;
+  readonly hashKey: HashKeyReader | undefined;
+  readonly retryBudget: RetryBudget;
+  readonly inFlight: InFlightCount;
+}
+
+interface CompiledRoute {
+  readonly rule: RouteRule | undefined;
+  readonly handler: Handler;
+  readonly backend: AttemptPicker;
+  readonly limiter: RateLimiter | undefined;
+}
+
+/** What a WebSocket handshake or a TCP connection is allowed, and where it goes. */
+export type Admittance =
+  | { readonly backend: AttemptPicker; readonly route: string | undefined }
+  | { readonly refused: 'forbidden' | 'rate_limited'; readonly reason: string; readonly retryAfterSeconds?: number };
+
+export class TrafficPolicy {
+  readonly handler: Handler;
+  /** The label sets of every subset the policy names (the others may be dropped). */
+  readonly subsetKeys = new Set<string>();
+  private readonly deps: TrafficPolicyDeps;
+  private readonly table: RouteTable<CompiledRoute>;
+  private readonly fallback: CompiledRoute;
+  private readonly access: AccessCheck | undefined;
+  private readonly limiter: RateLimiter | undefined;
+
+  constructor(deps: TrafficPolicyDeps) {
+    this.deps = deps;
+    const { config, clock, traffic } = deps;
+    this.access = compileAccess(config.access);
+    this.limiter = config.rateLimit === undefined ? undefined : new RateLimiter(config.rateLimit, clock);
+    this.subsetKeys.add(subsetKey({}));
+    this.table = new RouteTable(config.routes, (rule) => this.compile(rule));
+    this.fallback = this.compile(undefined);
+    const policy: Layer[] = [];
+    if (this.access !== undefined) policy.push(accessLayer(this.access, config.name, traffic));
+    if (this.limiter !== undefined) policy.push(rateLimitLayer(this.limiter, config.name, undefined, traffic));
+    const routed = this.table.size > 0;
+    this.handler = buildServiceLayers(
+      { label: config.name, recorder: deps.recorder, log: deps.log, clock, limit: { maxInFlight: config.limits.maxInFlight, count: deps.inFlight }, policy },
+      (ex) => {
+        const route = this.select({ head: ex.head, caller: ex.caller });
+        if (!routed || route.rule === undefined) return route.handler(ex);
+        const name = route.rule.name;
+        ex.route = name;
+        return route.handler(ex).finally(() => traffic.routeRequest(config.name, name, ex.response.status));
+      },
+    );
+  }
+
+  /** The route a request takes (its rule undefined: the service's defaults). */
+  private select(request: RouteRequest): CompiledRoute {
+    return this.table.select(request)?.value ?? this.fallback;
+  }
+
+  /** The decisions of the HTTP stack for a WebSocket handshake (`request`) or a TCP connection (undefined). */
+  admit(request: RouteRequest | undefined): Admittance {
+    const { config, traffic } = this.deps;
+    const caller = request?.caller;
+    if (this.access !== undefined) {
+      const verdict = this.access(request === undefined ? undefined : { method: request.head.method, target: request.head.path }, caller);
+      if (!verdict.allowed) {
+        traffic.authorization(config.name, false);
+        return { refused: 'forbidden', reason: verdict.reason };
+      }
+    }
+    const route = request === undefined ? this.fallback : this.select(request);
+    for (const [limiter, name] of [
+      [this.limiter, ''],
+      [route.limiter, route.rule?.name ?? ''],
+    ] as const) {
+      const waitMs = limiter?.take(caller) ?? 0;
+      if (waitMs > 0) {
+        traffic.rateLimited(config.name, name);
+        const scope = name === '' ? `service "${config.name}"` : `route "${name}"`;
+        return { refused: 'rate_limited', reason: `${scope} is over its rate limit`, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
+      }
+    }
+    return { backend: route.backend, route: route.rule?.name };
+  }
+
+  state(): unknown {
+    return {
+      routes: this.deps.config.routes.map((r) => r.name),
+      rateLimit: this.limiter?.state(),
+      access: this.deps.config.access.length,
+    };
+  }
+
+  private compile(rule: RouteRule | undefined): CompiledRoute {
+    const { config, clock, random, log, traffic, faults, subsets } = this.deps;
+    const backend = this.backendOf(rule);
+    const filters: Layer[] = [];
+    const limiter = rule?.rateLimit === undefined ? undefined : new RateLimiter(rule.rateLimit, clock);
+    if (limiter !== undefined) filters.push(rateLimitLayer(limiter, config.name, rule?.name, traffic));
+    if (rule?.requestHeaders !== undefined || rule?.responseHeaders !== undefined) filters.push(headerModifierLayer(rule.requestHeaders, rule.responseHeaders));
+    if (rule?.mirror !== undefined) {
+      this.subsetKeys.add(subsetKey(rule.mirror.subset));
+      filters.push(
+        mirrorLayer({
+          service: config.name,
+          percent: rule.mirror.percent,
+          target: subsets.get(rule.mirror.subset),
+          timeoutMs: rule.timeoutMs ?? config.timeoutMs,
+          bufferLimitBytes: config.retries.bufferLimitBytes,
+          maxInFlight: MIRRORS_IN_FLIGHT,
+          clock,
+          random,
+          recorder: traffic,
+          log,
+        }),
+      );
+    }
+    const handler = buildRouteLayers(
+      {
+        clock,
+        timeoutMs: rule?.timeoutMs ?? config.timeoutMs,
+        admission: this.deps.admission,
+        attempts: backend,
+        hashKey: this.deps.hashKey,
+        retry: { policy: this.retryPolicy(rule), budget: this.deps.retryBudget, random, recorder: this.deps.recorder },
+        filters,
+        faults: faultLayer(config.name, faults, traffic),
+      },
+      forwardHttp,
+    );
+    return { rule, handler, backend, limiter };
+  }
+
+  private backendOf(rule: RouteRule | undefined): AttemptPicker {
+    const { config, random, subsets } = this.deps;
+    if (rule === undefined || rule.backendRefs.length === 0) return this.deps.defaultBackend;
+    for (const b of rule.backendRefs) this.subsetKeys.add(subsetKey(b.subset));
+    if (rule.backendRefs.length === 1) return subsets.get((rule.backendRefs[0] as { subset: Record<string, string> }).subset);
+    return new WeightedSplit(
+      config.name,
+      rule.backendRefs.map((b) => ({ source: subsets.get(b.subset), weight: () => b.weight })),
+      random,
+    );
+  }
+
+  private retryPolicy(rule: RouteRule | undefined): RetryPolicy {
+    const { retries } = this.deps.config;
+    const retry = rule?.retry;
+    return {
+      attempts: retry?.attempts ?? retries.attempts,
+      retryOn: new Set(retry?.codes ?? retries.retryOn),
+      retryOnGrpc: new Set(retries.retryOnGrpc),
+      backoffBaseMs: retry?.backoffMs ?? retries.backoffBaseMs,
+      backoffMaxMs: Math.max(retries.backoffMaxMs, retry?.backoffMs ?? 0),
+      bufferLimitBytes: retries.bufferLimitBytes,
+      perTryTimeoutMs: rule?.backendTimeoutMs ?? retries.perTryTimeoutMs,
+    };
+  }
+}
+
+/** Mirrored requests one route may have in flight; more are skipped (and counted), never queued. */
+const MIRRORS_IN_FLIGHT = 256;

@@ -1,0 +1,433 @@
+/**
+ * Traffic management against real v1/v2 backends and real clients (curl,
+ * Node's http): Gateway API routes with header pinning, weighted splits and
+ * header modifiers; access rules that cannot be slipped past with encoded
+ * paths; rate limits with Retry-After; mirroring to a subset that is down;
+ * fault injection through the admin API that the feedback loop reacts to
+ * and that expires by itself; canaries rolled back and promoted by this
+ * host's own observations.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { Agent } from 'node:http';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { closedPort, echo, startBackend, type Backend } from '../helpers/backend.ts';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
+import { metricValue, request, sleep } from '../helpers/http.ts';
+
+const run = promisify(execFile);
+
+/** `count` GETs through meshd, `parallel` at a time; returns each reply's status and answering port. */
+async function drive(meshd: RunningDaemon, count: number, opts: { host: string; path?: string; headers?: Record<string, string>; parallel?: number }) {
+  const agent = new Agent({ keepAlive: true, maxSockets: opts.parallel ?? 8 });
+  const out: { status: number; port: string | undefined; fault: string | undefined }[] = [];
+  try {
+    for (let done = 0; done < count;) {
+      const batch = Math.min(opts.parallel ?? 8, count - done);
+      const replies = await Promise.all(
+        Array.from({ length: batch }, () => request(meshd.outbound, { path: opts.path ?? '/', headers: { host: opts.host, ...opts.headers }, agent })),
+      );
+      for (const r of replies)
+        out.push({ status: r.status, port: r.headers['x-backend-port'] as string | undefined, fault: r.headers['x-meshd-fault'] as string | undefined });
+      done += batch;
+    }
+  } finally {
+    agent.destroy();
+  }
+  return out;
+}
+
+async function state(
+  meshd: RunningDaemon,
+): Promise<{ services: { name: string; endpoints: { address: string; state: string }[]; canary?: { phase: string; weight: number } }[] }> {
+  return (await request(meshd.admin, { path: '/debug/state' })).json() as never;
+}
+
+async function admin(meshd: RunningDaemon, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  return request(meshd.admin, {
+    method,
+    path,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+}
+
+describe('routes, splits and header modifiers', () => {
+  it('pins x-canary: 1 to v2, splits /api 80/20, modifies headers both ways (curl and Node)', async (t) => {
+    const v1 = await startBackend(echo);
+    const v2 = await startBackend(echo);
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints:
+      - { address: ${v1.address}, labels: { version: v1 } }
+      - { address: ${v2.address}, labels: { version: v2 } }
+    routes:
+      - name: pinned
+        matches: [ { headers: [ { name: X-Canary, value: "1" } ] } ]
+        backendRefs: [ { subset: { version: v2 } } ]
+        filters:
+          - type: RequestHeaderModifier
+            requestHeaderModifier: { set: [ { name: x-route, value: pinned } ], remove: [ x-secret ] }
+          - type: ResponseHeaderModifier
+            responseHeaderModifier: { add: [ { name: x-served-by, value: meshd } ] }
+      - name: api
+        matches: [ { path: { type: PathPrefix, value: /api } } ]
+        backendRefs: [ { subset: { version: v1 }, weight: 80 }, { subset: { version: v2 }, weight: 20 } ]
+      - name: stable
+        backendRefs: [ { subset: { version: v1 } } ]
+`);
+    try {
+      // curl, a client no one here wrote: the pinned route, both header modifiers.
+      const { stdout } = await run('curl', [
+        '-s',
+        '-D',
+        '-',
+        '-H',
+        'Host: users',
+        '-H',
+        'X-Canary: 1',
+        '-H',
+        'X-Secret: s3',
+        `http://${meshd.outbound}/anything`,
+      ]);
+      assert.match(stdout, new RegExp(`x-backend-port: ${v2.port}`, 'i'));
+      assert.match(stdout, /x-served-by: meshd/i);
+      const echoed = JSON.parse(stdout.slice(stdout.indexOf('\r\n\r\n') + 4)) as { headers: Record<string, string> };
+      assert.equal(echoed.headers['x-route'], 'pinned');
+      assert.equal(echoed.headers['x-secret'], undefined);
+
+      const pinned = await drive(meshd, 50, { host: 'users', headers: { 'x-canary': '1' } });
+      assert.ok(
+        pinned.every((r) => r.port === String(v2.port)),
+        'pinned requests all on v2',
+      );
+      const rest = await drive(meshd, 50, { host: 'users', path: '/other' });
+      assert.ok(
+        rest.every((r) => r.port === String(v1.port)),
+        'unmatched requests on the stable route',
+      );
+      // "/apiary" is not under the "/api" prefix (whole segments): stable route.
+      const apiary = await drive(meshd, 20, { host: 'users', path: '/apiary' });
+      assert.ok(apiary.every((r) => r.port === String(v1.port)));
+
+      const split = await drive(meshd, 1_000, { host: 'users', path: '/api/items', parallel: 16 });
+      const toV2 = split.filter((r) => r.port === String(v2.port)).length / split.length;
+      t.diagnostic(`/api split: ${(toV2 * 100).toFixed(1)} % to v2 of ${split.length}`);
+      assert.ok(split.every((r) => r.status === 200));
+      // 20 % ± 5 points (binomial sd at n = 1000 is 1.3 points).
+      assert.ok(toV2 > 0.15 && toV2 < 0.25, `share to v2 ${toV2}`);
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'api', code: '2xx' }), 1_000);
+    } finally {
+      await meshd.stop();
+      await Promise.all([v1.close(), v2.close()]);
+    }
+  });
+});
+
+describe('access rules and rate limits', () => {
+  it('denies DELETE and /admin however the path is spelled, and answers 429 with Retry-After over the limit', async () => {
+    const backend = await startBackend(echo);
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints: [ { address: ${backend.address} } ]
+    access:
+      - { action: deny, methods: [ DELETE ] }
+      - { action: deny, paths: [ /admin, /admin/* ] }
+    routes:
+      - name: search
+        matches: [ { path: { type: PathPrefix, value: /search } } ]
+        rateLimit: { requestsPerSecond: 2, burst: 3 }
+`);
+    try {
+      assert.equal((await request(meshd.outbound, { headers: { host: 'users' }, path: '/ok' })).status, 200);
+      const del = await request(meshd.outbound, { method: 'DELETE', headers: { host: 'users' }, path: '/ok' });
+      assert.equal(del.status, 403);
+      assert.equal(del.headers['x-meshd-error'], 'forbidden');
+      for (const path of ['/admin', '/admin/users', '//admin/users', '/public/../admin/x', '/%61dmin/x', '/admin%2Fx', '/public/%2e%2e/admin']) {
+        const { stdout } = await run('curl', [
+          '-s',
+          '--path-as-is',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '-H',
+          'Host: users',
+          `http://${meshd.outbound}${path}`,
+        ]);
+        assert.equal(stdout, '403', `${path} answered ${stdout}`);
+      }
+      assert.equal(backend.hits, 1, 'no denied request reached the backend');
+
+      const statuses: number[] = [];
+      let retryAfter: string | undefined;
+      for (let i = 0; i < 6; i++) {
+        const r = await request(meshd.outbound, { headers: { host: 'users' }, path: '/search?q=x' });
+        statuses.push(r.status);
+        if (r.status === 429) retryAfter = r.headers['retry-after'] as string;
+      }
+      assert.deepEqual(statuses.slice(0, 3), [200, 200, 200]);
+      assert.ok(statuses.slice(3).includes(429), JSON.stringify(statuses));
+      assert.equal(retryAfter, '1');
+      // Another route is not limited by the search route's bucket.
+      assert.equal((await request(meshd.outbound, { headers: { host: 'users' }, path: '/ok' })).status, 200);
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_rate_limited_total', { service: 'users', route: 'search' }) >= 1);
+    } finally {
+      await meshd.stop();
+      await backend.close();
+    }
+  });
+});
+
+describe('mirroring', () => {
+  it('mirrors to a live subset with -shadow, and a mirror subset that is down costs callers nothing', async () => {
+    const v1 = await startBackend(echo);
+    const seen: string[] = [];
+    const shadow = await startBackend((req, res) => {
+      seen.push(`${req.headers.host} ${req.method} ${req.url}`);
+      req.resume();
+      req.on('end', () => res.end('shadow'));
+    });
+    const dead = await closedPort();
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints:
+      - { address: ${v1.address}, labels: { version: v1 } }
+      - { address: ${shadow.address}, labels: { version: shadow } }
+      - { address: 127.0.0.1:${dead}, labels: { version: dead } }
+    outlier: { enabled: false }
+    routes:
+      - name: live
+        matches: [ { path: { type: PathPrefix, value: /live } } ]
+        backendRefs: [ { subset: { version: v1 } } ]
+        filters: [ { type: RequestMirror, requestMirror: { backendRef: { subset: { version: shadow } } } } ]
+      - name: down
+        backendRefs: [ { subset: { version: v1 } } ]
+        filters: [ { type: RequestMirror, requestMirror: { backendRef: { subset: { version: dead } }, percent: 100 } } ]
+`);
+    try {
+      const post = await request(meshd.outbound, {
+        method: 'POST',
+        path: '/live/upload',
+        headers: { host: 'users', 'content-type': 'text/plain' },
+        body: 'x'.repeat(5_000),
+      });
+      assert.equal(post.status, 200);
+      assert.equal((post.json() as { bodyBytes: number }).bodyBytes, 5_000);
+      for (let i = 0; i < 50 && seen.length === 0; i++) await sleep(20);
+      assert.deepEqual(seen, ['users-shadow POST /live/upload']);
+
+      const replies = await drive(meshd, 200, { host: 'users', path: '/other' });
+      assert.ok(
+        replies.every((r) => r.status === 200 && r.port === String(v1.port)),
+        'callers are unaffected by the dead mirror',
+      );
+      await sleep(200);
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_mirror_requests_total', { service: 'users', result: 'failed' }) >= 100);
+      assert.ok(metricValue(metrics, 'meshd_mirror_requests_total', { service: 'users', result: 'completed' }) >= 1);
+    } finally {
+      await meshd.stop();
+      await Promise.all([v1.close(), shadow.close()]);
+    }
+  });
+});
+
+describe('fault injection', () => {
+  it('an injected delay on one endpoint gets it ejected for latency, is labelled, and expires by itself', async (t) => {
+    const backends: Backend[] = await Promise.all([startBackend(echo), startBackend(echo), startBackend(echo)]);
+    const slow = backends[0] as Backend;
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints: [ ${backends.map((b) => `{ address: ${b.address} }`).join(', ')} ]
+    balancer: { algorithm: round-robin }
+    retries: { attempts: 1 }
+    outlier: { latency: { factor: 3, floor: 20ms, minRequests: 5, minHosts: 2 }, window: 2s, baseEjection: 30s }
+`);
+    try {
+      // Refused: malformed input, a browser's request, a non-JSON body, an unknown service.
+      const bad = await admin(meshd, 'POST', '/faults', { service: 'users', name: 'x', duration: '1s', delay: { duration: 'soon' } });
+      assert.equal(bad.status, 400);
+      assert.ok(JSON.stringify(bad.json()).includes('delay/duration'), bad.body);
+      assert.equal((await admin(meshd, 'POST', '/faults', { service: 'users', name: 'x', duration: '1s' })).status, 400, 'a fault must do something');
+      assert.equal((await admin(meshd, 'POST', '/faults', '{not json')).status, 400);
+      assert.equal(
+        (await admin(meshd, 'POST', '/faults', { service: 'users', name: 'x', duration: '1s', abort: { status: 503 } }, { origin: 'http://evil.example' }))
+          .status,
+        403,
+      );
+      assert.equal((await request(meshd.admin, { method: 'POST', path: '/faults', headers: { 'content-type': 'text/plain' }, body: '{}' })).status, 415);
+      assert.equal((await admin(meshd, 'POST', '/faults', { service: 'nope', name: 'x', duration: '1s', abort: { status: 503 } })).status, 404);
+
+      const added = await admin(meshd, 'POST', '/faults', {
+        service: 'users',
+        name: 'slow-one',
+        match: { endpoint: slow.address },
+        delay: { duration: '150ms' },
+        duration: '4s',
+      });
+      assert.equal(added.status, 201, added.body);
+      const replies = await drive(meshd, 60, { host: 'users', parallel: 6 });
+      assert.ok(replies.every((r) => r.status === 200));
+      assert.ok(
+        replies.some((r) => r.fault === 'slow-one'),
+        'delayed responses name the fault',
+      );
+      const ejection = await meshd.waitForLog((l) => l['event'] === 'eject' && l['endpoint'] === slow.address, 10_000);
+      t.diagnostic(`ejected: ${String(ejection['reason'])}`);
+      assert.equal(ejection['reason'], 'latency');
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_faults_injected_total', { service: 'users', fault: 'slow-one', action: 'delay' }) >= 5);
+      const listed = (await admin(meshd, 'GET', '/faults')).json() as { faults: { name: string }[] };
+      assert.deepEqual(
+        listed.faults.map((f) => f.name),
+        ['slow-one'],
+      );
+      // Expires by itself.
+      await sleep(4_200);
+      assert.deepEqual(((await admin(meshd, 'GET', '/faults')).json() as { faults: unknown[] }).faults, []);
+      const after = await drive(meshd, 20, { host: 'users' });
+      assert.ok(after.every((r) => r.fault === undefined));
+    } finally {
+      await meshd.stop();
+      await Promise.all(backends.map((b) => b.close()));
+    }
+  });
+
+  it('aborts a share of one caller-selected request set with 503, retried away from the endpoint', async () => {
+    const a = await startBackend(echo);
+    const b = await startBackend(echo);
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints: [ { address: ${a.address} }, { address: ${b.address} } ]
+    outlier: { enabled: false }
+    faults:
+      - { name: chaos-a, match: { endpoint: ${a.address}, headers: [ { name: x-chaos, value: "on" } ] }, abort: { status: 503 }, duration: 1h }
+`);
+    try {
+      // Without the header: no fault.
+      const plain = await drive(meshd, 40, { host: 'users' });
+      assert.ok(plain.every((r) => r.status === 200 && r.fault === undefined));
+      // With it: endpoint a answers 503 every time, the retry goes to b: callers still see 200.
+      const chaos = await drive(meshd, 40, { host: 'users', headers: { 'x-chaos': 'on' } });
+      assert.ok(
+        chaos.every((r) => r.status === 200 && r.port === String(b.port)),
+        JSON.stringify(chaos.slice(0, 5)),
+      );
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.ok(metricValue(metrics, 'meshd_faults_injected_total', { service: 'users', fault: 'chaos-a', action: 'abort' }) >= 1);
+      assert.ok(metricValue(metrics, 'meshd_retries_total', { service: 'users', reason: '503' }) >= 1);
+    } finally {
+      await meshd.stop();
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe('canary driven by the feedback loop', () => {
+  const canaryConfig = (v1: Backend, v2: Backend) => `
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints:
+      - { address: ${v1.address}, labels: { version: v1 } }
+      - { address: ${v2.address}, labels: { version: v2 } }
+    outlier: { enabled: false }
+    retries: { attempts: 1 }
+    canary:
+      stable: { version: v1 }
+      canary: { version: v2 }
+      steps: [ 10, 50, 100 ]
+      dwell: 1s
+      minRequests: 40
+      maxSuccessRateDrop: 0.01
+`;
+
+  it('rolls back a v2 that fails 5 % within its first step, and keeps it rolled back', async (t) => {
+    const v1 = await startBackend(echo);
+    let served = 0;
+    const v2 = await startBackend((req, res, backend) => {
+      served++;
+      if (served % 20 === 0) {
+        res.writeHead(500);
+        res.end('boom');
+      } else echo(req, res, backend);
+    });
+    const meshd = await startDaemon(canaryConfig(v1, v2));
+    try {
+      const deadline = Date.now() + 20_000;
+      let rolledBack: Record<string, unknown> | undefined;
+      while (Date.now() < deadline && rolledBack === undefined) {
+        await drive(meshd, 100, { host: 'users', parallel: 10 });
+        rolledBack = meshd.logs.find((l) => l['event'] === 'canary' && l['action'] === 'rollback');
+      }
+      assert.ok(rolledBack !== undefined, 'rolled back');
+      t.diagnostic(`rollback: ${JSON.stringify(rolledBack)}`);
+      assert.equal(rolledBack['from'], 10, 'within its first step');
+      assert.equal(rolledBack['reason'], 'success_rate');
+      const after = await drive(meshd, 200, { host: 'users' });
+      assert.ok(
+        after.every((r) => r.port === String(v1.port)),
+        'no traffic to v2 after the rollback',
+      );
+      await sleep(1_500);
+      const svc = (await state(meshd)).services.find((s) => s.name === 'users');
+      assert.equal(svc?.canary?.phase, 'rolled_back');
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(metrics, 'meshd_canary_weight_percent', { service: 'users' }), 0);
+      // An operator may restart it.
+      const restart = await admin(meshd, 'POST', '/canary/users/restart', {});
+      assert.equal(restart.status, 200, restart.body);
+      assert.equal((restart.json() as { to: number }).to, 10);
+    } finally {
+      await meshd.stop();
+      await Promise.all([v1.close(), v2.close()]);
+    }
+  });
+
+  it('promotes a healthy v2 to 100 % step by step; pause holds it', async () => {
+    const v1 = await startBackend(echo);
+    const v2 = await startBackend(echo);
+    const meshd = await startDaemon(canaryConfig(v1, v2));
+    try {
+      assert.equal((await admin(meshd, 'POST', '/canary/users/pause', {})).status, 200);
+      await drive(meshd, 300, { host: 'users', parallel: 10 });
+      await sleep(1_200);
+      assert.equal((await state(meshd)).services.find((s) => s.name === 'users')?.canary?.weight, 10, 'paused at its first step');
+      assert.equal((await admin(meshd, 'POST', '/canary/users/resume', {})).status, 200);
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && !meshd.logs.some((l) => l['event'] === 'canary' && l['action'] === 'promote')) {
+        await drive(meshd, 100, { host: 'users', parallel: 10 });
+      }
+      const steps = meshd.logs.filter((l) => l['event'] === 'canary' && (l['action'] === 'advance' || l['action'] === 'promote')).map((l) => l['to']);
+      assert.deepEqual(steps, [50, 100, 100]);
+      const after = await drive(meshd, 100, { host: 'users' });
+      assert.ok(
+        after.every((r) => r.port === String(v2.port)),
+        'all traffic on v2 once promoted',
+      );
+    } finally {
+      await meshd.stop();
+      await Promise.all([v1.close(), v2.close()]);
+    }
+  });
+});
