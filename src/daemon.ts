@@ -35,6 +35,7 @@ import { MeshInbound } from './service/mesh-inbound.ts';
 import { MeshPolicies } from './service/mesh-policy.ts';
 import { MeshRouter } from './service/mesh-router.ts';
 import { FaultRegistry } from './traffic/faults.ts';
+import { HttpRouteView } from './kubernetes/http-routes.ts';
 import type { ChangeAnswer, ChangeTarget } from './admin/changes.ts';
 import type { FaultSpec } from './config/types.ts';
 import type { CanaryCommand } from './canary/canary-state.ts';
@@ -121,6 +122,7 @@ export class Daemon implements ChangeTarget {
             log: deps.log,
             now: () => Date.now(),
             config: () => this.config,
+            httpRoutes: mesh.httpRoutes,
           });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
     metrics.setDiscoveryStalenessSource(() => this.services.discoveryStaleness());
@@ -258,8 +260,12 @@ export class Daemon implements ChangeTarget {
     const kubeconfig = config.kubernetes.kubeconfig;
     const listWatch = { log: this.deps.log, random: this.deps.random, now: () => Date.now() };
     const view = new ClusterView({ nodeName, kubeconfig, mesh: settings }, listWatch);
+    const httpRoutes = settings.httpRoutes
+      ? new HttpRouteView({ ...listWatch, kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, changed: (namespace) => this.router?.routesChanged(namespace) })
+      : undefined;
     return {
       view,
+      httpRoutes,
       namespaces: new HeldNamespaces(informers, { kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, max: 256 }),
       policies: new MeshPolicies(),
       discovery: { view, informers, kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, inboundPort: settings.inboundPort },
@@ -433,6 +439,7 @@ export class Daemon implements ChangeTarget {
     this.router?.close();
     void this.inbound?.closeMesh();
     this.mesh?.namespaces.close();
+    this.mesh?.httpRoutes?.close();
     this.mesh?.view.stop();
   }
 
@@ -539,6 +546,8 @@ const CLUSTER_VIEW_WAIT_MS = 10_000;
 interface MeshParts {
   readonly view: ClusterView;
   readonly namespaces: HeldNamespaces;
+  /** HTTPRoutes attached to Services (GAMMA); undefined when `kubernetes.mesh.httpRoutes: false`. */
+  readonly httpRoutes: HttpRouteView | undefined;
   readonly policies: MeshPolicies;
   readonly discovery: MeshDiscovery;
 }

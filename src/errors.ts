@@ -9,6 +9,8 @@ export const ERROR_STATUS = {
   bad_request: 400,
   forbidden: 403,
   unknown_service: 404,
+  // The Service's HTTPRoutes match nothing in this request (Gateway API answers 404).
+  no_route: 404,
   method_not_allowed: 405,
   // A peer asked this node to deliver to a pod that is not one of its own ready pods of that Service.
   misdirected: 421,
@@ -17,6 +19,8 @@ export const ERROR_STATUS = {
   // A local token-bucket rate limit (service, route or caller) is spent; Retry-After says when a token returns.
   rate_limited: 429,
   internal: 500,
+  // The route that matched has no backends (Gateway API answers 500).
+  no_backend: 500,
   connect_failed: 502,
   upstream_reset: 502,
   upstream_protocol_error: 502,

@@ -72,6 +72,7 @@ export const DEFAULTS = deepFreeze({
       meshdSelector: 'app.kubernetes.io/name=meshd',
       inboundPort: 4143,
       idleTimeout: 150 * SECOND,
+      httpRoutes: true,
     },
   },
   local: {

@@ -300,6 +300,7 @@ function normaliseMesh(raw: RawKubernetesMesh, baseDir: string): KubernetesMeshC
     meshdSelector: raw.meshdSelector ?? d.meshdSelector,
     inboundPort: raw.inboundPort ?? d.inboundPort,
     idleTimeoutMs: ms(raw.idleTimeout, d.idleTimeout),
+    httpRoutes: raw.httpRoutes ?? d.httpRoutes,
     // A template: each discovered Service gets these settings under its own name.
     service: normaliseService('*', raw.service ?? {}, baseDir),
     authorization: new Map(Object.entries(raw.authorization ?? {}).map(([name, p]) => [name, { allow: p.allow ?? [], deny: p.deny ?? [] }])),

@@ -214,6 +214,7 @@ export interface RawKubernetesMesh {
   meshdSelector?: string;
   inboundPort?: number;
   idleTimeout?: string;
+  httpRoutes?: boolean;
   service?: RawService;
   authorization?: Record<string, { allow?: string[]; deny?: string[] }>;
 }

@@ -346,6 +346,8 @@ export const CONFIG_SCHEMA = {
             meshdSelector: { type: 'string', minLength: 1 },
             inboundPort: { type: 'integer', minimum: 1, maximum: 65535 },
             idleTimeout: duration,
+            // HTTPRoutes whose parentRef is a Service become its routes (needs list/watch on httproutes).
+            httpRoutes: { type: 'boolean' },
             // Settings of every Service meshd discovers (timeouts, retries, balancer, outlier…).
             service: meshServiceSettings,
             authorization: {

@@ -107,6 +107,13 @@ function checkRoute(rule: RouteRule, raw: RawRouteRule | undefined, path: PathSe
   }
 }
 
+/** Every problem of one rule, as text (rules translated from the cluster's HTTPRoutes). */
+export function routeRuleProblems(rule: RouteRule, raw: RawRouteRule): string[] {
+  const problems: string[] = [];
+  checkRoute(rule, raw, [], (path, message) => problems.push(path.length === 0 ? message : `${path.join('.')}: ${message}`));
+  return problems;
+}
+
 /** Names are how metrics, logs, faults and the admin API refer to routes. */
 export const routesAreValid: ServiceRule = ({ name, raw, config }, report) => {
   const seen = new Set<string>();

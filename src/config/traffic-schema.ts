@@ -94,7 +94,8 @@ const filter = {
   },
 } as const;
 
-const routeRule = {
+/** One HTTPRoute rule as meshd writes it (also what Kubernetes HTTPRoutes are translated into). */
+export const ROUTE_RULE_SCHEMA = {
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -181,7 +182,7 @@ const canary = {
 
 /** The keys a service's traffic policy adds to `services.NAME`. */
 export const SERVICE_TRAFFIC_PROPERTIES = {
-  routes: { type: 'array', maxItems: 256, items: routeRule },
+  routes: { type: 'array', maxItems: 256, items: ROUTE_RULE_SCHEMA },
   access: ACCESS_SCHEMA,
   rateLimit: RATE_LIMIT_SCHEMA,
   faults: { type: 'array', maxItems: 64, items: FAULT_SCHEMA },

@@ -176,7 +176,14 @@ export interface KubernetesDiscoveryConfig {
 
 export interface DiscoveryConfig {
   /** Kubernetes mesh mode: a Service of the cluster, by name and namespace (set by meshd, not the config file). */
-  readonly mesh?: { readonly service: string; readonly namespace: string } | undefined;
+  readonly mesh?:
+    | {
+        readonly service: string;
+        readonly namespace: string;
+        /** Other Services of the namespace its HTTPRoutes send to (their pods are labelled `service.meshd.io/NAME: "true"`). */
+        readonly backends?: readonly string[];
+      }
+    | undefined;
   readonly dns: DnsDiscoveryConfig | undefined;
   readonly consul: ConsulDiscoveryConfig | undefined;
   readonly kubernetes: KubernetesDiscoveryConfig | undefined;
@@ -268,6 +275,11 @@ export interface RouteRule {
   readonly backendTimeoutMs: number | undefined;
   readonly retry: { readonly attempts: number; readonly codes: readonly number[]; readonly backoffMs: number } | undefined;
   readonly rateLimit: RateLimitConfig | undefined;
+  /**
+   * Set on rules meshd adds itself, not written in YAML: answer with this error instead of
+   * forwarding (Gateway API: 404 when a Service's HTTPRoutes match nothing, 500 for a rule without backends).
+   */
+  readonly answer?: 'no_route' | 'no_backend' | undefined;
 }
 
 export interface AccessRule {
@@ -361,6 +373,8 @@ export interface KubernetesMeshConfig {
   readonly idleTimeoutMs: number;
   /** The settings of every discovered Service (its name and endpoints come from the cluster). */
   readonly service: ServiceConfig;
+  /** Read HTTPRoutes whose parentRef is a Service (Gateway API's mesh profile) as that Service's routes. */
+  readonly httpRoutes: boolean;
   /** Who may call which Service ("name.namespace"), by the caller's workload identity; a Service not named admits every workload. */
   readonly authorization: ReadonlyMap<string, { readonly allow: readonly string[]; readonly deny: readonly string[] }>;
 }

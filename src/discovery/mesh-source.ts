@@ -35,7 +35,9 @@ export interface MeshSourceDeps {
 const PREFERRED_PORTS = ['http', 'http2', 'grpc', 'web'];
 
 export class MeshSource implements DiscoverySource, SliceSubscriber {
-  readonly name = 'kubernetes';
+  readonly name: string;
+  /** Added to every endpoint's labels (a backend Service's pods: `service.meshd.io/NAME`). */
+  private readonly extraLabels: Readonly<Record<string, string>>;
   private readonly label: string;
   private readonly service: string;
   private readonly namespace: string;
@@ -53,7 +55,17 @@ export class MeshSource implements DiscoverySource, SliceSubscriber {
    * `label` is the service as meshd names it ("users.shop", or a configured service's name); `port`
    * the EndpointSlice port by name or number (undefined: an HTTP one, else the first).
    */
-  constructor(label: string, service: string, namespace: string, port: string | number | undefined, acceptEmptyAfterMs: number, deps: MeshSourceDeps) {
+  constructor(
+    label: string,
+    service: string,
+    namespace: string,
+    port: string | number | undefined,
+    acceptEmptyAfterMs: number,
+    deps: MeshSourceDeps,
+    options: { readonly name?: string; readonly labels?: Readonly<Record<string, string>> } = {},
+  ) {
+    this.name = options.name ?? 'kubernetes';
+    this.extraLabels = options.labels ?? {};
     this.label = label;
     this.service = service;
     this.namespace = namespace;
@@ -105,7 +117,8 @@ export class MeshSource implements DiscoverySource, SliceSubscriber {
     let unreachable = 0;
     const port = this.port ?? preferredPort(this.slices);
     const protocol = portProtocol(this.slices.flatMap((s) => s.ports ?? []).find((p) => port === undefined || p.name === port || p.port === port));
-    for (const e of endpointsOf(this.slices, port)) {
+    for (const found of endpointsOf(this.slices, port)) {
+      const e = { ...found, labels: { ...found.labels, ...this.extraLabels } };
       const node = e.labels['node'];
       if (node === undefined || node === view.nodeName) {
         out.push(protocol === undefined ? e : { ...e, protocol });
@@ -120,7 +133,7 @@ export class MeshSource implements DiscoverySource, SliceSubscriber {
     }
     this.unreachable = unreachable;
     if (this.record.offer(out)) {
-      this.deps.log.info({ service: this.label, source: 'kubernetes', endpoints: out.length, unreachablePods: unreachable }, 'mesh endpoints changed');
+      this.deps.log.info({ service: this.label, source: this.name, endpoints: out.length, unreachablePods: unreachable }, 'mesh endpoints changed');
       this.deps.changed();
     }
   }

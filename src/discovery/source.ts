@@ -12,6 +12,7 @@ import { DnsSource } from './dns-source.ts';
 import { EndpointsFileSource } from './endpoints-file.ts';
 import { KubernetesSource } from './kubernetes-source.ts';
 import { MeshSource, type MeshDiscovery } from './mesh-source.ts';
+import { backendLabel } from '../kubernetes/gamma.ts';
 import type { SliceInformers } from './kubernetes-slices.ts';
 import type { UpdateResult } from './source-record.ts';
 
@@ -106,14 +107,25 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
         );
       }
       if (discovery.mesh !== undefined && deps.mesh !== undefined) {
-        sources.push(
-          new MeshSource(config.name, discovery.mesh.service, discovery.mesh.namespace, undefined, discovery.acceptEmptyAfterMs, {
-            log: deps.log,
-            now: wallClock,
-            mesh: deps.mesh,
-            ...hooks('kubernetes'),
-          }),
-        );
+        const { service, namespace, backends = [] } = discovery.mesh;
+        const meshDeps = { log: deps.log, now: wallClock, mesh: deps.mesh };
+        // Labelled with its own name too when HTTPRoutes name other Services: every backend is a subset by label.
+        const own = backends.length === 0 ? {} : { labels: backendLabel(service) };
+        sources.push(new MeshSource(config.name, service, namespace, undefined, discovery.acceptEmptyAfterMs, { ...meshDeps, ...hooks('kubernetes') }, own));
+        for (const backend of backends) {
+          const name = `kubernetes:${backend}`;
+          sources.push(
+            new MeshSource(
+              config.name,
+              backend,
+              namespace,
+              undefined,
+              discovery.acceptEmptyAfterMs,
+              { ...meshDeps, ...hooks(name) },
+              { name, labels: backendLabel(backend) },
+            ),
+          );
+        }
       }
       return sources;
     },

@@ -83,7 +83,12 @@ export class EndpointSet {
       for (const spec of list) {
         const seen = wanted.get(spec.address);
         if (seen === undefined) wanted.set(spec.address, { spec, sources: [source] });
-        else seen.sources.push(source);
+        else {
+          seen.sources.push(source);
+          // Labels from every source that lists the address (a pod behind two Services is in both subsets); the first wins a conflict.
+          const missing = Object.entries(spec.labels).filter(([k]) => !(k in seen.spec.labels));
+          if (missing.length > 0) seen.spec = { ...seen.spec, labels: { ...Object.fromEntries(missing), ...seen.spec.labels } };
+        }
       }
     }
     const now = this.deps.clock();

@@ -18,6 +18,8 @@ import { CALLER_IDENTITY_HEADER, CALLER_NAMESPACE_HEADER, CALLER_POD_HEADER, CAL
 import type { MeshPolicies } from './mesh-policy.ts';
 import type { ServiceRegistry } from './registry.ts';
 import type { ServiceRuntime } from './runtime.ts';
+import type { HttpRouteView } from '../kubernetes/http-routes.ts';
+import { serviceRoutes } from '../kubernetes/gamma.ts';
 
 export type RouteResult = ServiceRuntime | MeshError;
 
@@ -32,6 +34,8 @@ export interface MeshRouterDeps {
   readonly now: () => number;
   /** The running config (it follows reloads). */
   config(): MeshConfig;
+  /** HTTPRoutes attached to Services (GAMMA); undefined: not read. */
+  readonly httpRoutes?: HttpRouteView | undefined;
 }
 
 /** A Service nobody called for this long gives its runtime back. */
@@ -40,6 +44,8 @@ export const IDLE_SERVICE_MS = 10 * 60_000;
 export class MeshRouter {
   private readonly deps: MeshRouterDeps;
   private readonly lastUsed = new Map<string, number>();
+  /** Each running Service's hold on its namespace's HTTPRoute watch, and its namespace. */
+  private readonly routeHolds = new Map<string, { namespace: string; release: () => void }>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: MeshRouterDeps) {
@@ -101,7 +107,15 @@ export class MeshRouter {
   }
 
   status(): unknown {
-    return { services: this.deps.registry.onDemandNames(), heldNamespaces: this.deps.namespaces.names() };
+    return { services: this.deps.registry.onDemandNames(), heldNamespaces: this.deps.namespaces.names(), httpRoutes: this.deps.httpRoutes?.status() };
+  }
+
+  /** The HTTPRoutes of `namespace` changed: its running Services take their new routes. */
+  routesChanged(namespace: string): void {
+    for (const [label, hold] of this.routeHolds) {
+      if (hold.namespace !== namespace) continue;
+      this.deps.registry.refresh(label).catch((err: unknown) => this.deps.log.error({ err, service: label }, 'applying changed HTTPRoutes failed'));
+    }
   }
 
   private async start(ref: ServiceRef, label: string): Promise<ServiceRuntime | MeshError> {
@@ -115,7 +129,13 @@ export class MeshRouter {
       return new MeshError('unknown_service', `no Service "${ref.name}" with endpoints in namespace "${ref.namespace}"`);
     }
     this.lastUsed.set(label, this.deps.now());
-    const runtime = await this.deps.registry.ensure(label, (config) => meshServiceConfig(config, ref, label));
+    const httpRoutes = this.deps.httpRoutes;
+    if (httpRoutes !== undefined && !this.routeHolds.has(label)) {
+      const release = await httpRoutes.hold(ref.namespace);
+      if (this.routeHolds.has(label)) release();
+      else this.routeHolds.set(label, { namespace: ref.namespace, release });
+    }
+    const runtime = await this.deps.registry.ensure(label, (config) => meshServiceConfig(config, ref, label, httpRoutes, this.deps.log));
     if (runtime === undefined) return new MeshError('unknown_service', `Kubernetes mesh mode is off; no service named "${label}"`);
     this.deps.log.info({ service: label }, 'mesh service started on its first call');
     return runtime;
@@ -129,15 +149,28 @@ export class MeshRouter {
       if (this.deps.registry.get(label)?.busy === true) continue;
       this.lastUsed.delete(label);
       this.deps.registry.remove(label);
+      this.routeHolds.get(label)?.release();
+      this.routeHolds.delete(label);
       this.deps.log.info({ service: label, idleMs: now - at }, 'idle mesh service stopped');
     }
   }
 }
 
-/** A Service's config: the template's settings under the Service's label, its endpoints from the cluster. */
-export function meshServiceConfig(config: MeshConfig, ref: ServiceRef, label: string): ServiceConfig | undefined {
+/**
+ * A Service's config: the template's settings under the Service's label, its endpoints from the
+ * cluster, and its routes from the HTTPRoutes attached to it (kubernetes/gamma.ts).
+ */
+export function meshServiceConfig(config: MeshConfig, ref: ServiceRef, label: string, httpRoutes?: HttpRouteView, log?: Logger): ServiceConfig | undefined {
   const mesh = config.kubernetes.mesh;
   if (mesh === undefined) return undefined;
   const template = mesh.service;
-  return { ...template, name: label, discovery: { ...template.discovery, mesh: { service: ref.name, namespace: ref.namespace } } };
+  const gamma = httpRoutes === undefined ? undefined : serviceRoutes(httpRoutes.routes(ref.namespace), ref.name, ref.namespace);
+  if (gamma !== undefined && gamma.skipped.length > 0)
+    log?.warn({ service: label, skipped: gamma.skipped }, 'HTTPRoute rules left out (unsupported or invalid)');
+  return {
+    ...template,
+    name: label,
+    routes: gamma?.rules ?? template.routes,
+    discovery: { ...template.discovery, mesh: { service: ref.name, namespace: ref.namespace, backends: gamma?.backends ?? [] } },
+  };
 }

@@ -71,6 +71,14 @@ export class ServiceRegistry {
     void entry.runtime.close();
   }
 
+  /** Applies a made-on-demand service's config again (what it is made from changed, e.g. its HTTPRoutes). */
+  async refresh(name: string): Promise<void> {
+    const entry = this.onDemand.get(name);
+    if (entry === undefined || this.config === undefined) return;
+    const next = entry.configFor(this.config);
+    if (next !== undefined) await entry.runtime.reconfigure(next, this.config.node.zone);
+  }
+
   /** Names of the services made on demand. */
   onDemandNames(): string[] {
     return [...this.onDemand.keys()];

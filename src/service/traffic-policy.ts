@@ -28,6 +28,7 @@ import type { FaultRegistry } from '../traffic/faults.ts';
 import { mirrorLayer, type MirrorRecorder } from '../traffic/mirror.ts';
 import { RateLimiter, rateLimitLayer, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
 import type { HttpEndpoint } from './endpoint-set.ts';
+import { MeshError } from '../errors.ts';
 
 /** Everything the data path reports about traffic policy (admin/metrics.ts implements it). */
 export interface TrafficRecorder extends RateLimitRecorder, FaultRecorder, MirrorRecorder, AccessRecorder {
@@ -61,7 +62,7 @@ interface CompiledRoute {
 /** What a WebSocket handshake or a TCP connection is allowed, and where it goes. */
 export type Admittance =
   | { readonly backend: AttemptPicker; readonly route: string | undefined }
-  | { readonly refused: 'forbidden' | 'rate_limited'; readonly reason: string; readonly retryAfterSeconds?: number };
+  | { readonly refused: 'forbidden' | 'rate_limited' | 'no_route' | 'no_backend'; readonly reason: string; readonly retryAfterSeconds?: number };
 
 export class TrafficPolicy {
   readonly handler: Handler;
@@ -114,6 +115,8 @@ export class TrafficPolicy {
       }
     }
     const route = request === undefined ? this.fallback : this.select(request);
+    if (route.rule?.answer !== undefined)
+      return { refused: route.rule.answer, reason: route.rule.answer === 'no_route' ? 'no HTTPRoute rule matches' : 'the route has no backends' };
     for (const [limiter, name] of [
       [this.limiter, ''],
       [route.limiter, route.rule?.name ?? ''],
@@ -138,6 +141,11 @@ export class TrafficPolicy {
 
   private compile(rule: RouteRule | undefined): CompiledRoute {
     const { config, clock, random, log, traffic, faults, subsets } = this.deps;
+    if (rule?.answer !== undefined) {
+      const answer = rule.answer;
+      const message = answer === 'no_route' ? `no HTTPRoute rule of "${config.name}" matches this request` : `route "${rule.name}" has no backends`;
+      return { rule, handler: () => Promise.reject(new MeshError(answer, message)), backend: this.deps.defaultBackend, limiter: undefined };
+    }
     const backend = this.backendOf(rule);
     const filters: Layer[] = [];
     const limiter = rule?.rateLimit === undefined ? undefined : new RateLimiter(rule.rateLimit, clock);

@@ -12,6 +12,8 @@ const GRPC_STATUS: Record<ErrorCode, number> = {
   bad_request: 13, // INTERNAL: the request was malformed at the HTTP level
   forbidden: 7, // PERMISSION_DENIED
   unknown_service: 12, // UNIMPLEMENTED
+  no_route: 12,
+  no_backend: 13,
   method_not_allowed: 12,
   misdirected: 14, // UNAVAILABLE: another endpoint may take it
   request_timeout: 4, // DEADLINE_EXCEEDED

@@ -54,6 +54,9 @@ export interface FakeKubeApi {
   /** Creates or replaces a pod (ADDED or MODIFIED to every matching watch). */
   applyPod(pod: FakePod): void;
   deletePod(name: string, namespace?: string): void;
+  /** Creates or replaces an HTTPRoute (gateway.networking.k8s.io/v1): metadata.name and .namespace, and spec as given. */
+  applyHttpRoute(route: { name: string; namespace: string; spec: Record<string, unknown> }): void;
+  deleteHttpRoute(name: string, namespace: string): void;
   /** Forgets the event history: a watch from any earlier version gets 410 Gone. */
   compact(): void;
   /** Sends a BOOKMARK with the current version to every open watch. */
@@ -357,6 +360,17 @@ export async function startFakeKubeApi(nodes: FakeNode[] = [], host = '127.0.0.1
       );
       return;
     }
+    const routesPath = /^\/apis\/gateway\.networking\.k8s\.io\/v1\/namespaces\/([^/]+)\/httproutes$/.exec(path);
+    if (routesPath !== null) {
+      collection(
+        res,
+        { kind: 'HTTPRoute', namespace: decodeURIComponent(routesPath[1]!), selector, field },
+        'HTTPRouteList',
+        'gateway.networking.k8s.io/v1',
+        url,
+      );
+      return;
+    }
     const nodePath = /^\/api\/v1\/nodes\/([^/]+)$/.exec(path);
     if (nodePath !== null) {
       const name = decodeURIComponent(nodePath[1]!);
@@ -418,6 +432,14 @@ export async function startFakeKubeApi(nodes: FakeNode[] = [], host = '127.0.0.1
     applySlice: (slice) => put('EndpointSlice', slice.namespace ?? 'default', slice.name, (rv) => sliceObject(slice, rv)),
     deleteSlice: (name, namespace = 'default') => remove('EndpointSlice', namespace, name),
     applyPod: (pod) => put('Pod', pod.namespace ?? 'default', pod.name, (rv) => podObject(pod, rv)),
+    applyHttpRoute: (route) =>
+      put('HTTPRoute', route.namespace, route.name, (rv) => ({
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: route.name, namespace: route.namespace, resourceVersion: String(rv), creationTimestamp: '2026-12-03T00:00:00Z' },
+        spec: route.spec,
+      })),
+    deleteHttpRoute: (name, namespace) => remove('HTTPRoute', namespace, name),
     deletePod: (name, namespace = 'default') => remove('Pod', namespace, name),
     compact: () => {
       events = [];

@@ -3,11 +3,11 @@
  * network namespace: CONCURRENCY keep-alive callers send GETs to its node's
  * meshd naming SERVICE for DURATION_MS (bounded), (or until SIGTERM; "started" is printed once it may be sent), then one JSON line: how
  * many answers of each status, which pods answered, and the errors.
- * Usage: pod-load.ts MESHD_HOST:PORT SERVICE DURATION_MS CONCURRENCY
+ * Usage: pod-load.ts MESHD_HOST:PORT SERVICE DURATION_MS CONCURRENCY [PATH]
  */
 import { Agent, request } from 'node:http';
 
-const [target = '127.0.0.1:4140', service = 'users', durationText = '1000', concurrencyText = '4'] = process.argv.slice(2);
+const [target = '127.0.0.1:4140', service = 'users', durationText = '1000', concurrencyText = '4', path = '/load'] = process.argv.slice(2);
 const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
 let until = Date.now() + Math.min(Number(durationText), 60_000);
 // SIGTERM ends the load early: the callers finish their requests and the report is printed.
@@ -21,7 +21,7 @@ let total = 0;
 
 function once(): Promise<void> {
   return new Promise((resolve) => {
-    const req = request({ host, port, path: '/load', agent, headers: { host: service }, timeout: 10_000 }, (res) => {
+    const req = request({ host, port, path, agent, headers: { host: service }, timeout: 10_000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));

@@ -170,6 +170,7 @@ services:
     service: string,
     durationMs: number,
     concurrency: number,
+    path = '/load',
   ): { started: Promise<void>; report: Promise<LoadReport>; stop(): void } => {
     const child = lab.spawn(podName, process.execPath, [
       helper('pod-load.ts'),
@@ -177,6 +178,7 @@ services:
       service,
       String(durationMs),
       String(concurrency),
+      path,
     ]);
     let out = '';
     let markStarted = (): void => {};
@@ -197,8 +199,8 @@ services:
     );
     return { started, report, stop: () => child.kill('SIGTERM') };
   };
-  const load = (podName: string, service: string, durationMs: number, concurrency: number): Promise<LoadReport> =>
-    startLoad(podName, service, durationMs, concurrency).report;
+  const load = (podName: string, service: string, durationMs: number, concurrency: number, path?: string): Promise<LoadReport> =>
+    startLoad(podName, service, durationMs, concurrency, path).report;
 
   const debugState = async (n: number): Promise<{ services: { name: string; endpoints: EndpointView[] }[] }> => {
     const res = await fetch(`http://${nodeIp(n)}:9901/debug/state`);
@@ -243,6 +245,20 @@ services:
       ports: [{ name: 'tcp', port: 7000 }],
       endpoints: USERS.map((p) => ({ ip: p.ip, nodeName: p.node, pod: p.name })),
     });
+    // GAMMA: "catalog" selects every users pod; "catalog-v1" and "catalog-v2" one version each.
+    for (const [service, pods] of [
+      ['catalog', ['u2a', 'u2b', 'u3a']],
+      ['catalog-v1', ['u2a', 'u2b']],
+      ['catalog-v2', ['u3a']],
+    ] as const) {
+      api.applySlice({
+        name: `${service}-1`,
+        namespace: 'shop',
+        service,
+        ports: [{ name: 'http', port: 8080 }],
+        endpoints: pods.map((name) => ({ ip: pod(name).ip, nodeName: pod(name).node, pod: name })),
+      });
+    }
     api.applySlice({
       name: 'cache-1',
       namespace: 'shop',
@@ -427,6 +443,76 @@ services:
     assert.match(intruder.out, /"error":"forbidden"[\s\S]*\n403$/);
     // Still serving.
     assert.match((await curlIn('c1', 'users')).out, /\n200$/);
+  });
+
+  it('routes a Service by the HTTPRoutes attached to it (GAMMA): pinning, weighted Services, 404 when no rule matches, live changes', async (t) => {
+    const route = (v2Weight: number): { name: string; namespace: string; spec: Record<string, unknown> } => ({
+      name: 'catalog-split',
+      namespace: 'shop',
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'catalog', port: 8080 }],
+        rules: [
+          {
+            name: 'pinned',
+            matches: [{ headers: [{ name: 'x-version', value: 'v2' }] }],
+            backendRefs: [{ name: 'catalog-v2', port: 8080 }],
+          },
+          {
+            name: 'api',
+            matches: [{ path: { type: 'PathPrefix', value: '/api' } }],
+            filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-route', value: 'api' }] } }],
+            backendRefs: [
+              { name: 'catalog-v1', port: 8080, weight: 100 - v2Weight },
+              { name: 'catalog-v2', port: 8080, weight: v2Weight },
+            ],
+          },
+          // Not supported by meshd: left out whole, logged.
+          {
+            name: 'rewrite',
+            matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+            filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/new' } } }],
+          },
+        ],
+      },
+    });
+    api.applyHttpRoute(route(20));
+    try {
+      const pinned = await run([...lab.exec('c1'), 'curl', '-sS', '-m', '10', '-H', 'Host: catalog', '-H', 'x-version: v2', `http://${nodeIp(1)}:4140/x`]);
+      assert.equal((JSON.parse(pinned.out) as { pod: string }).pod, 'u3a', pinned.out + pinned.err);
+      const api80 = await load('c1', 'catalog', 2_000, 4, '/api/items');
+      const share = (api80.pods['u3a'] ?? 0) / api80.total;
+      t.diagnostic(`GAMMA split 80/20: ${JSON.stringify(api80.pods)} (${(share * 100).toFixed(1)} % to catalog-v2)`);
+      assert.equal(api80.statuses['200'], api80.total, JSON.stringify(api80));
+      assert.ok(share > 0.1 && share < 0.3, `share to catalog-v2: ${share}`);
+      const header = await run([...lab.exec('c1'), 'curl', '-sS', '-m', '10', '-H', 'Host: catalog', `http://${nodeIp(1)}:4140/api/x`]);
+      assert.equal((JSON.parse(header.out) as { headers: Record<string, string> }).headers['x-route'], 'api');
+      // No rule matches: 404 (Gateway API), and the unsupported rule was left out rather than half-applied.
+      for (const path of ['/other', '/old/thing']) {
+        const miss = await curlIn('c1', 'catalog', path);
+        assert.match(miss.out, /"error":"no_route"[\s\S]*\n404$/, `${path}: ${miss.out}`);
+      }
+      assert.ok(meshds.get(1)?.logs.some((l) => l.msg.startsWith('HTTPRoute rules left out') && JSON.stringify(l['skipped']).includes('URLRewrite')));
+      // A change to the HTTPRoute applies at once, without a restart: all of /api to catalog-v2.
+      api.applyHttpRoute(route(100));
+      const deadline = Date.now() + 10_000;
+      let moved: LoadReport | undefined;
+      while (Date.now() < deadline) {
+        moved = await load('c1', 'catalog', 500, 2, '/api/items');
+        if (moved.pods['u3a'] === moved.total) break;
+      }
+      assert.equal(moved?.pods['u3a'], moved?.total, JSON.stringify(moved));
+      // Deleted: the Service routes as without HTTPRoutes (all its pods, any path).
+      api.deleteHttpRoute('catalog-split', 'shop');
+      const after = Date.now() + 10_000;
+      let plain = await curlIn('c1', 'catalog', '/other');
+      while (!plain.out.endsWith('\n200') && Date.now() < after) {
+        await sleep(200);
+        plain = await curlIn('c1', 'catalog', '/other');
+      }
+      assert.match(plain.out, /\n200$/, plain.out);
+    } finally {
+      api.deleteHttpRoute('catalog-split', 'shop');
+    }
   });
 
   it('stops calling a pod that stops being ready', async () => {

@@ -150,6 +150,7 @@ describe('Kubernetes manifests', () => {
       { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
       { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+      { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: ['list', 'watch'] },
     ]);
     const binding = all.find((m) => m.doc['kind'] === 'ClusterRoleBinding')!.doc as { subjects: { name: string; namespace: string }[] };
     assert.deepEqual(

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { attachesTo, serviceRoutes, type HttpRouteObject } from '../../../src/kubernetes/gamma.ts';
+
+const route = (name: string, spec: NonNullable<HttpRouteObject['spec']>, namespace = 'shop', created = '2026-01-01T00:00:00Z'): HttpRouteObject => ({
+  metadata: { name, namespace, creationTimestamp: created },
+  spec,
+});
+const parent = { group: '', kind: 'Service', name: 'users' };
+
+describe('GAMMA HTTPRoutes', () => {
+  it('attaches producer routes whose parentRef is the Service', () => {
+    assert.equal(attachesTo(route('a', { parentRefs: [parent] }), 'users', 'shop'), true);
+    assert.equal(attachesTo(route('a', { parentRefs: [{ ...parent, name: 'other' }] }), 'users', 'shop'), false);
+    assert.equal(attachesTo(route('a', { parentRefs: [{ ...parent, kind: 'Gateway', group: 'gateway.networking.k8s.io' }] }), 'users', 'shop'), false);
+    // A consumer route (in another namespace) is not applied.
+    assert.equal(attachesTo(route('a', { parentRefs: [{ ...parent, namespace: 'shop' }] }, 'web'), 'users', 'shop'), false);
+  });
+
+  it('translates rules into subsets by backend Service, ends with a 404 catch-all, and leaves out what it cannot apply', () => {
+    const out = serviceRoutes(
+      [
+        route(
+          'newer',
+          { parentRefs: [parent], rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/b' } }], backendRefs: [{ name: 'users' }] }] },
+          'shop',
+          '2026-02-01T00:00:00Z',
+        ),
+        route('older', {
+          parentRefs: [parent],
+          rules: [
+            {
+              name: 'split',
+              backendRefs: [
+                { name: 'users-v1', weight: 90 },
+                { name: 'users-v2', weight: 10 },
+              ],
+              timeouts: { request: '1m30s' },
+            },
+            { name: 'nobackend', matches: [{ method: 'DELETE' }] },
+            { name: 'rewrite', filters: [{ type: 'URLRewrite' }], backendRefs: [{ name: 'users' }] },
+            { name: 'elsewhere', backendRefs: [{ name: 'users', namespace: 'other' }] },
+            { name: 'badregex', matches: [{ path: { type: 'RegularExpression', value: '(' } }], backendRefs: [{ name: 'users' }] },
+            { name: 'unknownfield', matches: [{ path: { type: 'PathPrefix', value: '/x' }, extra: 1 }], backendRefs: [{ name: 'users' }] },
+          ],
+        }),
+        route('unrelated', { parentRefs: [{ ...parent, name: 'orders' }], rules: [{ backendRefs: [{ name: 'orders' }] }] }),
+      ],
+      'users',
+      'shop',
+    );
+    assert.ok(out !== undefined);
+    assert.deepEqual(
+      out.rules.map((r) => [r.name, r.answer, r.backendRefs.map((b) => [Object.keys(b.subset)[0], b.weight])]),
+      [
+        [
+          'older/split',
+          undefined,
+          [
+            ['service.meshd.io/users-v1', 90],
+            ['service.meshd.io/users-v2', 10],
+          ],
+        ],
+        ['older/nobackend', 'no_backend', []],
+        ['newer/rule-1', undefined, [['service.meshd.io/users', 1]]],
+        ['no-match', 'no_route', []],
+      ],
+    );
+    assert.equal(out.rules[0]?.timeoutMs, 90_000);
+    assert.deepEqual(out.backends, ['users-v1', 'users-v2']);
+    assert.deepEqual(
+      out.skipped.map((s) => s.slice(0, s.indexOf(':'))),
+      ['older/rewrite', 'older/elsewhere', 'older/badregex', 'older/unknownfield'],
+    );
+  });
+
+  it('a Service without HTTPRoutes has no routes from the cluster', () => {
+    assert.equal(serviceRoutes([], 'users', 'shop'), undefined);
+  });
+});
