@@ -34,7 +34,7 @@ import { ClusterView } from './kubernetes/cluster-view.ts';
 import { MeshInbound } from './service/mesh-inbound.ts';
 import { MeshPolicies } from './service/mesh-policy.ts';
 import { MeshRouter } from './service/mesh-router.ts';
-import { FaultRegistry } from './traffic/faults.ts';
+import { FaultRegistry, type FaultTransfer } from './traffic/faults.ts';
 import { HttpRouteView } from './kubernetes/http-routes.ts';
 import type { ChangeAnswer, ChangeTarget } from './admin/changes.ts';
 import type { FaultSpec } from './config/types.ts';
@@ -53,6 +53,14 @@ export interface DaemonDeps {
   readonly inheritedFds?: ReadonlyMap<string, number>;
   /** What this process does (service/process-role.ts); default: everything. */
   readonly role?: ProcessRole | undefined;
+  /** Supervisor: admin faults or a canary's weight changed; its workers must follow (trafficState()). */
+  readonly trafficChanged?: (() => void) | undefined;
+}
+
+/** What the supervisor decides for its workers beyond endpoint availability. */
+export interface TrafficState {
+  readonly faults: readonly FaultTransfer[];
+  readonly canaries: readonly { readonly service: string; readonly weight: number; readonly phase: string }[];
 }
 
 export interface BoundAddresses {
@@ -108,6 +116,7 @@ export class Daemon implements ChangeTarget {
       mesh: this.mesh?.discovery,
       faults: this.faults,
       traffic: metrics,
+      canaryMoved: () => deps.trafficChanged?.(),
     });
     const mesh = this.mesh;
     this.router =
@@ -213,6 +222,7 @@ export class Daemon implements ChangeTarget {
     const refused = this.changesRefused(service);
     if (refused !== undefined) return refused;
     const view = this.faults.add(service, fault);
+    this.deps.trafficChanged?.();
     this.deps.log.warn({ event: 'fault_injection', action: 'add', ...view }, `fault "${fault.name}" injected into ${service} for ${view.expiresInSeconds}s`);
     return { status: 201, body: view };
   }
@@ -240,11 +250,19 @@ export class Daemon implements ChangeTarget {
     return { status: decision.action === 'hold' ? 409 : 200, body: decision };
   }
 
-  /** A change for a service this process does not carry: unknown, or decided in the workers. */
+  /** Supervisor: what its workers must follow (admin faults with their time left, canary weights). */
+  trafficState(): TrafficState {
+    return { faults: this.faults.adminFaults(), canaries: this.services.canaryDecisions() };
+  }
+
+  /** Worker: follows the supervisor's admin faults and canary weights. */
+  applyTrafficState(state: TrafficState): void {
+    this.faults.replaceAdminFaults(state.faults);
+    for (const c of state.canaries) this.services.get(c.service)?.followCanary(c.weight, c.phase);
+  }
+
+  /** A change for a service that does not run here. */
   private changesRefused(service: string): ChangeAnswer | undefined {
-    if (this.role.workers !== undefined) {
-      return { status: 409, body: { error: 'conflict', message: 'fault injections and canary commands through the admin API need workers: 1 for now' } };
-    }
     if (this.services.get(service) === undefined)
       return { status: 404, body: { error: 'unknown_service', message: `no service named "${service}" is running` } };
     return undefined;

@@ -28,6 +28,16 @@ export interface CanaryRecorder {
   canaryDecision(service: string, action: string, reason: string): void;
 }
 
+/** What a service needs of its canary, whichever process decides it. */
+export interface Canary {
+  readonly config: CanaryConfig;
+  readonly weight: number;
+  start(): void;
+  stop(): void;
+  observe(endpoint: Endpoint, outcome: Outcome, latencyMs: number): void;
+  view(): CanaryView | { phase: string; weight: number; decidedBy: 'supervisor' };
+}
+
 export interface CanaryView {
   phase: string;
   weight: number;
@@ -45,7 +55,7 @@ const TICK_MS = 1_000;
 /** Decisions kept for /debug/state. */
 const HISTORY = 20;
 
-export class CanaryController {
+export class CanaryController implements Canary {
   private readonly service: string;
   readonly config: CanaryConfig;
   private readonly clock: Clock;
@@ -57,7 +67,11 @@ export class CanaryController {
   private timer: NodeJS.Timeout | undefined;
   private lastHold: string | undefined;
 
-  constructor(service: string, config: CanaryConfig, deps: { clock: Clock; log: Logger; recorder: CanaryRecorder }) {
+  private readonly moved: () => void;
+
+  /** `moved` is told after every change of weight or phase (the supervisor passes it on to its workers). */
+  constructor(service: string, config: CanaryConfig, deps: { clock: Clock; log: Logger; recorder: CanaryRecorder; moved?: () => void }) {
+    this.moved = deps.moved ?? (() => {});
     this.service = service;
     this.config = config;
     this.clock = deps.clock;
@@ -74,6 +88,10 @@ export class CanaryController {
   /** Percent of the default backend's traffic that goes to the canary subset now. */
   get weight(): number {
     return this.state.weight;
+  }
+
+  get phase(): string {
+    return this.state.phase;
   }
 
   start(): void {
@@ -137,9 +155,38 @@ export class CanaryController {
     if (this.history.length > HISTORY) this.history.shift();
     this.recorder.canaryDecision(this.service, decision.action, decision.reason);
     this.recorder.canaryWeight(this.service, state.weight, state.phase);
+    this.moved();
     const fields = { event: 'canary', service: this.service, ...decision, phase: state.phase };
     const text = `canary of ${this.service}: ${decision.action} ${decision.from}% → ${decision.to}% (${decision.reason})`;
     if (decision.action === 'rollback') this.log.warn(fields, text);
     else this.log.info(fields, text);
+  }
+}
+
+/**
+ * A worker's canary: the supervisor judges on every worker's samples and sends the weight; until
+ * the first word, the first step's weight (what the supervisor starts at too).
+ */
+export class FollowedCanary implements Canary {
+  readonly config: CanaryConfig;
+  weight: number;
+  phase = 'progressing';
+
+  constructor(config: CanaryConfig) {
+    this.config = config;
+    this.weight = config.steps[0] ?? 0;
+  }
+
+  start(): void {}
+  stop(): void {}
+  observe(): void {}
+
+  follow(weight: number, phase: string): void {
+    this.weight = weight;
+    this.phase = phase;
+  }
+
+  view(): { phase: string; weight: number; decidedBy: 'supervisor' } {
+    return { phase: this.phase, weight: this.weight, decidedBy: 'supervisor' };
   }
 }

@@ -7,6 +7,7 @@
 import type { AvailabilityUpdate } from '../feedback/loop.ts';
 import type { Sample } from '../feedback/remote.ts';
 import type { HandedListener } from '../service/process-role.ts';
+import type { TrafficState } from '../daemon.ts';
 
 export type WorkerMessage =
   /** A new worker is listening on the channel and asks for its start. */
@@ -21,6 +22,8 @@ export type SupervisorMessage =
   /** The first message to a new worker: what it needs to start (an environment variable would cap its size). */
   | { meshd: 'start'; start: WorkerStart }
   | { meshd: 'feedback'; service: string; update: AvailabilityUpdate }
+  /** Admin fault injections and canary weights, decided by the supervisor for every worker (whole, on each change). */
+  | { meshd: 'traffic'; state: TrafficState }
   | { meshd: 'reload'; id: number; text: string }
   | { meshd: 'query'; id: number; what: 'state' | 'metrics' }
   | { meshd: 'drain' }

@@ -15,7 +15,7 @@ import { bindServer } from '../listeners/bind.ts';
 import { formatSocketAddress } from '../config/address.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { MeshConfig } from '../config/types.ts';
-import { Daemon } from '../daemon.ts';
+import { Daemon, type TrafficState } from '../daemon.ts';
 import { supervisorRole, type WorkerView } from '../service/process-role.ts';
 import type { Logger } from '../log.ts';
 import type { TlsState } from '../tls/tls-state.ts';
@@ -47,6 +47,7 @@ export class Supervisor {
     this.pool = new WorkerPool(count, configText, deps.log, deps.inheritedFds, {
       samples: (batches) => this.control.observeRemote(batches),
       snapshots: () => this.control.feedbackSnapshots(),
+      traffic: () => this.control.trafficState(),
     });
     const pool = this.pool;
     this.control = new Daemon(config, {
@@ -56,6 +57,8 @@ export class Supervisor {
       tls: deps.tls,
       inheritedFds: deps.inheritedFds,
       role: supervisorRole((service, update) => pool.broadcast({ meshd: 'feedback', service, update }), pool),
+      // Admin faults and canary weights: every worker gets the whole state again on each change.
+      trafficChanged: () => pool.broadcast({ meshd: 'traffic', state: this.control.trafficState() }),
     });
   }
 
@@ -105,6 +108,7 @@ interface Slot {
 interface PoolEvents {
   samples(batches: Extract<WorkerMessage, { meshd: 'samples' }>['batches']): void;
   snapshots(): ReturnType<Daemon['feedbackSnapshots']>;
+  traffic(): TrafficState;
 }
 
 class WorkerPool implements WorkerView {
@@ -284,6 +288,7 @@ class WorkerPool implements WorkerView {
           case 'ready':
             slot.ready = true;
             for (const [service, update] of this.events.snapshots()) this.sendTo(child, { meshd: 'feedback', service, update });
+            this.sendTo(child, { meshd: 'traffic', state: this.events.traffic() });
             this.log.info({ worker: slot.index, workerPid: child.pid, outbound: message.bound.outbound }, 'worker ready');
             settled = true;
             resolve(message.bound);

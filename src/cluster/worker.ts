@@ -91,6 +91,9 @@ export async function runWorker(configPath: string | undefined): Promise<number>
         case 'feedback':
           link.deliver(message.service, message.update);
           return;
+        case 'traffic':
+          daemon.applyTrafficState(message.state);
+          return;
         case 'reload':
           void reload(message.text).then((problems) =>
             send({ meshd: 'reloaded', id: message.id, ok: problems === undefined, ...(problems === undefined ? {} : { problems }) }),

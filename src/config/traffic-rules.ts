@@ -174,9 +174,7 @@ export function canaryProblems(canary: CanaryConfig): { key: string; message: st
   return problems;
 }
 
-export const canaryIsValid: ServiceRule = ({ name, config }, report, { config: whole }) => {
+export const canaryIsValid: ServiceRule = ({ name, config }, report) => {
   if (config.canary === undefined) return;
   for (const p of canaryProblems(config.canary)) report(['services', name, 'canary', p.key], p.message);
-  // Each worker would see a share of the traffic and decide on its own: one process decides for now.
-  if (whole.workers !== 1) report(['services', name, 'canary'], 'a canary is driven by one process’s observations: set workers: 1');
 };

@@ -79,6 +79,16 @@ export class ServiceRegistry {
     if (next !== undefined) await entry.runtime.reconfigure(next, this.config.node.zone);
   }
 
+  /** Every canary decided in this process: its weight and phase. */
+  canaryDecisions(): { service: string; weight: number; phase: string }[] {
+    const out: { service: string; weight: number; phase: string }[] = [];
+    for (const s of this.all()) {
+      const decided = s.canaryDecided();
+      if (decided !== undefined) out.push({ service: s.name, ...decided });
+    }
+    return out;
+  }
+
   /** Names of the services made on demand. */
   onDemandNames(): string[] {
     return [...this.onDemand.keys()];

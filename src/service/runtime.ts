@@ -29,7 +29,7 @@ import { relayWebSocket } from '../proxy/websocket-relay.ts';
 import type { Admission } from '../stack/admission.ts';
 import type { AttemptPicker, AttemptSink } from '../stack/attempt.ts';
 import type { Handler } from '../stack/layer.ts';
-import { CanaryController, type CanaryRecorder, type CanaryView } from '../canary/canary-controller.ts';
+import { CanaryController, FollowedCanary, type Canary, type CanaryRecorder } from '../canary/canary-controller.ts';
 import type { CanaryCommand, CanaryDecision } from '../canary/canary-state.ts';
 import { sendRawError } from '../stack/respond.ts';
 import { MeshError } from '../errors.ts';
@@ -70,6 +70,8 @@ export interface ServiceDeps {
   readonly faults: FaultRegistry;
   /** Routes, rate limits, mirrors, faults and access refusals, as metrics. */
   readonly traffic: TrafficRecorder & CanaryRecorder;
+  /** A canary's weight or phase changed (the supervisor tells its workers). */
+  canaryMoved?(): void;
 }
 
 export interface EndpointState {
@@ -98,7 +100,7 @@ export interface ServiceState {
   /** Worker of several: how long the supervisor's last decision took to arrive (ms). */
   feedbackDelayMs: number | undefined;
   traffic: unknown;
-  canary: CanaryView | undefined;
+  canary: ReturnType<Canary['view']> | undefined;
 }
 
 export class ServiceRuntime implements AttemptSink {
@@ -111,7 +113,7 @@ export class ServiceRuntime implements AttemptSink {
   /** Subsets of the endpoints by labels, each with its own balancer; `{}` is every endpoint. */
   private readonly subsets: Subsets<HttpEndpoint>;
   private readonly all: Subset<HttpEndpoint>;
-  private canary: CanaryController | undefined;
+  private canary: Canary | undefined;
   /** Every endpoint, or the canary's split between its stable and canary subsets. */
   private defaultBackend: AttemptPicker;
   private policy: TrafficPolicy;
@@ -304,7 +306,17 @@ export class ServiceRuntime implements AttemptSink {
 
   /** An operator's command to the canary (admin API); undefined when the service has none. */
   canaryCommand(command: CanaryCommand): CanaryDecision | undefined {
-    return this.canary?.command(command);
+    return this.canary instanceof CanaryController ? this.canary.command(command) : undefined;
+  }
+
+  /** The canary's weight and phase as decided here (the supervisor's, for its workers). */
+  canaryDecided(): { weight: number; phase: string } | undefined {
+    return this.canary instanceof CanaryController ? { weight: this.canary.weight, phase: this.canary.phase } : undefined;
+  }
+
+  /** Worker: the supervisor's decision for this service's canary. */
+  followCanary(weight: number, phase: string): void {
+    if (this.canary instanceof FollowedCanary) this.canary.follow(weight, phase);
   }
 
   /** Supervisor: every endpoint's availability now, for a worker that just started. */
@@ -417,11 +429,13 @@ export class ServiceRuntime implements AttemptSink {
     return policy;
   }
 
-  private createCanary(): CanaryController | undefined {
+  private createCanary(): Canary | undefined {
     const canary = this.config.canary;
     if (canary === undefined) return undefined;
+    // With several workers the supervisor judges on all their samples; a worker follows its weight.
+    if (!this.deps.role.decidesFeedback) return new FollowedCanary(canary);
     const { clock, log, traffic } = this.deps;
-    return new CanaryController(this.name, canary, { clock, log, recorder: traffic });
+    return new CanaryController(this.name, canary, { clock, log, recorder: traffic, moved: () => this.deps.canaryMoved?.() });
   }
 
   /** Every endpoint; with a canary, its stable and canary subsets at the weight it decides (read per pick). */

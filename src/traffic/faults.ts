@@ -34,6 +34,13 @@ export interface FaultPlan {
   readonly abort: { readonly status: number | undefined; readonly reset: boolean } | undefined;
 }
 
+/** Admin faults as the supervisor hands them to its workers: each with the time it has left. */
+export interface FaultTransfer {
+  readonly service: string;
+  readonly spec: FaultSpec;
+  readonly remainingMs: number;
+}
+
 /** A fault as /debug/state and the admin API show it. */
 export interface FaultView {
   service: string;
@@ -90,6 +97,26 @@ export class FaultRegistry {
     if (rest.length === list.length) return false;
     this.set(service, rest);
     return true;
+  }
+
+  /** Every admin fault in force, with the time it has left (for the workers). */
+  adminFaults(): FaultTransfer[] {
+    const now = this.clock();
+    return [...this.byService.values()]
+      .flat()
+      .filter((f) => f.source === 'admin' && f.expiresAt > now)
+      .map((f) => ({ service: f.service, spec: f.spec, remainingMs: f.expiresAt - now }));
+  }
+
+  /** Worker: the supervisor's admin faults replace this process's (config faults stay). */
+  replaceAdminFaults(faults: readonly FaultTransfer[]): void {
+    const now = this.clock();
+    const services = new Set([...this.byService.keys(), ...faults.map((f) => f.service)]);
+    for (const service of services) {
+      const kept = (this.byService.get(service) ?? []).filter((f) => f.source === 'config');
+      const added = faults.filter((f) => f.service === service).map((f) => activeFault(service, f.spec, 'admin', now + f.remainingMs));
+      this.set(service, [...kept, ...added]);
+    }
   }
 
   /** Whether any fault acts on `service` now (a map lookup on the hot path). */

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { startBackend } from '../helpers/backend.ts';
+import { echo, startBackend } from '../helpers/backend.ts';
 import { runMeshd, startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { request } from '../helpers/http.ts';
 
@@ -220,6 +220,64 @@ services:
       assert.match(result.stderr + result.stdout, /services\.db\.tcp\.listen: port 0 \(any free port\) cannot be shared by several workers/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('hands admin fault injections and the canary’s decisions to every worker', async () => {
+    const v1 = await startBackend(echo);
+    const v2 = await startBackend(echo);
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+workers: 2
+services:
+  api:
+    endpoints: [ { address: ${v1.address}, labels: { version: v1 } }, { address: ${v2.address}, labels: { version: v2 } } ]
+    outlier: { enabled: false }
+    canary: { stable: { version: v1 }, canary: { version: v2 }, steps: [ 10, 100 ], dwell: 1h, minRequests: 1000000 }
+`);
+    /** Replies of `n` requests, each on its own connection so that both workers take some. */
+    const replies = (n: number) => Promise.all(Array.from({ length: n }, () => request(meshd.outbound, { headers: { host: 'api' } })));
+    try {
+      for (let i = 0; i < 100 && (await hostState(meshd)).workers.ready < 2; i++) await sleep(50);
+      const added = await request(meshd.admin, {
+        method: 'POST',
+        path: '/faults',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ service: 'api', name: 'teapot', abort: { status: 418 }, duration: '3s' }),
+      });
+      assert.equal(added.status, 201, added.body);
+      await sleep(200);
+      const faulted = await replies(40);
+      assert.ok(
+        faulted.every((r) => r.status === 418 && r.headers['x-meshd-fault'] === 'teapot'),
+        JSON.stringify(faulted.map((r) => r.status)),
+      );
+      assert.equal((await hostState(meshd)).workers.ready, 2);
+      // It expires in every worker by itself.
+      await sleep(3_200);
+      assert.ok((await replies(40)).every((r) => r.status === 200));
+
+      // The supervisor's canary decision reaches both workers: promote sends everything to v2.
+      const promoted = await request(meshd.admin, { method: 'POST', path: '/canary/api/promote', headers: { 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(promoted.status, 200, promoted.body);
+      await sleep(200);
+      const after = await replies(60);
+      assert.ok(
+        after.every((r) => r.headers['x-backend-port'] === String(v2.port)),
+        'every worker sends all to v2',
+      );
+      const workers = (await hostState(meshd)).workers.states as unknown as { services: { canary?: { weight: number; decidedBy?: string } }[] }[];
+      assert.deepEqual(
+        workers.map((w) => w.services[0]?.canary),
+        [
+          { phase: 'promoted', weight: 100, decidedBy: 'supervisor' },
+          { phase: 'promoted', weight: 100, decidedBy: 'supervisor' },
+        ],
+      );
+    } finally {
+      await meshd.stop();
+      await Promise.all([v1.close(), v2.close()]);
     }
   });
 });
