@@ -14,6 +14,8 @@ import type { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { connectTcp, splice } from './tcp-forwarder.ts';
 import { encodePodPreamble } from '../protocol/pod-preamble.ts';
+import type { Endpoint } from '../balancer/endpoint.ts';
+import type { InjectedFault } from './websocket-relay.ts';
 
 export interface TcpRelayContext {
   readonly service: string;
@@ -27,6 +29,8 @@ export interface TcpRelayContext {
   readonly idleTimeoutMs: number;
   /** Total attempts, the first included. */
   readonly attemptsAllowed: number;
+  /** The fault injection that acts on a connection to this endpoint; an abort cuts the connection (TCP has no status). */
+  readonly fault?: ((endpoint: Endpoint) => InjectedFault | undefined) | undefined;
 }
 
 /** `callerFields`: the calling pod, named to a pod's node meshd (Kubernetes mesh mode). */
@@ -47,6 +51,15 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
       return;
     }
     const endpoint = lease.endpoint;
+    const fault = ctx.fault?.(endpoint);
+    if (fault !== undefined && fault.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+    if (fault?.abort !== undefined) {
+      lease.finish('reset');
+      ctx.recorder.tcpConnection(endpoint.address, 'connect_failed');
+      log.warn({ service: ctx.service, endpoint: endpoint.address, fault: fault.name }, `TCP connection cut by fault "${fault.name}"`);
+      client.destroy();
+      return;
+    }
     let upstream: Socket;
     try {
       const via = endpoint.spec.via;

@@ -15,7 +15,10 @@ import type { AttemptPicker } from '../stack/attempt.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { ServiceRecorder } from '../stack/observer.ts';
 import { sendRawError } from '../stack/respond.ts';
-import { MESH_SERVICE_HEADER, MESH_TARGET_HEADER } from '../protocol/fields.ts';
+import { FAULT_HEADER, MESH_SERVICE_HEADER, MESH_TARGET_HEADER } from '../protocol/fields.ts';
+import type { Endpoint } from '../balancer/endpoint.ts';
+import type { EndpointVia } from '../config/types.ts';
+import type { AttemptLease } from '../stack/attempt.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { upgradeRequestHeaders, type UpgradeForwarder } from './upgrade-forwarder.ts';
 
@@ -32,6 +35,15 @@ export interface WebSocketRelayContext {
   readonly clock: Clock;
   readonly connectTimeoutMs: number;
   readonly timeoutMs: number;
+  /** The fault injection that acts on this tunnel's endpoint, dice rolled and counted; undefined for none. */
+  readonly fault?: ((endpoint: Endpoint) => InjectedFault | undefined) | undefined;
+}
+
+/** A fault as a relay applies it: wait first, then answer `status`, cut the connection, or go on. */
+export interface InjectedFault {
+  readonly name: string;
+  readonly delayMs: number;
+  readonly abort: { readonly status: number | undefined; readonly reset: boolean } | undefined;
 }
 
 /** `extraFields`: what meshd adds to the handshake (the calling pod, in Kubernetes mesh mode). */
@@ -43,7 +55,7 @@ export function relayWebSocket(
   started: number,
   extraFields: readonly string[] | undefined,
 ): void {
-  const { clock, log } = ctx;
+  const { clock } = ctx;
   const refuse = (err: MeshError): void => {
     ctx.recorder.finishedWithoutEndpoint(err.status, (clock() - started) / 1000);
     sendRawError(socket, err);
@@ -52,7 +64,7 @@ export function relayWebSocket(
     refuse(new MeshError('overloaded', `service "${ctx.service}" is at its limit of ${ctx.maxInFlight} requests in flight`, { retryAfterSeconds: 1 }));
     return;
   }
-  let lease;
+  let lease: AttemptLease;
   try {
     lease = ctx.attempts.begin(ctx.hashKey?.({ field: (name) => firstValue(req.headers[name]) }), undefined);
   } catch (err) {
@@ -74,6 +86,50 @@ export function relayWebSocket(
     lease.release();
     inFlight.value--;
   });
+  const fault = ctx.fault?.(endpoint);
+  if (fault !== undefined) {
+    const act = (): void => {
+      if (socket.destroyed) return;
+      if (fault.abort === undefined) {
+        forward();
+        return;
+      }
+      if (fault.abort.reset) {
+        lease.report('reset');
+        socket.destroy();
+        return;
+      }
+      const status = fault.abort.status ?? 503;
+      lease.report(status >= 500 ? 'http_5xx' : 'success', status);
+      const body = `${JSON.stringify({ error: 'fault_injected', fault: fault.name, status })}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} Fault Injected\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${FAULT_HEADER}: ${fault.name}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    };
+    if (fault.delayMs > 0) setTimeout(act, fault.delayMs);
+    else act();
+    return;
+  }
+  forward();
+
+  function forward(): void {
+    forwardTunnel(ctx, req, socket, head, started, extraFields, lease, identity, via);
+  }
+}
+
+function forwardTunnel(
+  ctx: WebSocketRelayContext,
+  req: IncomingMessage,
+  socket: Socket,
+  head: Buffer,
+  started: number,
+  extraFields: readonly string[] | undefined,
+  lease: AttemptLease,
+  identity: string | undefined,
+  via: EndpointVia | undefined,
+): void {
+  const { clock, log } = ctx;
+  const endpoint = lease.endpoint;
   const target = {
     host: via?.host ?? endpoint.spec.host,
     port: via?.port ?? endpoint.spec.port,

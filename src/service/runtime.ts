@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import { createBalancer, hashKeyReader, peakEwmaOptions } from '../balancer/create.ts';
+import type { Endpoint } from '../balancer/endpoint.ts';
 import type { EndpointStatsSnapshot } from '../balancer/endpoint-stats.ts';
 import type { Clock, Random } from '../clock.ts';
 import type { OutlierSettings, ServiceConfig } from '../config/types.ts';
@@ -25,7 +26,7 @@ import type { Logger } from '../log.ts';
 import { upstreamOptions } from '../proxy/http-upstream.ts';
 import { relayTcp } from '../proxy/tcp-relay.ts';
 import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
-import { relayWebSocket } from '../proxy/websocket-relay.ts';
+import { relayWebSocket, type InjectedFault } from '../proxy/websocket-relay.ts';
 import type { Admission } from '../stack/admission.ts';
 import type { AttemptPicker, AttemptSink } from '../stack/attempt.ts';
 import type { Handler } from '../stack/layer.ts';
@@ -227,7 +228,8 @@ export class ServiceRuntime implements AttemptSink {
   upgrade(req: IncomingMessage, socket: Socket, head: Buffer, started: number, extraFields?: readonly string[], caller?: string): void {
     const { limits } = this.config;
     const { log, clock, tls, upgrades } = this.deps;
-    const admitted = this.policy.admit({ head: handshakeHead(req), caller });
+    const handshake = handshakeHead(req);
+    const admitted = this.policy.admit({ head: handshake, caller });
     if (!('backend' in admitted)) {
       this.refuse(socket, admitted);
       return;
@@ -246,6 +248,7 @@ export class ServiceRuntime implements AttemptSink {
         clock,
         connectTimeoutMs: this.config.connectTimeoutMs,
         timeoutMs: this.config.timeoutMs,
+        fault: (endpoint) => this.injectedFault(endpoint, admitted.route, handshake, caller),
       },
       req,
       socket,
@@ -280,6 +283,7 @@ export class ServiceRuntime implements AttemptSink {
         connectTimeoutMs: this.config.connectTimeoutMs,
         idleTimeoutMs: tcp.idleTimeoutMs,
         attemptsAllowed: this.config.retries.attempts,
+        fault: (endpoint) => this.injectedFault(endpoint, undefined, NO_HEAD, caller),
       },
       client,
       callerFields,
@@ -453,6 +457,25 @@ export class ServiceRuntime implements AttemptSink {
     );
   }
 
+  /** The fault injection for a tunnel or connection to `endpoint` (rolled and counted), as the relays apply it. */
+  private injectedFault(endpoint: Endpoint, route: string | undefined, head: RequestHead, caller: string | undefined): InjectedFault | undefined {
+    const faults = this.deps.faults;
+    if (!faults.has(this.name)) return undefined;
+    const plan = faults.plan(this.name, endpoint, route, head, caller);
+    if (plan === undefined) return undefined;
+    const name = plan.fault.spec.name;
+    if (plan.delayMs > 0) {
+      plan.fault.injected.delay++;
+      this.deps.traffic.faultInjected(this.name, name, 'delay');
+    }
+    if (plan.abort !== undefined) {
+      const action = plan.abort.reset ? 'reset' : 'abort';
+      plan.fault.injected[action]++;
+      this.deps.traffic.faultInjected(this.name, name, action);
+    }
+    return { name, delayMs: plan.delayMs, abort: plan.abort };
+  }
+
   /** A WebSocket handshake the policy refuses: 403 or 429 on the raw socket. */
   private refuse(socket: Socket, refused: Exclude<Admittance, { backend: AttemptPicker }>): void {
     const options = refused.retryAfterSeconds === undefined ? undefined : { retryAfterSeconds: refused.retryAfterSeconds };
@@ -536,6 +559,9 @@ export class ServiceRuntime implements AttemptSink {
     }
   }
 }
+
+/** What a TCP connection offers to fault matching: no method, path or fields. */
+const NO_HEAD: RequestHead = { method: '', path: '/', authority: undefined, hasBody: false, remoteAddress: undefined, fields: [], field: () => undefined };
 
 /** A WebSocket handshake as the route table reads requests. */
 function handshakeHead(req: IncomingMessage): RequestHead {

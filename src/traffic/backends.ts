@@ -3,20 +3,25 @@
  * labels (`version: v2`), each balanced on its own over the same endpoint
  * objects (so load, latency and ejections are shared with every other view
  * of them), and weighted splits between subsets. A split passes over a
- * subset that has no endpoints while another has some, so a missing canary
- * deployment sends its share to the rest instead of failing it.
+ * subset with no available endpoints (none, or all ejected) while another
+ * has some, so a missing or ejected canary sends its share to the rest
+ * instead of failing it. A subset whose endpoints are all ejected, with
+ * nowhere else to go, is balanced over all of them anyway (panic, as Envoy
+ * does per subset): a failing answer beats none.
  */
 import type { Balancer } from '../balancer/balancer.ts';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { Clock, Random } from '../clock.ts';
 import { MeshError } from '../errors.ts';
-import { Attempts, type AttemptLease, type AttemptSink } from '../stack/attempt.ts';
+import { AttemptLease, Attempts, type AttemptSink } from '../stack/attempt.ts';
 
 /** Anything an attempt can begin on: one subset, or a split between several. */
 export interface AttemptSource<E extends Endpoint = Endpoint> {
   begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E>;
-  /** Endpoints it can choose from now. */
+  /** Endpoints it has. */
   readonly size: number;
+  /** Endpoints it has that are not ejected or failing health checks. */
+  readonly available: number;
 }
 
 export type Labels = Readonly<Record<string, string>>;
@@ -41,10 +46,12 @@ export class Subset<E extends Endpoint = Endpoint> implements AttemptSource<E> {
   readonly labels: Labels;
   private balancer: Balancer;
   private readonly attempts: Attempts<E>;
-  size = 0;
+  private readonly deps: SubsetDeps;
+  private mine: readonly E[] = [];
 
   constructor(labels: Labels, deps: SubsetDeps) {
     this.labels = labels;
+    this.deps = deps;
     this.balancer = deps.balancer();
     this.attempts = new Attempts<E>(
       deps.service,
@@ -55,14 +62,32 @@ export class Subset<E extends Endpoint = Endpoint> implements AttemptSource<E> {
     );
   }
 
+  get size(): number {
+    return this.mine.length;
+  }
+
+  get available(): number {
+    let n = 0;
+    for (const e of this.mine) if (e.eligible) n++;
+    return n;
+  }
+
   begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E> {
-    return this.attempts.begin(key, avoid);
+    try {
+      return this.attempts.begin(key, avoid);
+    } catch (err) {
+      // Panic within the subset: every endpoint ejected, so the least loaded one takes it anyway.
+      if (!(err instanceof MeshError) || err.code !== 'no_endpoints' || this.mine.length === 0) throw err;
+      let best = this.mine[0] as E;
+      for (const e of this.mine) if (e.inFlight < best.inFlight) best = e;
+      if (best.inFlight >= this.deps.capacity()) throw err;
+      return new AttemptLease(best, this.deps.clock, this.deps.sink);
+    }
   }
 
   setEndpoints(all: readonly E[]): void {
-    const mine = all.filter((e) => labelsMatch(e, this.labels));
-    this.size = mine.length;
-    this.balancer.setEndpoints(mine);
+    this.mine = all.filter((e) => labelsMatch(e, this.labels));
+    this.balancer.setEndpoints(this.mine);
   }
 
   /** A new algorithm (config change): a fresh balancer over the same endpoints. */
@@ -131,24 +156,38 @@ export class WeightedSplit<E extends Endpoint = Endpoint> implements AttemptSour
     return size;
   }
 
+  get available(): number {
+    let n = 0;
+    for (const b of this.backends) if (b.weight() > 0) n += b.source.available;
+    return n;
+  }
+
   begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E> {
     return this.pick().begin(key, avoid);
   }
 
-  /** The backend for one attempt: by weight among those with endpoints. */
+  /** The backend for one attempt: by weight among those with available endpoints, else among those with any. */
   pick(): AttemptSource<E> {
+    return this.pickBy((s) => s.available > 0) ?? this.pickBy((s) => s.size > 0) ?? this.none();
+  }
+
+  private pickBy(usable: (source: AttemptSource<E>) => boolean): AttemptSource<E> | undefined {
     let total = 0;
-    for (const b of this.backends) if (b.source.size > 0) total += Math.max(0, b.weight());
-    if (total <= 0) throw new MeshError('no_endpoints', `service "${this.service}" has no available endpoints for this route`, { retryAfterSeconds: 1 });
+    for (const b of this.backends) if (usable(b.source)) total += Math.max(0, b.weight());
+    if (total <= 0) return undefined;
     let point = this.random() * total;
     let last: AttemptSource<E> | undefined;
     for (const b of this.backends) {
-      const w = b.source.size > 0 ? Math.max(0, b.weight()) : 0;
+      const w = usable(b.source) ? Math.max(0, b.weight()) : 0;
       if (w === 0) continue;
       last = b.source;
       if (point < w) return b.source;
       point -= w;
     }
-    return last as AttemptSource<E>;
+    return last;
+  }
+
+  private none(): never {
+    throw new MeshError('no_endpoints', `service "${this.service}" has no available endpoints for this route`, { retryAfterSeconds: 1 });
   }
 }

@@ -14,7 +14,9 @@ import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { closedPort, echo, startBackend, type Backend } from '../helpers/backend.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
-import { metricValue, request, sleep } from '../helpers/http.ts';
+import { metricValue, request, sleep, splitAddress } from '../helpers/http.ts';
+import { openWebSocket, serveWebSocketEcho } from '../helpers/websocket.ts';
+import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net';
 
 const run = promisify(execFile);
 
@@ -117,7 +119,10 @@ services:
       const split = await drive(meshd, 1_000, { host: 'users', path: '/api/items', parallel: 16 });
       const toV2 = split.filter((r) => r.port === String(v2.port)).length / split.length;
       t.diagnostic(`/api split: ${(toV2 * 100).toFixed(1)} % to v2 of ${split.length}`);
-      assert.ok(split.every((r) => r.status === 200));
+      assert.ok(
+        split.every((r) => r.status === 200),
+        JSON.stringify(split.filter((r) => r.status !== 200).slice(0, 5)),
+      );
       // 20 % ± 5 points (binomial sd at n = 1000 is 1.3 points).
       assert.ok(toV2 > 0.15 && toV2 < 0.25, `share to v2 ${toV2}`);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
@@ -338,6 +343,90 @@ services:
     } finally {
       await meshd.stop();
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe('the same policy on WebSocket and TCP paths', () => {
+  it('applies routes, access rules and faults to WebSocket handshakes, and faults to TCP connections', async () => {
+    const v1 = await startBackend(echo);
+    const v2 = await startBackend(echo);
+    const tunnels: string[] = [];
+    serveWebSocketEcho(v1.server as import('node:http').Server, () => tunnels.push('v1'));
+    serveWebSocketEcho(v2.server as import('node:http').Server, () => tunnels.push('v2'));
+    const tcpBackend = createTcpServer((socket) => {
+      socket.on('data', (d: Buffer) => socket.write(d));
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => tcpBackend.listen(0, '127.0.0.1', resolve));
+    const tcpPort = (tcpBackend.address() as AddressInfo).port;
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  chat:
+    endpoints:
+      - { address: ${v1.address}, labels: { version: v1 } }
+      - { address: ${v2.address}, labels: { version: v2 } }
+    outlier: { enabled: false }
+    access: [ { action: deny, paths: [ /admin/* ] } ]
+    routes:
+      - { name: v2, matches: [ { path: { type: PathPrefix, value: /v2 } } ], backendRefs: [ { subset: { version: v2 } } ] }
+      - { name: v1, backendRefs: [ { subset: { version: v1 } } ] }
+    faults:
+      - { name: ws-abort, match: { route: v2, headers: [ { name: x-chaos, value: "1" } ] }, abort: { status: 503 }, duration: 1h }
+  db:
+    endpoints: [ { address: 127.0.0.1:${tcpPort} } ]
+    tcp: { listen: 127.0.0.1:0 }
+    outlier: { enabled: false }
+    retries: { attempts: 1 }
+`);
+    try {
+      // Route: /v2 tunnels reach v2 (the echo server answers the handshake; the route decided where).
+      const ws = await openWebSocket(meshd.outbound, 'chat', '/v2/socket');
+      assert.equal(ws.status, 101);
+      ws.send('hello');
+      assert.equal(await ws.receive(), 'echo:hello');
+      ws.close();
+      assert.deepEqual(tunnels, ['v2'], 'the /v2 route took the tunnel to v2');
+      // Access: a denied path is refused at the handshake.
+      const denied = await openWebSocket(meshd.outbound, 'chat', '/admin/socket');
+      assert.equal(denied.status, 403);
+      denied.close();
+      // Fault: selected by route and header, labelled on the handshake's answer.
+      const faulted = await openWebSocket(meshd.outbound, 'chat', '/v2/socket', { 'x-chaos': '1' });
+      assert.equal(faulted.status, 503);
+      assert.match(faulted.responseHead, /x-meshd-fault: ws-abort/i);
+      faulted.close();
+
+      // TCP: a fault added through the admin API cuts new connections; removed, they pass again.
+      const tcpAddress = (await meshd.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
+      const echoOnce = (): Promise<string> =>
+        new Promise((resolve) => {
+          const [host, port] = splitAddress(tcpAddress);
+          const socket = connect(port, host, () => socket.write('ping'));
+          let got = '';
+          socket.on('data', (d: Buffer) => {
+            got += d.toString();
+            socket.end();
+          });
+          socket.on('error', () => resolve(`error:${got}`));
+          socket.on('close', () => resolve(got === '' ? 'closed' : got));
+        });
+      assert.equal(await echoOnce(), 'ping');
+      const added = await admin(meshd, 'POST', '/faults', { service: 'db', name: 'cut', abort: { reset: true }, duration: '1m' });
+      assert.equal(added.status, 201, added.body);
+      // Cut before any byte: a reset or a close, never the echo.
+      assert.ok(['closed', 'error:'].includes(await echoOnce()));
+      assert.ok(meshd.logs.some((l) => l['fault'] === 'cut'));
+      assert.equal((await admin(meshd, 'DELETE', '/faults/db/cut')).status, 200);
+      assert.equal(await echoOnce(), 'ping');
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(metrics, 'meshd_faults_injected_total', { service: 'db', fault: 'cut', action: 'reset' }), 1);
+      assert.equal(metricValue(metrics, 'meshd_faults_injected_total', { service: 'chat', fault: 'ws-abort', action: 'abort' }), 1);
+    } finally {
+      await meshd.stop();
+      await Promise.all([v1.close(), v2.close(), new Promise((r) => tcpBackend.close(r))]);
     }
   });
 });

@@ -50,8 +50,8 @@ function endpoint(address: string, labels: Record<string, string> = {}): Endpoin
   return new Endpoint(spec, { close: async () => {} } as never, { finished: () => {} }, 0);
 }
 
-function fakeSource(name: string, size: number): AttemptSource & { name: string; size: number } {
-  return { name, size, begin: () => ({ endpoint: endpoint(`${name}:1`) }) as unknown as AttemptLease };
+function fakeSource(name: string, size: number, available = size): AttemptSource & { name: string; size: number; available: number } {
+  return { name, size, available, begin: () => ({ endpoint: endpoint(`${name}:1`) }) as unknown as AttemptLease };
 }
 
 describe('weighted split (seeded)', () => {
@@ -98,8 +98,17 @@ describe('weighted split (seeded)', () => {
     canary = 50;
     for (let i = 0; i < 100; i++) assert.equal(split.pick(), stable);
     next.size = 1;
+    next.available = 1;
     canary = 100;
     for (let i = 0; i < 100; i++) assert.equal(split.pick(), next);
+    // The canary's only endpoint ejected: its share goes to the stable subset.
+    next.available = 0;
+    canary = 50;
+    for (let i = 0; i < 100; i++) assert.equal(split.pick(), stable);
+    // Everything ejected: balanced over what exists (panic) rather than failing.
+    stable.available = 0;
+    const picked = new Set(Array.from({ length: 100 }, () => split.pick()));
+    assert.deepEqual(picked, new Set([stable, next]));
     stable.size = 0;
     next.size = 0;
     assert.throws(() => split.pick(), { code: 'no_endpoints' });
