@@ -36,6 +36,7 @@ import { MeshPolicies } from './service/mesh-policy.ts';
 import { MeshRouter } from './service/mesh-router.ts';
 import { FaultRegistry, type FaultTransfer } from './traffic/faults.ts';
 import { HttpRouteView } from './kubernetes/http-routes.ts';
+import { TrafficGraph, type RawEdge } from './admin/traffic-graph.ts';
 import type { ChangeAnswer, ChangeTarget } from './admin/changes.ts';
 import type { FaultSpec } from './config/types.ts';
 import type { CanaryCommand } from './canary/canary-state.ts';
@@ -77,6 +78,8 @@ export class Daemon implements ChangeTarget {
   private readonly upgrades = new UpgradeForwarder();
   /** Fault injections in force (config and admin API), for every service. */
   readonly faults: FaultRegistry;
+  /** The dependency map of the traffic this process carried. */
+  readonly graph = new TrafficGraph(() => performance.now());
   private readonly inbound: InboundListener | undefined;
   private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
@@ -116,6 +119,7 @@ export class Daemon implements ChangeTarget {
       mesh: this.mesh?.discovery,
       faults: this.faults,
       traffic: metrics,
+      edges: this.graph,
       canaryMoved: () => deps.trafficChanged?.(),
     });
     const mesh = this.mesh;
@@ -199,6 +203,7 @@ export class Daemon implements ChangeTarget {
         readiness: () => this.readiness(),
         state: () => (role.workers === undefined ? this.state() : this.clusterState(role.workers)),
         changes: this,
+        graph: () => (role.workers === undefined ? this.graph : this.clusterGraph(role.workers)),
       },
       config.admin.maxConnections,
       () => this.config.admin.allowHosts,
@@ -248,6 +253,13 @@ export class Daemon implements ChangeTarget {
     if (decision === undefined) return { status: 404, body: { error: 'not_found', message: `service "${service}" has no canary` } };
     this.deps.log.warn({ event: 'canary_command', service, command, decision }, `canary of ${service}: operator sent ${command}`);
     return { status: decision.action === 'hold' ? 409 : 200, body: decision };
+  }
+
+  /** The supervisor's map: every worker's edges merged. */
+  private async clusterGraph(workers: WorkerView): Promise<TrafficGraph> {
+    const merged = new TrafficGraph(() => performance.now());
+    for (const answer of await workers.query('graph')) if (Array.isArray(answer)) merged.absorb(answer as RawEdge[]);
+    return merged;
   }
 
   /** Supervisor: what its workers must follow (admin faults with their time left, canary weights). */
@@ -487,6 +499,7 @@ export class Daemon implements ChangeTarget {
           clock: this.deps.clock,
           concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
           traffic: metrics,
+          edges: this.graph,
         }),
       );
     }
@@ -534,6 +547,7 @@ export class Daemon implements ChangeTarget {
       })),
       draining: this.draining,
       inFlight: this.outbound.active,
+      recentDecisions: this.metrics.decisionLog.list(),
       services: this.services.state(now),
       mesh:
         this.mesh === undefined ? undefined : { ...(this.mesh.view.status() as object), router: this.router?.status(), inbound: this.inbound?.meshStatus() },

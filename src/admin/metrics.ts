@@ -12,6 +12,7 @@ import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
 import type { TrafficRecorder } from '../service/traffic-policy.ts';
 import type { CanaryRecorder } from '../canary/canary-controller.ts';
 import type { MirrorResult } from '../traffic/mirror.ts';
+import { DecisionLog } from './decision-log.ts';
 
 /** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -44,6 +45,8 @@ export interface EndpointCount {
 
 export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecorder, CanaryRecorder {
   readonly registry = new Registry();
+  /** The same decisions, kept in order for /debug/state and the dashboard. */
+  readonly decisionLog = new DecisionLog();
   private readonly series = new RequestSeriesSet(DURATION_BUCKETS);
   private readonly resets: Counter<'service' | 'side'>;
   private readonly reloads: Counter<'result'>;
@@ -281,6 +284,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
 
   canaryDecision(service: string, action: string, reason: string): void {
     this.canaryDecisions.labels(service, action, reason).inc();
+    this.decisionLog.record(service, `canary_${action}`, reason);
   }
 
   authorization(service: string, allowed: boolean): void {
@@ -321,8 +325,9 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
     this.series.remove(service, endpoint);
   }
 
-  decision(service: string, decision: string, reason: string): void {
+  decision(service: string, decision: string, reason: string, endpoint?: string): void {
     this.decisions.labels(service, decision, reason).inc();
+    this.decisionLog.record(service, decision, reason, endpoint);
   }
 
   concurrencyLimit(service: string, limit: number): void {

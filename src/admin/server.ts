@@ -13,6 +13,7 @@ import { ConnectionSlots } from './connection-slots.ts';
 import { bindServer, listenTarget } from '../listeners/bind.ts';
 import type { Logger } from '../log.ts';
 import type { SourceFilter } from '../listeners/source-filter.ts';
+import type { TrafficGraph } from './traffic-graph.ts';
 import { changeRefusal, parseAdminFault, readJson, type ChangeAnswer, type ChangeTarget } from './changes.ts';
 
 export interface Readiness {
@@ -27,6 +28,8 @@ export interface AdminSources {
   state(): unknown;
   /** Fault injections and canary commands (./changes.ts). */
   readonly changes?: ChangeTarget;
+  /** The dependency map (a supervisor merges its workers'). */
+  graph?(): TrafficGraph | Promise<TrafficGraph>;
 }
 
 export class AdminServer {
@@ -107,12 +110,18 @@ export class AdminServer {
         send(res, readiness.ready ? 200 : 503, 'application/json', `${JSON.stringify(readiness)}\n`);
         return;
       }
+      case '/debug/graph': {
+        if (this.sources.graph === undefined) break;
+        const graph = await this.sources.graph();
+        if (new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('format') === 'dot') send(res, 200, 'text/vnd.graphviz; charset=utf-8', graph.dot());
+        else send(res, 200, 'application/json', `${JSON.stringify(graph.graph(), null, 2)}\n`);
+        return;
+      }
       case '/debug/state':
         send(res, 200, 'application/json', `${JSON.stringify(await this.sources.state(), null, 2)}\n`);
         return;
-      default:
-        send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state, /faults\n');
     }
+    send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state, /debug/graph, /faults\n');
   }
 
   /** GET /faults; POST /faults; DELETE /faults/SERVICE/NAME; POST /canary/SERVICE/COMMAND. */

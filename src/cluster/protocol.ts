@@ -25,7 +25,7 @@ export type SupervisorMessage =
   /** Admin fault injections and canary weights, decided by the supervisor for every worker (whole, on each change). */
   | { meshd: 'traffic'; state: TrafficState }
   | { meshd: 'reload'; id: number; text: string }
-  | { meshd: 'query'; id: number; what: 'state' | 'metrics' }
+  | { meshd: 'query'; id: number; what: 'state' | 'metrics' | 'graph' }
   | { meshd: 'drain' }
   /** Sent with a connection the supervisor accepted on a socket-activated listener. */
   | { meshd: 'connection'; listener: HandedListener };

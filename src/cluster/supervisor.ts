@@ -190,7 +190,7 @@ class WorkerPool implements WorkerView {
     for (const slot of this.slots) if (slot.ready) this.sendTo(slot.child, message);
   }
 
-  async query(what: 'state' | 'metrics'): Promise<unknown[]> {
+  async query(what: 'state' | 'metrics' | 'graph'): Promise<unknown[]> {
     const answers = await Promise.all(
       this.slots.filter((s) => s.ready).map((slot) => this.ask(slot, (id) => ({ meshd: 'query', id, what }), QUERY_TIMEOUT_MS)),
     );

@@ -100,9 +100,9 @@ export async function runWorker(configPath: string | undefined): Promise<number>
           );
           return;
         case 'query':
-          void (message.what === 'state' ? Promise.resolve(daemon.state()) : daemon.metrics.json()).then((value) =>
-            send({ meshd: 'answer', id: message.id, value }),
-          );
+          void (
+            message.what === 'state' ? Promise.resolve(daemon.state()) : message.what === 'graph' ? Promise.resolve(daemon.graph.raw()) : daemon.metrics.json()
+          ).then((value) => send({ meshd: 'answer', id: message.id, value }));
           return;
         case 'drain':
           stop('supervisor asked');

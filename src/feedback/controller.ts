@@ -13,7 +13,8 @@ import type { Outcome } from '../protocol/outcome.ts';
 import { OutlierDetector, type Decision, type EndpointCondition, type EndpointHealthView, type OutlierConfig } from './outlier.ts';
 
 export interface DecisionRecorder {
-  decision(service: string, decision: string, reason: string): void;
+  /** `endpoint`: the endpoint it concerns, when one. */
+  decision(service: string, decision: string, reason: string, endpoint?: string): void;
 }
 
 export interface FeedbackDeps {
@@ -104,21 +105,21 @@ export class FeedbackController implements FeedbackLoop {
     for (const d of decisions) {
       switch (d.type) {
         case 'eject':
-          recorder.decision(service, 'eject', d.reason);
+          recorder.decision(service, 'eject', d.reason, d.endpoint);
           log.warn(
             { event: 'eject', service, endpoint: d.endpoint, reason: d.reason, ...d.detail, ejectedForMs: d.durationMs, ejections: d.ejections },
             `ejected ${d.endpoint}: ${d.reason}`,
           );
           break;
         case 'eject_skipped':
-          recorder.decision(service, 'eject_skipped', d.reason);
+          recorder.decision(service, 'eject_skipped', d.reason, d.endpoint);
           log.warn(
             { event: 'eject_skipped', service, endpoint: d.endpoint, reason: d.reason, cause: d.cause, ...d.detail },
             `kept ${d.endpoint} despite ${d.reason}: max ejection share reached`,
           );
           break;
         case 'return': {
-          recorder.decision(service, 'return', d.reason);
+          recorder.decision(service, 'return', d.reason, d.endpoint);
           const endpoint = this.endpoints.get(d.endpoint);
           if (endpoint !== undefined) returnToService(endpoint, this.endpoints.values(), this.returnRampMs, clock());
           returned.push({ address: d.endpoint, rampMs: this.returnRampMs });

@@ -17,7 +17,7 @@ import type { Admission } from '../stack/admission.ts';
 import { Attempts, type AttemptSink } from '../stack/attempt.ts';
 import { buildStack } from '../stack/build.ts';
 import type { Handler } from '../stack/layer.ts';
-import type { DataPathObserver } from '../stack/observer.ts';
+import type { DataPathObserver, EdgeRecorder } from '../stack/observer.ts';
 import { createAdmission } from './concurrency-control.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import { compilePolicy, type Verdict } from '../identity/spiffe.ts';
@@ -50,6 +50,8 @@ export interface LocalDeps {
   concurrencyLimit(service: string, limit: number): void;
   /** Access refusals and rate-limited requests (metrics); none counted when absent. */
   readonly traffic?: AccessRecorder & RateLimitRecorder;
+  /** The dependency map (inbound edges: verified caller → local service). */
+  readonly edges?: EdgeRecorder;
 }
 
 const UNCOUNTED: AccessRecorder & RateLimitRecorder = { authorization: () => {}, rateLimited: () => {} };
@@ -107,6 +109,7 @@ export class LocalService {
         ),
         hashKey: undefined,
         markOverload: true,
+        ...(deps.edges === undefined ? {} : { edges: deps.edges }),
         policy: [
           ...(this.access === undefined ? [] : [accessLayer(this.access, label, this.traffic)]),
           ...(this.limiter === undefined ? [] : [rateLimitLayer(this.limiter, label, undefined, this.traffic)]),

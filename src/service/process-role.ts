@@ -18,7 +18,7 @@ export interface WorkerView {
   readonly wanted: number;
   readonly ready: number;
   /** Each worker's answer (a worker that does not answer in time is left out). */
-  query(what: 'state' | 'metrics'): Promise<unknown[]>;
+  query(what: 'state' | 'metrics' | 'graph'): Promise<unknown[]>;
 }
 
 export interface ProcessRole {

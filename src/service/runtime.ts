@@ -39,7 +39,7 @@ import type { FaultRegistry } from '../traffic/faults.ts';
 import { TrafficPolicy, type Admittance, type TrafficRecorder } from './traffic-policy.ts';
 import type { RequestHead } from '../stack/exchange.ts';
 import type { InFlightCount } from '../stack/layers.ts';
-import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
+import type { DataPathObserver, EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { createAdmission } from './concurrency-control.ts';
@@ -73,6 +73,8 @@ export interface ServiceDeps {
   readonly traffic: TrafficRecorder & CanaryRecorder;
   /** A canary's weight or phase changed (the supervisor tells its workers). */
   canaryMoved?(): void;
+  /** The dependency map every exchange is recorded on. */
+  readonly edges?: EdgeRecorder;
 }
 
 export interface EndpointState {
@@ -425,6 +427,7 @@ export class ServiceRuntime implements AttemptSink {
       hashKey: this.hashKey,
       retryBudget: this.retryBudget,
       inFlight: this.inFlight,
+      edges: this.deps.edges,
     });
     const canary = this.config.canary;
     const keep = new Set(policy.subsetKeys);

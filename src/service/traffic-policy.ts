@@ -19,7 +19,7 @@ import type { AttemptPicker } from '../stack/attempt.ts';
 import { buildRouteLayers, buildServiceLayers } from '../stack/build.ts';
 import type { Handler, Layer } from '../stack/layer.ts';
 import type { InFlightCount } from '../stack/layers.ts';
-import type { ServiceRecorder } from '../stack/observer.ts';
+import type { EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
 import type { RetryPolicy } from '../stack/retry.ts';
 import type { RetryBudget } from '../stack/retry-budget.ts';
 import { subsetKey, WeightedSplit, type Subsets } from '../traffic/backends.ts';
@@ -50,6 +50,7 @@ export interface TrafficPolicyDeps {
   readonly hashKey: HashKeyReader | undefined;
   readonly retryBudget: RetryBudget;
   readonly inFlight: InFlightCount;
+  readonly edges?: EdgeRecorder | undefined;
 }
 
 interface CompiledRoute {
@@ -87,7 +88,15 @@ export class TrafficPolicy {
     if (this.limiter !== undefined) policy.push(rateLimitLayer(this.limiter, config.name, undefined, traffic));
     const routed = this.table.size > 0;
     this.handler = buildServiceLayers(
-      { label: config.name, recorder: deps.recorder, log: deps.log, clock, limit: { maxInFlight: config.limits.maxInFlight, count: deps.inFlight }, policy },
+      {
+        label: config.name,
+        recorder: deps.recorder,
+        log: deps.log,
+        clock,
+        limit: { maxInFlight: config.limits.maxInFlight, count: deps.inFlight },
+        policy,
+        ...(deps.edges === undefined ? {} : { edges: deps.edges }),
+      },
       (ex) => {
         const route = this.select({ head: ex.head, caller: ex.caller });
         if (!routed || route.rule === undefined) return route.handler(ex);

@@ -20,7 +20,7 @@ import { deadlineLayer } from './deadline.ts';
 import type { HashKeyReader } from '../balancer/create.ts';
 import { compose, type Handler, type Layer } from './layer.ts';
 import { balanceLayer, limitLayer, markOverloadLayer, observeLayer, respondLayer, type InFlightCount } from './layers.ts';
-import type { ServiceRecorder } from './observer.ts';
+import type { EdgeRecorder, ServiceRecorder } from './observer.ts';
 import { retryLayer, type RetryPolicy } from './retry.ts';
 import type { RetryBudget } from './retry-budget.ts';
 
@@ -35,6 +35,8 @@ export interface ServiceLayersSpec {
   readonly markOverload?: boolean;
   /** Access rules and the service's rate limit, as layers (routing/access-layer.ts, traffic/rate-limiter.ts). */
   readonly policy?: readonly Layer[];
+  /** The dependency map every exchange is recorded on. */
+  readonly edges?: EdgeRecorder;
 }
 
 /** The layers of one route: its deadline, retries, backend, and the filters it asks for. */
@@ -65,7 +67,8 @@ export function buildStack(spec: StackSpec, terminal: Handler): Handler {
 
 /** The service's outer layers around `route`, which picks and runs the request's route. */
 export function buildServiceLayers(spec: ServiceLayersSpec, route: Handler): Handler {
-  const layers: Layer[] = [observeLayer(spec.recorder, spec.clock), respondLayer(spec.label, spec.log)];
+  const graph = spec.edges === undefined ? undefined : { edges: spec.edges, service: spec.label };
+  const layers: Layer[] = [observeLayer(spec.recorder, spec.clock, graph), respondLayer(spec.label, spec.log)];
   if (spec.markOverload === true) layers.push(markOverloadLayer);
   if (spec.limit !== undefined) layers.push(limitLayer(spec.label, spec.limit.maxInFlight, spec.limit.count));
   if (spec.policy !== undefined) layers.push(...spec.policy);

@@ -10,11 +10,11 @@ import type { HashKeyReader } from '../balancer/create.ts';
 import { MeshError, toMeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Layer } from './layer.ts';
-import type { ServiceRecorder } from './observer.ts';
+import type { EdgeRecorder, ServiceRecorder } from './observer.ts';
 import { respondError } from './respond.ts';
 
-/** Counts the request and records its status and duration against its endpoint (or the service). */
-export function observeLayer(recorder: ServiceRecorder, clock: Clock): Layer {
+/** Counts the request and records its status and duration against its endpoint (or the service), and on the dependency map. */
+export function observeLayer(recorder: ServiceRecorder, clock: Clock, graph?: { readonly edges: EdgeRecorder; readonly service: string }): Layer {
   return (next) => async (ex) => {
     recorder.started();
     try {
@@ -27,6 +27,7 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock): Layer {
       const status = attempt.outcome === 'client_abort' && !response.started ? 499 : response.status;
       if (attempt.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
       else attempt.endpoint.recorder.finished(status, seconds);
+      graph?.edges.exchange(ex.caller ?? ex.head.remoteAddress ?? 'unknown', graph.service, attempt.endpoint?.address, status, seconds);
       if (attempt.outcome === 'client_abort') recorder.reset('client');
       // Not ended after the status line went out: the stream was cut.
       else if (response.started && !response.ended) recorder.reset('upstream');

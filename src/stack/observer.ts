@@ -25,3 +25,8 @@ export interface DataPathObserver {
   /** Forgets the series of an endpoint that discovery removed. */
   removeEndpoint(service: string, endpoint: string): void;
 }
+
+/** The dependency map's input (admin/traffic-graph.ts): one exchange, from whom, to which service and endpoint. */
+export interface EdgeRecorder {
+  exchange(caller: string, service: string, endpoint: string | undefined, status: number, seconds: number): void;
+}

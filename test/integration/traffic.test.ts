@@ -296,6 +296,27 @@ services:
       const ejection = await meshd.waitForLog((l) => l['event'] === 'eject' && l['endpoint'] === slow.address, 10_000);
       t.diagnostic(`ejected: ${String(ejection['reason'])}`);
       assert.equal(ejection['reason'], 'latency');
+      // The decision is in the state's timeline, and the traffic in the dependency map (JSON and DOT, parsed by Graphviz).
+      const decisions = (
+        (await request(meshd.admin, { path: '/debug/state' })).json() as { recentDecisions: { decision: string; endpoint?: string; reason: string }[] }
+      ).recentDecisions;
+      assert.ok(
+        decisions.some((d) => d.decision === 'eject' && d.endpoint === slow.address && d.reason === 'latency'),
+        JSON.stringify(decisions),
+      );
+      const graph = (await request(meshd.admin, { path: '/debug/graph' })).json() as { edges: { from: string; to: string; requests: number }[] };
+      assert.ok(
+        graph.edges.some((e) => e.from === 'caller:127.0.0.1' && e.to === 'service:users' && e.requests >= 60),
+        JSON.stringify(graph.edges),
+      );
+      assert.ok(graph.edges.some((e) => e.from === 'service:users' && e.to === `endpoint:users/${slow.address}`));
+      const dot = await request(meshd.admin, { path: '/debug/graph?format=dot' });
+      assert.match(String(dot.headers['content-type']), /text\/vnd\.graphviz/);
+      const parsed = await new Promise<string>((resolve, reject) => {
+        const child = execFile('dot', ['-Tplain'], (err, out) => (err === null ? resolve(out) : reject(err)));
+        child.stdin?.end(dot.body);
+      });
+      assert.equal(parsed.split('\n').filter((l) => l.startsWith('edge ')).length, 4);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.ok(metricValue(metrics, 'meshd_faults_injected_total', { service: 'users', fault: 'slow-one', action: 'delay' }) >= 5);
       const listed = (await admin(meshd, 'GET', '/faults')).json() as { faults: { name: string }[] };
