@@ -313,7 +313,10 @@ services:
       const dot = await request(meshd.admin, { path: '/debug/graph?format=dot' });
       assert.match(String(dot.headers['content-type']), /text\/vnd\.graphviz/);
       const parsed = await new Promise<string>((resolve, reject) => {
-        const child = execFile('dot', ['-Tplain'], (err, out) => (err === null ? resolve(out) : reject(err)));
+        const child = execFile('dot', ['-Tplain'], (err, out) => {
+          if (err === null) resolve(out);
+          else reject(new Error(`dot refused the map: ${err.message}`));
+        });
         child.stdin?.end(dot.body);
       });
       assert.equal(parsed.split('\n').filter((l) => l.startsWith('edge ')).length, 4);
