@@ -37,9 +37,15 @@ import { MeshRouter } from './service/mesh-router.ts';
 import { FaultRegistry, type FaultTransfer } from './traffic/faults.ts';
 import { HttpRouteView } from './kubernetes/http-routes.ts';
 import { TrafficGraph, type RawEdge } from './admin/traffic-graph.ts';
+import type { ExchangeWitnesses } from './stack/trace.ts';
+import type { OtelHopTracer } from './tracing/otel-tracer.ts';
+import { tracingSettings } from './tracing/settings.ts';
 import type { ChangeAnswer, ChangeTarget } from './admin/changes.ts';
 import type { FaultSpec } from './config/types.ts';
 import type { CanaryCommand } from './canary/canary-state.ts';
+
+/** How long a draining meshd waits for its last spans to be exported. */
+const TRACE_FLUSH_ON_EXIT_MS = 2_000;
 
 const CANARY_COMMANDS: readonly CanaryCommand[] = ['pause', 'resume', 'promote', 'rollback', 'restart'];
 import { callerIdentityIn } from './protocol/fields.ts';
@@ -80,6 +86,11 @@ export class Daemon implements ChangeTarget {
   readonly faults: FaultRegistry;
   /** The dependency map of the traffic this process carried. */
   readonly graph = new TrafficGraph(() => performance.now());
+  /** OpenTelemetry hop spans, when `tracing.enabled` (the SDK is loaded only then). */
+  private tracer: OtelHopTracer | undefined;
+  private tracerKey: string | undefined;
+  /** Traces and access logs, read by every stack per exchange (they follow reloads). */
+  private readonly witnesses: ExchangeWitnesses;
   private readonly inbound: InboundListener | undefined;
   private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
@@ -101,6 +112,12 @@ export class Daemon implements ChangeTarget {
     const role = deps.role ?? singleProcess;
     this.role = role;
     this.faults = new FaultRegistry(deps.clock, deps.random);
+    this.witnesses = {
+      tracer: () => this.tracer,
+      accessLog: () => (this.config.log.access.enabled ? this.config.log.access : undefined),
+      log: deps.log,
+      random: deps.random,
+    };
     const informers = new SliceInformers({ log: deps.log, random: deps.random, now: () => Date.now() });
     this.mesh = config.kubernetes.mesh === undefined ? undefined : this.buildMesh(config, informers);
     this.services = new ServiceRegistry({
@@ -120,6 +137,7 @@ export class Daemon implements ChangeTarget {
       faults: this.faults,
       traffic: metrics,
       edges: this.graph,
+      witnesses: this.witnesses,
       canaryMoved: () => deps.trafficChanged?.(),
     });
     const mesh = this.mesh;
@@ -180,6 +198,8 @@ export class Daemon implements ChangeTarget {
                 concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
                 authorization: (service, allowed) => metrics.authorization(service, allowed),
                 config: () => this.config,
+                edges: this.graph,
+                witnesses: this.witnesses,
               }),
       });
     }
@@ -253,6 +273,25 @@ export class Daemon implements ChangeTarget {
     if (decision === undefined) return { status: 404, body: { error: 'not_found', message: `service "${service}" has no canary` } };
     this.deps.log.warn({ event: 'canary_command', service, command, decision }, `canary of ${service}: operator sent ${command}`);
     return { status: decision.action === 'hold' ? 409 : 200, body: decision };
+  }
+
+  /**
+   * Starts, replaces or stops the tracer to match the config and the OTEL_* variables. Only the
+   * processes that carry traffic trace; the SDK is loaded on first use.
+   */
+  private async syncTracing(): Promise<void> {
+    const settings = tracingSettings(this.config.tracing, process.env);
+    const key = settings.enabled && this.role.carriesTraffic ? JSON.stringify(settings) : undefined;
+    if (key === this.tracerKey) return;
+    const previous = this.tracer;
+    this.tracer = undefined;
+    this.tracerKey = key;
+    if (key !== undefined) {
+      const { OtelHopTracer } = await import('./tracing/otel-tracer.ts');
+      this.tracer = new OtelHopTracer(settings, this.config.node.name, this.deps.log, this.metrics);
+      this.deps.log.info({ sampleRatio: settings.sampleRatio, endpoint: settings.endpoint ?? '(OTEL_EXPORTER_OTLP_* or localhost:4318)' }, 'tracing on');
+    }
+    await previous?.close();
   }
 
   /** The supervisor's map: every worker's edges merged. */
@@ -340,6 +379,7 @@ export class Daemon implements ChangeTarget {
       if (listed && this.mesh.view.synced) this.deps.log.info({ mesh: this.mesh.view.status() }, 'Kubernetes mesh mode: cluster view listed');
       else this.deps.log.warn({ mesh: this.mesh.view.status() }, 'Kubernetes mesh mode: the cluster view is not listed yet; not ready until it is');
     }
+    await this.syncTracing();
     await this.services.apply(this.config);
     if (role.carriesTraffic) await this.tcp.sync(this.config.services, true);
     if (!role.carriesTraffic) {
@@ -432,6 +472,7 @@ export class Daemon implements ChangeTarget {
     }
     this.config = next;
     this.deps.log.level = next.log.level;
+    await this.syncTracing();
     this.buildLocal(next);
     await this.services.apply(next);
     if (this.role.carriesTraffic) await this.tcp.sync(next.services, false);
@@ -462,6 +503,8 @@ export class Daemon implements ChangeTarget {
     this.tcp.destroyAll();
     this.stopMesh();
     await this.services.close();
+    // Queued spans get a short chance to leave; a dead collector never holds up the exit.
+    await Promise.race([this.tracer?.close(), new Promise((r) => setTimeout(r, TRACE_FLUSH_ON_EXIT_MS).unref())]);
     return { abandoned };
   }
 
@@ -500,6 +543,7 @@ export class Daemon implements ChangeTarget {
           concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
           traffic: metrics,
           edges: this.graph,
+          witnesses: this.witnesses,
         }),
       );
     }

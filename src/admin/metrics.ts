@@ -13,6 +13,7 @@ import type { TrafficRecorder } from '../service/traffic-policy.ts';
 import type { CanaryRecorder } from '../canary/canary-controller.ts';
 import type { MirrorResult } from '../traffic/mirror.ts';
 import { DecisionLog } from './decision-log.ts';
+import type { SpanQueueRecorder } from '../tracing/span-queue.ts';
 
 /** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -43,7 +44,7 @@ export interface EndpointCount {
   count: number;
 }
 
-export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecorder, CanaryRecorder {
+export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecorder, CanaryRecorder, SpanQueueRecorder {
   readonly registry = new Registry();
   /** The same decisions, kept in order for /debug/state and the dashboard. */
   readonly decisionLog = new DecisionLog();
@@ -73,6 +74,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
   private readonly canaryWeights: Gauge<'service'>;
   private readonly canaryPhases: Gauge<'service' | 'phase'>;
   private readonly canaryDecisions: Counter<'service' | 'action' | 'reason'>;
+  private readonly spanResults: Counter<'result'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'meshd_' });
@@ -160,6 +162,12 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
       name: 'meshd_canary_decisions_total',
       help: 'Canary steps taken (advance, rollback, promote, and operator commands), by reason.',
       labelNames: ['service', 'action', 'reason'],
+      registers,
+    });
+    this.spanResults = new Counter({
+      name: 'meshd_tracing_spans_total',
+      help: 'Trace spans handed to the OTLP exporter, by result: exported, dropped (queue full), failed (the collector refused or did not answer).',
+      labelNames: ['result'],
       registers,
     });
     this.limits = new Gauge({ name: 'meshd_concurrency_limit', help: 'Adaptive concurrency limit per service.', labelNames: ['service'], registers });
@@ -259,6 +267,10 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
 
   handshake(listener: string, resumed: boolean): void {
     this.handshakes.labels(listener, resumed ? 'true' : 'false').inc();
+  }
+
+  spans(result: 'exported' | 'dropped' | 'failed', count: number): void {
+    this.spanResults.labels(result).inc(count);
   }
 
   rateLimited(service: string, route: string): void {

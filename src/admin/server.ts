@@ -1,5 +1,6 @@
 /**
- * The admin listener (loopback): /metrics, /healthz, /readyz, /debug/state.
+ * The admin listener (loopback): / (the live dashboard), /metrics, /healthz,
+ * /readyz, /debug/state, /debug/graph, and the changes of ./changes.ts.
  * It has its own small connection cap so that a flood on the outbound
  * listener can never lock operators out, and a slow client cannot hold that
  * cap (the oldest idle or half-sent connection gives way, and header timers
@@ -13,6 +14,7 @@ import { ConnectionSlots } from './connection-slots.ts';
 import { bindServer, listenTarget } from '../listeners/bind.ts';
 import type { Logger } from '../log.ts';
 import type { SourceFilter } from '../listeners/source-filter.ts';
+import { dashboardResponse } from './dashboard.ts';
 import type { TrafficGraph } from './traffic-graph.ts';
 import { changeRefusal, parseAdminFault, readJson, type ChangeAnswer, type ChangeTarget } from './changes.ts';
 
@@ -97,6 +99,12 @@ export class AdminServer {
       return;
     }
     switch (path) {
+      case '/': {
+        const page = dashboardResponse();
+        res.writeHead(200, { ...page.headers, 'content-length': Buffer.byteLength(page.body) });
+        res.end(req.method === 'HEAD' ? undefined : page.body);
+        return;
+      }
       case '/metrics': {
         const { contentType, body } = await this.sources.metrics();
         send(res, 200, contentType, body);

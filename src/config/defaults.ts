@@ -48,7 +48,8 @@ const concurrency = {
 
 /** The config's defaults, deep-frozen. */
 export const DEFAULTS = deepFreeze({
-  log: { level: 'info' },
+  log: { level: 'info', access: { enabled: false, sampleRatio: 1 } },
+  tracing: { enabled: false },
   admin: { listen: '127.0.0.1:9990', maxConnections: 64, allowHosts: [] as readonly string[] },
   outbound: {
     listen: '127.0.0.1:4140',

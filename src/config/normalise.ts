@@ -34,7 +34,16 @@ export function normaliseConfig(raw: RawConfig, source: string, baseDir: string)
   return {
     source,
     node: { name: raw.node?.name ?? hostname(), zone: raw.node?.zone },
-    log: { level: raw.log?.level ?? d.log.level },
+    log: {
+      level: raw.log?.level ?? d.log.level,
+      access: { enabled: raw.log?.access?.enabled ?? d.log.access.enabled, sampleRatio: raw.log?.access?.sampleRatio ?? d.log.access.sampleRatio },
+    },
+    tracing: {
+      enabled: raw.tracing?.enabled ?? d.tracing.enabled,
+      sampleRatio: raw.tracing?.sampleRatio,
+      endpoint: raw.tracing?.endpoint,
+      headers: raw.tracing?.headers,
+    },
     admin: {
       listen: listenAddress(raw.admin?.listen ?? d.admin.listen),
       maxConnections: raw.admin?.maxConnections ?? d.admin.maxConnections,

@@ -170,7 +170,8 @@ export interface RawLocalService {
 
 export interface RawConfig {
   node?: { name?: string; zone?: string };
-  log?: { level?: LogLevel };
+  log?: { level?: LogLevel; access?: { enabled?: boolean; sampleRatio?: number } };
+  tracing?: { enabled?: boolean; sampleRatio?: number; endpoint?: string; headers?: Record<string, string> };
   admin?: { listen?: string; maxConnections?: number; allowHosts?: string[]; allowChangesFrom?: string[] };
   outbound?: {
     listen?: string;

@@ -260,7 +260,25 @@ export const CONFIG_SCHEMA = {
     log: {
       type: 'object',
       additionalProperties: false,
-      properties: { level: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] } },
+      properties: {
+        level: { enum: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] },
+        // One structured line per exchange, sampled (errors always).
+        access: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { enabled: { type: 'boolean' }, sampleRatio: { type: 'number', minimum: 0, maximum: 1 } },
+        },
+      },
+    },
+    tracing: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        sampleRatio: { type: 'number', minimum: 0, maximum: 1 },
+        endpoint: { type: 'string', pattern: '^https?://' },
+        headers: { type: 'object', additionalProperties: { type: 'string', pattern: '^[^\\r\\n]*$' } },
+      },
     },
     admin: {
       type: 'object',

@@ -379,11 +379,25 @@ export interface KubernetesMeshConfig {
   readonly authorization: ReadonlyMap<string, { readonly allow: readonly string[]; readonly deny: readonly string[] }>;
 }
 
+/** Tracing as the config writes it; unset keys fall back to the OTEL_* variables (tracing/settings.ts). */
+export interface TracingConfig {
+  readonly enabled: boolean;
+  readonly sampleRatio: number | undefined;
+  /** OTLP/HTTP traces URL, e.g. http://otel-collector:4318/v1/traces. */
+  readonly endpoint: string | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
+}
+
 export interface MeshConfig {
   /** The file it came from, or "<embedded default>". */
   readonly source: string;
   readonly node: { readonly name: string; readonly zone: string | undefined };
-  readonly log: { readonly level: LogLevel };
+  readonly log: {
+    readonly level: LogLevel;
+    /** One line per exchange: off, or a share of them (errors always). */
+    readonly access: { readonly enabled: boolean; readonly sampleRatio: number };
+  };
+  readonly tracing: TracingConfig;
   readonly admin: {
     readonly listen: SocketAddress;
     readonly maxConnections: number;

@@ -47,6 +47,7 @@ class NodeRequestHead implements RequestHead {
 class NodeResponseSink implements ResponseSink {
   private readonly res: ServerResponse;
   private readonly http2: boolean;
+  bytesSent = 0;
 
   constructor(res: ServerResponse, http2: boolean) {
     this.res = res;
@@ -86,6 +87,7 @@ class NodeResponseSink implements ResponseSink {
   }
 
   write(chunk: Buffer): boolean {
+    this.bytesSent += chunk.length;
     return this.res.write(chunk);
   }
 
@@ -98,6 +100,7 @@ class NodeResponseSink implements ResponseSink {
   }
 
   end(body?: string): void {
+    if (body !== undefined) this.bytesSent += Buffer.byteLength(body);
     this.res.end(body);
   }
 

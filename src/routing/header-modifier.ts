@@ -72,6 +72,9 @@ class ModifyingSink implements ResponseSink {
   get status(): number {
     return this.inner.status;
   }
+  get bytesSent(): number | undefined {
+    return this.inner.bytesSent;
+  }
   setField(name: string, value: string): void {
     // Held until the status line, so that the modifier sees (and may remove) meshd's own fields too.
     this.early[name.toLowerCase()] = value;

@@ -18,6 +18,7 @@ import { Attempts, type AttemptSink } from '../stack/attempt.ts';
 import { buildStack } from '../stack/build.ts';
 import type { Handler } from '../stack/layer.ts';
 import type { DataPathObserver, EdgeRecorder } from '../stack/observer.ts';
+import type { ExchangeWitnesses } from '../stack/trace.ts';
 import { createAdmission } from './concurrency-control.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import { compilePolicy, type Verdict } from '../identity/spiffe.ts';
@@ -52,6 +53,8 @@ export interface LocalDeps {
   readonly traffic?: AccessRecorder & RateLimitRecorder;
   /** The dependency map (inbound edges: verified caller → local service). */
   readonly edges?: EdgeRecorder;
+  /** Traces (inbound spans) and access logs. */
+  readonly witnesses?: ExchangeWitnesses;
 }
 
 const UNCOUNTED: AccessRecorder & RateLimitRecorder = { authorization: () => {}, rateLimited: () => {} };
@@ -110,6 +113,7 @@ export class LocalService {
         hashKey: undefined,
         markOverload: true,
         ...(deps.edges === undefined ? {} : { edges: deps.edges }),
+        ...(deps.witnesses === undefined ? {} : { witnesses: { to: deps.witnesses, kind: 'inbound' as const } }),
         policy: [
           ...(this.access === undefined ? [] : [accessLayer(this.access, label, this.traffic)]),
           ...(this.limiter === undefined ? [] : [rateLimitLayer(this.limiter, label, undefined, this.traffic)]),

@@ -28,7 +28,8 @@ import {
   MESH_TARGET_HEADER,
   PEER_IDENTITY_HEADER,
 } from '../protocol/fields.ts';
-import type { DataPathObserver } from '../stack/observer.ts';
+import type { DataPathObserver, EdgeRecorder } from '../stack/observer.ts';
+import type { ExchangeWitnesses } from '../stack/trace.ts';
 import { LocalService } from './local.ts';
 import type { MeshPolicies } from './mesh-policy.ts';
 
@@ -52,6 +53,9 @@ export interface MeshInboundDeps {
   concurrencyLimit(service: string, limit: number): void;
   authorization(service: string, allowed: boolean): void;
   config(): MeshConfig;
+  /** The dependency map and traces/access logs of what this node delivers. */
+  readonly edges?: EdgeRecorder;
+  readonly witnesses?: ExchangeWitnesses;
 }
 
 /** A pod target nobody was delivered to for this long closes its pool. */

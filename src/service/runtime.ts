@@ -40,6 +40,7 @@ import { TrafficPolicy, type Admittance, type TrafficRecorder } from './traffic-
 import type { RequestHead } from '../stack/exchange.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { DataPathObserver, EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
+import type { ExchangeWitnesses } from '../stack/trace.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { createAdmission } from './concurrency-control.ts';
@@ -75,6 +76,8 @@ export interface ServiceDeps {
   canaryMoved?(): void;
   /** The dependency map every exchange is recorded on. */
   readonly edges?: EdgeRecorder;
+  /** Traces and access logs. */
+  readonly witnesses?: ExchangeWitnesses;
 }
 
 export interface EndpointState {
@@ -428,6 +431,7 @@ export class ServiceRuntime implements AttemptSink {
       retryBudget: this.retryBudget,
       inFlight: this.inFlight,
       edges: this.deps.edges,
+      witnesses: this.deps.witnesses,
     });
     const canary = this.config.canary;
     const keep = new Set(policy.subsetKeys);

@@ -20,6 +20,7 @@ import { buildRouteLayers, buildServiceLayers } from '../stack/build.ts';
 import type { Handler, Layer } from '../stack/layer.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
+import type { ExchangeWitnesses } from '../stack/trace.ts';
 import type { RetryPolicy } from '../stack/retry.ts';
 import type { RetryBudget } from '../stack/retry-budget.ts';
 import { subsetKey, WeightedSplit, type Subsets } from '../traffic/backends.ts';
@@ -51,6 +52,7 @@ export interface TrafficPolicyDeps {
   readonly retryBudget: RetryBudget;
   readonly inFlight: InFlightCount;
   readonly edges?: EdgeRecorder | undefined;
+  readonly witnesses?: ExchangeWitnesses | undefined;
 }
 
 interface CompiledRoute {
@@ -96,6 +98,7 @@ export class TrafficPolicy {
         limit: { maxInFlight: config.limits.maxInFlight, count: deps.inFlight },
         policy,
         ...(deps.edges === undefined ? {} : { edges: deps.edges }),
+        ...(deps.witnesses === undefined ? {} : { witnesses: { to: deps.witnesses, kind: 'outbound' as const } }),
       },
       (ex) => {
         const route = this.select({ head: ex.head, caller: ex.caller });

@@ -61,6 +61,8 @@ export class AttemptLease<E extends Endpoint = Endpoint> {
 /** Whatever an attempt can begin on: a service's endpoints, a subset of them, a weighted split. */
 export interface AttemptPicker<E extends Endpoint = Endpoint> {
   begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E>;
+  /** Endpoints passed over now because they are ejected or failing health checks (traces say so). */
+  unavailable?(): number;
 }
 
 /** How many times a pick that lands on an endpoint to pass over is retried. */

@@ -2,7 +2,7 @@
  * The one shape of a service's data path, for outbound services and local
  * (inbound) services alike, outermost first:
  *
- *   observe → respond → [mark overload] → [limit] → [access] → [rate limit] → route
+ *   [trace → access log] → observe → respond → [mark overload] → [limit] → [access] → [rate limit] → route
  *   route:  [route rate limit] → [header modifiers] → [mirror] → deadline → admission → [retry] → balance → [faults] → terminal
  *
  * The bracketed layers are present when the spec asks for them: outbound
@@ -21,6 +21,7 @@ import type { HashKeyReader } from '../balancer/create.ts';
 import { compose, type Handler, type Layer } from './layer.ts';
 import { balanceLayer, limitLayer, markOverloadLayer, observeLayer, respondLayer, type InFlightCount } from './layers.ts';
 import type { EdgeRecorder, ServiceRecorder } from './observer.ts';
+import { accessLogLayer, traceLayer, type ExchangeWitnesses } from './trace.ts';
 import { retryLayer, type RetryPolicy } from './retry.ts';
 import type { RetryBudget } from './retry-budget.ts';
 
@@ -37,6 +38,8 @@ export interface ServiceLayersSpec {
   readonly policy?: readonly Layer[];
   /** The dependency map every exchange is recorded on. */
   readonly edges?: EdgeRecorder;
+  /** Traces and access logs, and which way this service's hops go. */
+  readonly witnesses?: { readonly to: ExchangeWitnesses; readonly kind: 'outbound' | 'inbound' };
 }
 
 /** The layers of one route: its deadline, retries, backend, and the filters it asks for. */
@@ -68,7 +71,15 @@ export function buildStack(spec: StackSpec, terminal: Handler): Handler {
 /** The service's outer layers around `route`, which picks and runs the request's route. */
 export function buildServiceLayers(spec: ServiceLayersSpec, route: Handler): Handler {
   const graph = spec.edges === undefined ? undefined : { edges: spec.edges, service: spec.label };
-  const layers: Layer[] = [observeLayer(spec.recorder, spec.clock, graph), respondLayer(spec.label, spec.log)];
+  const layers: Layer[] = [];
+  const w = spec.witnesses;
+  if (w !== undefined) {
+    layers.push(
+      traceLayer(() => w.to.tracer(), w.kind, spec.label),
+      accessLogLayer(w.to.log, spec.label, () => w.to.accessLog(), spec.clock, w.to.random),
+    );
+  }
+  layers.push(observeLayer(spec.recorder, spec.clock, graph), respondLayer(spec.label, spec.log));
   if (spec.markOverload === true) layers.push(markOverloadLayer);
   if (spec.limit !== undefined) layers.push(limitLayer(spec.label, spec.limit.maxInFlight, spec.limit.count));
   if (spec.policy !== undefined) layers.push(...spec.policy);

@@ -13,6 +13,15 @@ import type { MeshError } from '../errors.ts';
 import type { Outcome } from '../protocol/outcome.ts';
 import type { BudgetList } from './deadline-timers.ts';
 
+/** A hop's span as the layers see it (tracing/otel-tracer.ts makes them). */
+export interface HopSpan {
+  /** The W3C traceparent this hop sends upstream (its own span as the parent). */
+  readonly traceparent: string;
+  readonly traceId: string;
+  /** Something that affected the exchange: a retry, shedding, ejected endpoints passed over. */
+  event(name: string, attributes?: Readonly<Record<string, string | number>>): void;
+}
+
 /** Reads request fields by lowercase name (repeated fields joined as HTTP allows); undefined when absent. */
 export interface FieldReader {
   field(name: string): string | undefined;
@@ -53,6 +62,8 @@ export interface ResponseSink {
   end(body?: string): void;
   /** Cuts the response: the caller sees a reset, never a truncated body taken for complete. */
   reset(): void;
+  /** Body bytes written so far (access logs); undefined where not counted. */
+  readonly bytesSent?: number | undefined;
 }
 
 /** Whatever holds upstream work for the exchange and can stop it. */
@@ -124,6 +135,12 @@ export class Exchange {
   caller: string | undefined = undefined;
   /** The route the exchange took (metrics, logs, faults); undefined: the service's defaults. */
   route: string | undefined = undefined;
+  /** The span of this hop when tracing is on (stack/trace.ts). */
+  span: HopSpan | undefined = undefined;
+  /** Retries sent for this exchange. */
+  retries = 0;
+  /** The code of meshd's own error answer, when it gave one. */
+  errorCode: string | undefined = undefined;
   private canceller: Cancellable | undefined = undefined;
   /** Links of the deadline list this exchange waits in (deadline-timers.ts); undefined when in none. */
   deadlineList: BudgetList | undefined = undefined;

@@ -42,6 +42,9 @@ export function respondLayer(service: string, log: Logger): Layer {
       await next(ex);
     } catch (thrown) {
       const err = toMeshError(thrown);
+      ex.errorCode = err.code;
+      // Shed by the limit or the adaptive concurrency limiter: the feedback loop decided this answer.
+      if (err.code === 'overloaded') ex.span?.event('meshd.shed', { reason: err.message });
       const fields = {
         service,
         route: ex.route,
@@ -71,6 +74,10 @@ export function balanceLayer(attempts: AttemptPicker, hashKey: HashKeyReader | u
     const lease = attempts.begin(hashKey?.(ex.head), ex.avoid);
     const attempt = ex.attempt;
     attempt.endpoint = lease.endpoint;
+    if (ex.span !== undefined) {
+      const passedOver = attempts.unavailable?.() ?? 0;
+      if (passedOver > 0) ex.span.event('meshd.ejected_endpoints_avoided', { count: passedOver, endpoint: lease.endpoint.address });
+    }
     try {
       await next(ex);
     } finally {

@@ -87,6 +87,8 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
         clearTimeout(perTry);
       }
       recorder.retried(reason);
+      ex.retries++;
+      ex.span?.event('meshd.retry', { reason, endpoint: ex.attempt.endpoint?.address ?? 'none', attempt: attempt + 1 });
       ex.avoid = ex.attempt.endpoint;
       if (pause > 0) await new Promise((r) => setTimeout(r, pause));
       if (ex.cancelled !== undefined) throw ex.cancelled instanceof MeshError ? ex.cancelled : new MeshError('bad_request', 'client closed the connection');

@@ -72,6 +72,10 @@ export class Subset<E extends Endpoint = Endpoint> implements AttemptSource<E> {
     return n;
   }
 
+  unavailable(): number {
+    return this.mine.length - this.available;
+  }
+
   begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E> {
     try {
       return this.attempts.begin(key, avoid);
@@ -160,6 +164,10 @@ export class WeightedSplit<E extends Endpoint = Endpoint> implements AttemptSour
     let n = 0;
     for (const b of this.backends) if (b.weight() > 0) n += b.source.available;
     return n;
+  }
+
+  unavailable(): number {
+    return this.size - this.available;
   }
 
   begin(key: string | undefined, avoid: Endpoint | undefined): AttemptLease<E> {

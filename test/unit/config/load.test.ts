@@ -81,7 +81,7 @@ outbound: { maxHeaderSize: 32KiB }
         ['services.users.endpoints[0].port', 5],
       ],
     );
-    assert.match(problems[0]!.message, /unknown key \(expected one of: node, log, admin/);
+    assert.match(problems[0]!.message, /unknown key \(expected one of: node, log, tracing, admin/);
   });
 
   it('reports every problem at once, not only the first', () => {

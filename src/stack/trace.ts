@@ -1,0 +1,107 @@
+/**
+ * Tracing and access logs as layers, outermost in a service's stack so that
+ * they see the whole exchange: a span for this hop (a child of the caller's
+ * W3C traceparent, the parent of the upstream request), and one structured
+ * line per exchange. Both read the exchange when it ends; the data path
+ * never waits on either.
+ */
+import type { Clock, Random } from '../clock.ts';
+import type { Logger } from '../log.ts';
+import type { Exchange, HopSpan, RequestHead } from './exchange.ts';
+import type { Layer } from './layer.ts';
+
+/** How one hop ended, as its span records it. */
+export interface HopOutcome {
+  readonly status: number;
+  readonly endpoint: string | undefined;
+  readonly route: string | undefined;
+  readonly retries: number;
+  readonly errorCode: string | undefined;
+  readonly fault: string | undefined;
+}
+
+export interface TracedHop extends HopSpan {
+  end(outcome: HopOutcome): void;
+}
+
+/** Starts hop spans (tracing/otel-tracer.ts). */
+export interface HopTracer {
+  start(kind: 'outbound' | 'inbound', service: string, head: RequestHead, caller: string | undefined): TracedHop;
+}
+
+/** The status an exchange ended with, as the caller saw it (499: the caller left first). */
+export function finalStatus(ex: Exchange): number {
+  return ex.attempt.outcome === 'client_abort' && !ex.response.started ? 499 : ex.response.status;
+}
+
+/** `tracer` is read per exchange (tracing follows reloads); undefined passes the exchange through. */
+export function traceLayer(tracer: () => HopTracer | undefined, kind: 'outbound' | 'inbound', service: string): Layer {
+  return (next) => async (ex) => {
+    const span = tracer()?.start(kind, service, ex.head, ex.caller);
+    if (span === undefined) return next(ex);
+    ex.span = span;
+    try {
+      await next(ex);
+    } finally {
+      span.end({
+        status: finalStatus(ex),
+        endpoint: ex.attempt.endpoint?.address,
+        route: ex.route,
+        retries: ex.retries,
+        errorCode: ex.errorCode,
+        fault: ex.attempt.fault,
+      });
+    }
+  };
+}
+
+export interface AccessLogSettings {
+  /** Share of exchanges logged (0–1); errors are always logged. */
+  readonly sampleRatio: number;
+}
+
+/**
+ * One line per exchange (sampled; every error): time, caller identity, service, route, endpoint,
+ * method, path, status, response bytes, duration, retries, error code, fault and trace id.
+ */
+export function accessLogLayer(log: Logger, service: string, access: () => AccessLogSettings | undefined, clock: Clock, random: Random): Layer {
+  return (next) => async (ex) => {
+    const settings = access();
+    if (settings === undefined) return next(ex);
+    try {
+      await next(ex);
+    } finally {
+      const status = finalStatus(ex);
+      const error = status >= 500 || ex.errorCode !== undefined;
+      if (error || settings.sampleRatio >= 1 || random() < settings.sampleRatio) {
+        log.info(
+          {
+            access: true,
+            caller: ex.caller ?? ex.head.remoteAddress,
+            service,
+            route: ex.route,
+            endpoint: ex.attempt.endpoint?.address,
+            method: ex.head.method,
+            path: ex.head.path.split('?')[0],
+            status,
+            bytes: ex.response.bytesSent,
+            durationMs: Math.round((clock() - ex.startedAt) * 1000) / 1000,
+            retries: ex.retries,
+            error: ex.errorCode,
+            fault: ex.attempt.fault,
+            traceId: ex.span?.traceId,
+          },
+          'access',
+        );
+      }
+    }
+  };
+}
+
+/** What a service's stack reports every exchange to, beyond metrics: traces and access logs (read per exchange). */
+export interface ExchangeWitnesses {
+  tracer(): HopTracer | undefined;
+  accessLog(): AccessLogSettings | undefined;
+  readonly log: Logger;
+  readonly random: Random;
+}
