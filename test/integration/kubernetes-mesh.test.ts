@@ -491,7 +491,7 @@ services:
         const miss = await curlIn('c1', 'catalog', path);
         assert.match(miss.out, /"error":"no_route"[\s\S]*\n404$/, `${path}: ${miss.out}`);
       }
-      assert.ok(meshds.get(1)?.logs.some((l) => l.msg.startsWith('HTTPRoute rules left out') && JSON.stringify(l['skipped']).includes('URLRewrite')));
+      await meshds.get(1)?.waitForLog((l) => l.msg.startsWith('HTTPRoute rules left out') && JSON.stringify(l['skipped']).includes('URLRewrite'));
       // A change to the HTTPRoute applies at once, without a restart: all of /api to catalog-v2.
       api.applyHttpRoute(route(100));
       const deadline = Date.now() + 10_000;

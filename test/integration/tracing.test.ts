@@ -180,7 +180,7 @@ services:
     assert.ok(retried.length >= 1, 'some calls were retried off the dead endpoint');
     assert.ok(retried.every((o) => o.span.events?.some((e) => e.name === 'meshd.retry')));
     // The access log line names the same trace.
-    assert.ok(A.logs.some((l) => l['access'] === true && l['traceId'] === traceId && l['service'] === 'web'));
+    await A.waitForLog((l) => l['access'] === true && l['traceId'] === traceId && l['service'] === 'web');
     // Resource attributes from OTEL_RESOURCE_ATTRIBUTES.
     const metrics = (await request(A.admin, { path: '/metrics' })).body;
     assert.ok(metricValue(metrics, 'meshd_tracing_spans_total', { result: 'exported' }) >= 4);
@@ -233,7 +233,7 @@ services:
       // All but what is still queued (at most the queue, 64) or in the export in flight (16, which the exporter retries).
       assert.ok(failedOrDropped >= 300 - 64 - 16, `spans failed or dropped: ${failedOrDropped}`);
       assert.ok(metricValue(metrics, 'meshd_tracing_spans_total', { result: 'failed' }) >= 16, 'exports failed and were counted');
-      assert.ok(C.logs.some((l) => l.msg === 'trace export failed; spans dropped'));
+      await C.waitForLog((l) => l.msg === 'trace export failed; spans dropped');
       // Not a timing assertion on meshd: a sanity bound that a hanging exporter would blow by orders of magnitude.
       assert.ok(perRequestMs < 200, `${perRequestMs} ms per request`);
     } finally {

@@ -442,7 +442,7 @@ services:
       assert.equal(added.status, 201, added.body);
       // Cut before any byte: a reset or a close, never the echo.
       assert.ok(['closed', 'error:'].includes(await echoOnce()));
-      assert.ok(meshd.logs.some((l) => l['fault'] === 'cut'));
+      await meshd.waitForLog((l) => l['fault'] === 'cut');
       assert.equal((await admin(meshd, 'DELETE', '/faults/db/cut')).status, 200);
       assert.equal(await echoOnce(), 'ping');
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
