@@ -29,9 +29,10 @@ export const RETRY_PAUSE_MS = 10_000;
  * backends; `mtls`: meshd's mTLS hop between two meshd processes against a plain
  * two-hop and nginx's TLS hop; `latency`: added latency at a fixed 2,000 req/s (open loop);
  * `workers`: 1 against 2 workers; `soak`: memory over a 10-minute load; `micro`: balancer pick and EWMA ns/op;
+ * `discovery`: discovery at scale; `mesh`: Kubernetes mesh mode; `traffic`: a traffic policy's cost per request;
  * `all`: http1, http2, skewed and mtls one after the other.
  */
-export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'discovery', 'mesh', 'all'] as const;
+export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'discovery', 'mesh', 'traffic', 'all'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** What BENCH_SCENARIO=all runs, in order. */
 export const ALL_SCENARIOS = ['http1', 'http2', 'skewed', 'mtls'] as const satisfies readonly Scenario[];

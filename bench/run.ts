@@ -17,6 +17,7 @@
  * - `micro`: ns per balancer pick, EWMA update and per-response bookkeeping (micro.ts);
  * - `discovery`: 1,000 services × 50 endpoints from EndpointSlices churning 1 % a second (discovery.ts);
  * - `mesh`: Kubernetes mesh mode across two nodes made of network namespaces (mesh.ts);
+ * - `traffic`: what a traffic policy (routes, access rules, rate limit, faults) costs meshd per request (traffic.ts);
  * - `all`: http1, http2, skewed and mtls one after the other, every table printed.
  *
  * Layout on a 2-core host (when taskset is present): the proxy under test on
@@ -50,6 +51,7 @@ import { runWorkers, workersBudgetSec } from './workers.ts';
 import { mtlsBudgetSec, runMtls } from './mtls.ts';
 import { configurePinning, killAllSync, stopAll } from './procs.ts';
 import { runSkewed, skewedBudgetSec } from './skewed.ts';
+import { runTraffic, trafficBudgetSec } from './traffic.ts';
 import { ensureTools } from './tools.ts';
 
 type Single = Exclude<Scenario, 'all'>;
@@ -82,6 +84,8 @@ function budgetSec(scenario: Single, settings: Settings): number {
       return discoveryBudgetSec({ settings });
     case 'mesh':
       return meshBudgetSec({ settings });
+    case 'traffic':
+      return trafficBudgetSec({ settings });
   }
 }
 
@@ -109,6 +113,8 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
       return runDiscovery(ctx);
     case 'mesh':
       return runMesh(ctx);
+    case 'traffic':
+      return runTraffic(ctx);
   }
 }
 
