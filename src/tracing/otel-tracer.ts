@@ -1,23 +1,24 @@
 /**
  * Hop spans with OpenTelemetry's JavaScript SDK, exported over OTLP/HTTP
  * (JSON) to a collector. Head sampling is parent-based: a caller's sampled
- * flag is kept, a new trace is sampled by `sampleRatio`; every span is
- * recorded, so that one which ends in an error is exported even when not
- * sampled. Export is batched and bounded (./span-queue.ts): a slow or dead
+ * flag is kept, a new trace is sampled by `sampleRatio`. An unsampled hop
+ * holds only its ids and start, and becomes a span only if it ends in an
+ * error, which is exported whatever the sampling. Export is batched and bounded (./span-queue.ts): a slow or dead
  * collector drops spans (counted), never slows or fails a request. The
  * standard OTEL_* variables are honoured: OTEL_EXPORTER_OTLP_(TRACES_)
  * ENDPOINT and _HEADERS and _TIMEOUT (read by the exporter),
  * OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER_ARG,
  * OTEL_BSP_* (the queue) and OTEL_SDK_DISABLED.
  */
-import { SpanKind, SpanStatusCode, TraceFlags, ROOT_CONTEXT, type Span, type TextMapGetter } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, ROOT_CONTEXT, trace, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { detectResources, resourceAttributesEnvDetector, resourceFromAttributes, serviceNameEnvDetector } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   createAlwaysRecordSampler,
   ParentBasedSampler,
-  TraceIdRatioBasedSampler,
+  RandomIdGenerator,
   TracerProvider,
   type ReadableSpan,
   type SpanProcessor,
@@ -56,8 +57,13 @@ class ExportWhenSampledOrFailed implements SpanProcessor {
 export class OtelHopTracer implements HopTracer {
   private readonly provider: TracerProvider;
   private readonly tracer: ReturnType<TracerProvider['getTracer']>;
+  private readonly ratio: number;
+  private readonly ids = new RandomIdGenerator();
+  /** Set around a late span's creation so that it keeps the ids its hop already sent upstream. */
+  private presetIds: { traceId: string; spanId: string } | undefined;
 
   constructor(config: TracingSettings, node: string, log: Logger, recorder: SpanQueueRecorder) {
+    this.ratio = config.sampleRatio;
     const exporter = new OTLPTraceExporter({
       ...(config.endpoint === undefined ? {} : { url: config.endpoint }),
       ...(config.headers === undefined ? {} : { headers: config.headers }),
@@ -82,29 +88,50 @@ export class OtelHopTracer implements HopTracer {
     const resource = resourceFromAttributes(attributes).merge(detectResources({ detectors: [resourceAttributesEnvDetector, serviceNameEnvDetector] }));
     this.provider = new TracerProvider({
       resource,
-      sampler: createAlwaysRecordSampler(new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) })),
+      // meshd decides sampling itself (start()); a span the SDK sees was either sampled or failed.
+      sampler: createAlwaysRecordSampler(new ParentBasedSampler({ root: new AlwaysOnSampler() })),
       spanProcessors: [new ExportWhenSampledOrFailed(queue)],
+      idGenerator: {
+        generateTraceId: () => this.presetIds?.traceId ?? this.ids.generateTraceId(),
+        generateSpanId: () => this.presetIds?.spanId ?? this.ids.generateSpanId(),
+      },
     });
     this.tracer = this.provider.getTracer('meshd');
   }
 
+  /**
+   * A sampled hop gets an SDK span at once. An unsampled one only gets ids (sent upstream as its
+   * traceparent) and keeps its start and events: if it ends in an error, an SDK span is made then,
+   * with the same ids and start time, and exported; otherwise it costs next to nothing.
+   */
   start(kind: 'outbound' | 'inbound', service: string, head: RequestHead, caller: string | undefined): TracedHop {
     const parent = propagator.extract(ROOT_CONTEXT, head, headGetter);
-    const span = this.tracer.startSpan(
-      `${kind} ${service}`,
-      {
-        kind: kind === 'outbound' ? SpanKind.CLIENT : SpanKind.SERVER,
-        attributes: {
-          'http.request.method': head.method,
-          'url.path': head.path.split('?')[0] ?? '/',
-          'meshd.service': service,
-          ...(caller === undefined ? {} : { 'meshd.caller': caller }),
-        },
+    const parentSpan = trace.getSpanContext(parent);
+    const sampled = parentSpan === undefined ? this.ratio >= 1 || Math.random() < this.ratio : (parentSpan.traceFlags & TraceFlags.SAMPLED) !== 0;
+    const name = `${kind} ${service}`;
+    const options = {
+      kind: kind === 'outbound' ? SpanKind.CLIENT : SpanKind.SERVER,
+      attributes: {
+        'http.request.method': head.method,
+        'url.path': head.path.split('?')[0] ?? '/',
+        'meshd.service': service,
+        ...(caller === undefined ? {} : { 'meshd.caller': caller }),
       },
-      parent,
-    );
+    };
     // A caller's tracestate travels on unchanged (upstream fields are copied); the span inherits it too.
-    return new Hop(span);
+    if (sampled) return new SampledHop(this.tracer.startSpan(name, options, parent));
+    const traceId = parentSpan?.traceId ?? this.ids.generateTraceId();
+    const spanId = this.ids.generateSpanId();
+    return new UnsampledHop(traceId, spanId, (outcome, events, startTime) => {
+      this.presetIds = { traceId, spanId };
+      try {
+        const span = this.tracer.startSpan(name, { ...options, startTime }, parent);
+        for (const e of events) span.addEvent(e.name, e.attributes, e.time);
+        finish(span, outcome);
+      } finally {
+        this.presetIds = undefined;
+      }
+    });
   }
 
   /** Exports what is queued (shutdown). */
@@ -113,7 +140,24 @@ export class OtelHopTracer implements HopTracer {
   }
 }
 
-class Hop implements TracedHop {
+/** Whether a hop's outcome is an error (exported whatever the sampling). */
+function failed(outcome: HopOutcome): boolean {
+  return outcome.status >= 500 || (outcome.errorCode !== undefined && outcome.status !== 499);
+}
+
+/** Sets the outcome's attributes and status on an SDK span and ends it. */
+function finish(span: Span, outcome: HopOutcome): void {
+  span.setAttribute('http.response.status_code', outcome.status);
+  span.setAttribute('meshd.retries', outcome.retries);
+  if (outcome.endpoint !== undefined) span.setAttribute('server.address', outcome.endpoint);
+  if (outcome.route !== undefined) span.setAttribute('meshd.route', outcome.route);
+  if (outcome.fault !== undefined) span.setAttribute('meshd.fault', outcome.fault);
+  if (outcome.errorCode !== undefined) span.setAttribute('meshd.error', outcome.errorCode);
+  if (failed(outcome)) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.errorCode ?? `HTTP ${outcome.status}` });
+  span.end();
+}
+
+class SampledHop implements TracedHop {
   readonly traceparent: string;
   readonly traceId: string;
   private readonly span: Span;
@@ -122,7 +166,7 @@ class Hop implements TracedHop {
     this.span = span;
     const ctx = span.spanContext();
     this.traceId = ctx.traceId;
-    this.traceparent = `00-${ctx.traceId}-${ctx.spanId}-0${(ctx.traceFlags & TraceFlags.SAMPLED).toString(16)}`;
+    this.traceparent = `00-${ctx.traceId}-${ctx.spanId}-01`;
   }
 
   event(name: string, attributes?: Readonly<Record<string, string | number>>): void {
@@ -130,16 +174,34 @@ class Hop implements TracedHop {
   }
 
   end(outcome: HopOutcome): void {
-    const span = this.span;
-    span.setAttribute('http.response.status_code', outcome.status);
-    span.setAttribute('meshd.retries', outcome.retries);
-    if (outcome.endpoint !== undefined) span.setAttribute('server.address', outcome.endpoint);
-    if (outcome.route !== undefined) span.setAttribute('meshd.route', outcome.route);
-    if (outcome.fault !== undefined) span.setAttribute('meshd.fault', outcome.fault);
-    if (outcome.errorCode !== undefined) span.setAttribute('meshd.error', outcome.errorCode);
-    if (outcome.status >= 500 || (outcome.errorCode !== undefined && outcome.status !== 499)) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.errorCode ?? `HTTP ${outcome.status}` });
-    }
-    span.end();
+    finish(this.span, outcome);
+  }
+}
+
+interface HeldEvent {
+  readonly name: string;
+  readonly attributes: Readonly<Record<string, string | number>> | undefined;
+  readonly time: number;
+}
+
+class UnsampledHop implements TracedHop {
+  readonly traceparent: string;
+  readonly traceId: string;
+  private readonly startTime = Date.now();
+  private events: HeldEvent[] | undefined;
+  private readonly late: (outcome: HopOutcome, events: readonly HeldEvent[], startTime: number) => void;
+
+  constructor(traceId: string, spanId: string, late: (outcome: HopOutcome, events: readonly HeldEvent[], startTime: number) => void) {
+    this.traceId = traceId;
+    this.traceparent = `00-${traceId}-${spanId}-00`;
+    this.late = late;
+  }
+
+  event(name: string, attributes?: Readonly<Record<string, string | number>>): void {
+    (this.events ??= []).push({ name, attributes, time: Date.now() });
+  }
+
+  end(outcome: HopOutcome): void {
+    if (failed(outcome)) this.late(outcome, this.events ?? [], this.startTime);
   }
 }

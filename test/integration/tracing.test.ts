@@ -201,6 +201,12 @@ services:
       errors.some((s) => s.span.status?.code === 2),
       'the failing, unsampled call was exported as an error',
     );
+    // Made late, the error spans keep the ids their hops sent on: B's inbound span is the child of A's outbound one.
+    const failedOut = errors.find((s) => s.span.name === 'outbound web');
+    const failedIn = errors.find((s) => s.span.name === 'inbound local:web');
+    assert.ok(failedOut !== undefined && failedIn !== undefined, JSON.stringify(errors.map((s) => s.span.name)));
+    assert.equal(failedOut.span.parentSpanId, 'b7ad6b7169203331');
+    assert.equal(failedIn.span.parentSpanId, failedOut.span.spanId);
     assert.deepEqual(
       receiver.spans.filter((s) => s.span.traceId === ok),
       [],
