@@ -32,7 +32,22 @@ export const RETRY_PAUSE_MS = 10_000;
  * `discovery`: discovery at scale; `mesh`: Kubernetes mesh mode; `traffic`: a traffic policy's cost per request;
  * `all`: http1, http2, skewed and mtls one after the other.
  */
-export const SCENARIOS = ['http1', 'engines', 'http2', 'skewed', 'mtls', 'latency', 'workers', 'soak', 'micro', 'discovery', 'mesh', 'traffic', 'all'] as const;
+export const SCENARIOS = [
+  'http1',
+  'engines',
+  'http2',
+  'skewed',
+  'mtls',
+  'latency',
+  'workers',
+  'soak',
+  'micro',
+  'discovery',
+  'mesh',
+  'traffic',
+  'tracing',
+  'all',
+] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 /** What BENCH_SCENARIO=all runs, in order. */
 export const ALL_SCENARIOS = ['http1', 'http2', 'skewed', 'mtls'] as const satisfies readonly Scenario[];

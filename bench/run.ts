@@ -18,6 +18,7 @@
  * - `discovery`: 1,000 services × 50 endpoints from EndpointSlices churning 1 % a second (discovery.ts);
  * - `mesh`: Kubernetes mesh mode across two nodes made of network namespaces (mesh.ts);
  * - `traffic`: what a traffic policy (routes, access rules, rate limit, faults) costs meshd per request (traffic.ts);
+ * - `tracing`: what OpenTelemetry tracing (off, 1 %, 100 % sampled) costs meshd per request (tracing.ts);
  * - `all`: http1, http2, skewed and mtls one after the other, every table printed.
  *
  * Layout on a 2-core host (when taskset is present): the proxy under test on
@@ -51,6 +52,7 @@ import { runWorkers, workersBudgetSec } from './workers.ts';
 import { mtlsBudgetSec, runMtls } from './mtls.ts';
 import { configurePinning, killAllSync, stopAll } from './procs.ts';
 import { runSkewed, skewedBudgetSec } from './skewed.ts';
+import { runTracing, tracingBudgetSec } from './tracing.ts';
 import { runTraffic, trafficBudgetSec } from './traffic.ts';
 import { ensureTools } from './tools.ts';
 
@@ -86,6 +88,8 @@ function budgetSec(scenario: Single, settings: Settings): number {
       return meshBudgetSec({ settings });
     case 'traffic':
       return trafficBudgetSec({ settings });
+    case 'tracing':
+      return tracingBudgetSec({ settings });
   }
 }
 
@@ -115,6 +119,8 @@ function runScenario(scenario: Single, ctx: ScenarioContext): Promise<ScenarioOu
       return runMesh(ctx);
     case 'traffic':
       return runTraffic(ctx);
+    case 'tracing':
+      return runTracing(ctx);
   }
 }
 
