@@ -49,15 +49,29 @@ export interface AccessRecorder {
   authorization(service: string, allowed: boolean): void;
 }
 
+/**
+ * The 403 forbidden for what the rules do not admit (counted), or undefined; for requests, WebSocket
+ * handshakes and TCP connections (`request` undefined) alike.
+ */
+export function accessRefusal(
+  check: AccessCheck | undefined,
+  request: { method: string; target: string } | undefined,
+  caller: string | undefined,
+  service: string,
+  recorder: AccessRecorder,
+): MeshError | undefined {
+  const verdict = check?.(request, caller);
+  if (verdict === undefined || verdict.allowed) return undefined;
+  recorder.authorization(service, false);
+  const what = request === undefined ? 'a connection' : `${request.method} ${request.target.split('?')[0]}`;
+  return new MeshError('forbidden', `${what} to "${service}" refused: ${verdict.reason}`);
+}
+
 /** Refuses with 403 forbidden what the rules do not admit, judged on the verified caller. */
 export function accessLayer(check: AccessCheck, service: string, recorder: AccessRecorder): Layer {
   return (next) => (ex) => {
-    const verdict = check({ method: ex.head.method, target: ex.head.path }, ex.caller);
-    if (!verdict.allowed) {
-      recorder.authorization(service, false);
-      return Promise.reject(new MeshError('forbidden', `${ex.head.method} ${ex.head.path.split('?')[0]} to "${service}" refused: ${verdict.reason}`));
-    }
-    return next(ex);
+    const refused = accessRefusal(check, { method: ex.head.method, target: ex.head.path }, ex.caller, service, recorder);
+    return refused === undefined ? next(ex) : Promise.reject(refused);
   };
 }
 

@@ -22,8 +22,8 @@ import type { ExchangeWitnesses } from '../stack/trace.ts';
 import { createAdmission } from './concurrency-control.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import { compilePolicy, type Verdict } from '../identity/spiffe.ts';
-import { accessLayer, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
-import { RateLimiter, rateLimitLayer, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
+import { accessLayer, accessRefusal, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
+import { RateLimiter, rateLimitLayer, rateLimitRefusal, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
 import { MeshError } from '../errors.ts';
 
 /** The one endpoint of a local service: its target. */
@@ -129,17 +129,7 @@ export class LocalService {
    */
   refusal(request: { method: string; target: string } | undefined, caller: string): MeshError | undefined {
     const label = `local:${this.config.name}`;
-    const verdict = this.access?.(request, caller);
-    if (verdict !== undefined && !verdict.allowed) {
-      this.traffic.authorization(label, false);
-      return new MeshError('forbidden', `"${this.config.name}" refused it: ${verdict.reason}`);
-    }
-    const waitMs = this.limiter?.take(caller) ?? 0;
-    if (waitMs > 0) {
-      this.traffic.rateLimited(label, '');
-      return new MeshError('rate_limited', `"${this.config.name}" is over its rate limit`, { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) });
-    }
-    return undefined;
+    return accessRefusal(this.access, request, caller, label, this.traffic) ?? rateLimitRefusal(this.limiter, caller, label, undefined, this.traffic);
   }
 
   close(): Promise<void> {

@@ -33,9 +33,8 @@ import type { Handler } from '../stack/layer.ts';
 import { CanaryController, FollowedCanary, type Canary, type CanaryRecorder } from '../canary/canary-controller.ts';
 import type { CanaryCommand, CanaryDecision } from '../canary/canary-state.ts';
 import { sendRawError } from '../stack/respond.ts';
-import { MeshError } from '../errors.ts';
 import { subsetKey, Subsets, WeightedSplit, type Subset } from '../traffic/backends.ts';
-import type { FaultRegistry } from '../traffic/faults.ts';
+import { countInjection, type FaultRegistry } from '../traffic/faults.ts';
 import { TrafficPolicy, type Admittance, type TrafficRecorder } from './traffic-policy.ts';
 import type { RequestHead } from '../stack/exchange.ts';
 import type { InFlightCount } from '../stack/layers.ts';
@@ -270,9 +269,7 @@ export class ServiceRuntime implements AttemptSink {
     const { log, clock, tls } = this.deps;
     const admitted = this.policy.admit(undefined);
     if (!('backend' in admitted)) {
-      if (caller !== undefined || this.config.access.length > 0 || this.config.rateLimit !== undefined) {
-        log.warn({ listener: 'tcp', service: this.name, caller, reason: admitted.reason }, `TCP connection to ${this.name} refused: ${admitted.reason}`);
-      }
+      log.warn({ listener: 'tcp', service: this.name, caller, code: admitted.refused.code }, `TCP connection refused: ${admitted.refused.message}`);
       this.recorder.tcpConnection('none', 'source_refused');
       return void client.destroy();
     }
@@ -470,23 +467,14 @@ export class ServiceRuntime implements AttemptSink {
     if (!faults.has(this.name)) return undefined;
     const plan = faults.plan(this.name, endpoint, route, head, caller);
     if (plan === undefined) return undefined;
-    const name = plan.fault.spec.name;
-    if (plan.delayMs > 0) {
-      plan.fault.injected.delay++;
-      this.deps.traffic.faultInjected(this.name, name, 'delay');
-    }
-    if (plan.abort !== undefined) {
-      const action = plan.abort.reset ? 'reset' : 'abort';
-      plan.fault.injected[action]++;
-      this.deps.traffic.faultInjected(this.name, name, action);
-    }
-    return { name, delayMs: plan.delayMs, abort: plan.abort };
+    if (plan.delayMs > 0) countInjection(plan, 'delay', this.deps.traffic);
+    if (plan.abort !== undefined) countInjection(plan, plan.abort.reset ? 'reset' : 'abort', this.deps.traffic);
+    return { name: plan.fault.spec.name, delayMs: plan.delayMs, abort: plan.abort };
   }
 
-  /** A WebSocket handshake the policy refuses: 403 or 429 on the raw socket. */
+  /** A WebSocket handshake the policy refuses: 403, 404, 429 or 500 on the raw socket. */
   private refuse(socket: Socket, refused: Exclude<Admittance, { backend: AttemptPicker }>): void {
-    const options = refused.retryAfterSeconds === undefined ? undefined : { retryAfterSeconds: refused.retryAfterSeconds };
-    sendRawError(socket, new MeshError(refused.refused, `"${this.name}" refused the upgrade: ${refused.reason}`, options));
+    sendRawError(socket, refused.refused);
   }
 
   /** Starts, restarts or stops active health checks to match the config. */

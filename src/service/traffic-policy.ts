@@ -11,7 +11,7 @@ import type { Clock, Random } from '../clock.ts';
 import type { RouteRule, ServiceConfig } from '../config/types.ts';
 import type { Logger } from '../log.ts';
 import { forwardHttp } from '../proxy/http-forwarder.ts';
-import { accessLayer, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
+import { accessLayer, accessRefusal, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
 import { headerModifierLayer } from '../routing/header-modifier.ts';
 import { RouteTable, type RouteRequest } from '../routing/route-table.ts';
 import type { Admission } from '../stack/admission.ts';
@@ -24,10 +24,10 @@ import type { ExchangeWitnesses } from '../stack/trace.ts';
 import type { RetryPolicy } from '../stack/retry.ts';
 import type { RetryBudget } from '../stack/retry-budget.ts';
 import { subsetKey, WeightedSplit, type Subsets } from '../traffic/backends.ts';
-import { faultLayer, type FaultRecorder } from '../traffic/fault-layer.ts';
-import type { FaultRegistry } from '../traffic/faults.ts';
+import { faultLayer } from '../traffic/fault-layer.ts';
+import type { FaultRecorder, FaultRegistry } from '../traffic/faults.ts';
 import { mirrorLayer, type MirrorRecorder } from '../traffic/mirror.ts';
-import { RateLimiter, rateLimitLayer, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
+import { RateLimiter, rateLimitLayer, rateLimitRefusal, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
 import type { HttpEndpoint } from './endpoint-set.ts';
 import { MeshError } from '../errors.ts';
 
@@ -63,9 +63,7 @@ interface CompiledRoute {
 }
 
 /** What a WebSocket handshake or a TCP connection is allowed, and where it goes. */
-export type Admittance =
-  | { readonly backend: AttemptPicker; readonly route: string | undefined }
-  | { readonly refused: 'forbidden' | 'rate_limited' | 'no_route' | 'no_backend'; readonly reason: string; readonly retryAfterSeconds?: number };
+export type Admittance = { readonly backend: AttemptPicker; readonly route: string | undefined } | { readonly refused: MeshError };
 
 export class TrafficPolicy {
   readonly handler: Handler;
@@ -119,27 +117,16 @@ export class TrafficPolicy {
   admit(request: RouteRequest | undefined): Admittance {
     const { config, traffic } = this.deps;
     const caller = request?.caller;
-    if (this.access !== undefined) {
-      const verdict = this.access(request === undefined ? undefined : { method: request.head.method, target: request.head.path }, caller);
-      if (!verdict.allowed) {
-        traffic.authorization(config.name, false);
-        return { refused: 'forbidden', reason: verdict.reason };
-      }
-    }
+    const target = request === undefined ? undefined : { method: request.head.method, target: request.head.path };
+    const forbidden = accessRefusal(this.access, target, caller, config.name, traffic);
+    if (forbidden !== undefined) return { refused: forbidden };
     const route = request === undefined ? this.fallback : this.select(request);
-    if (route.rule?.answer !== undefined)
-      return { refused: route.rule.answer, reason: route.rule.answer === 'no_route' ? 'no HTTPRoute rule matches' : 'the route has no backends' };
-    for (const [limiter, name] of [
-      [this.limiter, ''],
-      [route.limiter, route.rule?.name ?? ''],
-    ] as const) {
-      const waitMs = limiter?.take(caller) ?? 0;
-      if (waitMs > 0) {
-        traffic.rateLimited(config.name, name);
-        const scope = name === '' ? `service "${config.name}"` : `route "${name}"`;
-        return { refused: 'rate_limited', reason: `${scope} is over its rate limit`, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) };
-      }
-    }
+    const answer = route.rule?.answer;
+    if (answer !== undefined) return { refused: answerError(answer, config.name, route.rule?.name ?? '') };
+    const limited =
+      rateLimitRefusal(this.limiter, caller, config.name, undefined, traffic) ??
+      rateLimitRefusal(route.limiter, caller, config.name, route.rule?.name, traffic);
+    if (limited !== undefined) return { refused: limited };
     return { backend: route.backend, route: route.rule?.name };
   }
 
@@ -155,8 +142,7 @@ export class TrafficPolicy {
     const { config, clock, random, log, traffic, faults, subsets } = this.deps;
     if (rule?.answer !== undefined) {
       const answer = rule.answer;
-      const message = answer === 'no_route' ? `no HTTPRoute rule of "${config.name}" matches this request` : `route "${rule.name}" has no backends`;
-      return { rule, handler: () => Promise.reject(new MeshError(answer, message)), backend: this.deps.defaultBackend, limiter: undefined };
+      return { rule, handler: () => Promise.reject(answerError(answer, config.name, rule.name)), backend: this.deps.defaultBackend, limiter: undefined };
     }
     const backend = this.backendOf(rule);
     const filters: Layer[] = [];
@@ -221,6 +207,13 @@ export class TrafficPolicy {
       perTryTimeoutMs: rule?.backendTimeoutMs ?? retries.perTryTimeoutMs,
     };
   }
+}
+
+/** The answer of a rule meshd added itself (Gateway API: 404 when nothing matches, 500 without backends). */
+function answerError(answer: 'no_route' | 'no_backend', service: string, rule: string): MeshError {
+  return answer === 'no_route'
+    ? new MeshError(answer, `no HTTPRoute rule of "${service}" matches this request`)
+    : new MeshError(answer, `route "${rule}" has no backends`);
 }
 
 /** Mirrored requests one route may have in flight; more are skipped (and counted), never queued. */

@@ -11,11 +11,7 @@ import { FAULT_HEADER } from '../protocol/fields.ts';
 import { RetryableStatus } from '../protocol/retryable-status.ts';
 import { ClientGone, type Exchange } from '../stack/exchange.ts';
 import type { Layer } from '../stack/layer.ts';
-import type { FaultPlan, FaultRegistry } from './faults.ts';
-
-export interface FaultRecorder {
-  faultInjected(service: string, fault: string, action: 'delay' | 'abort' | 'reset'): void;
-}
+import { countInjection, type FaultPlan, type FaultRecorder, type FaultRegistry } from './faults.ts';
 
 export function faultLayer(service: string, faults: FaultRegistry, recorder: FaultRecorder): Layer {
   return (next) => async (ex) => {
@@ -26,20 +22,17 @@ export function faultLayer(service: string, faults: FaultRegistry, recorder: Fau
     const name = plan.fault.spec.name;
     ex.attempt.fault = name;
     if (plan.delayMs > 0) {
-      plan.fault.injected.delay++;
-      recorder.faultInjected(service, name, 'delay');
+      countInjection(plan, 'delay', recorder);
       ex.response.setField(FAULT_HEADER, name);
       await delay(ex, plan.delayMs);
     }
     if (plan.abort === undefined) return next(ex);
     if (plan.abort.reset) {
-      plan.fault.injected.reset++;
-      recorder.faultInjected(service, name, 'reset');
+      countInjection(plan, 'reset', recorder);
       ex.attempt.outcome = 'reset';
       throw new MeshError('upstream_reset', `fault "${name}" reset the stream to ${endpoint.address}`);
     }
-    plan.fault.injected.abort++;
-    recorder.faultInjected(service, name, 'abort');
+    countInjection(plan, 'abort', recorder);
     abortWith(ex, plan, plan.abort.status ?? 503);
   };
 }

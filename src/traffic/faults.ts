@@ -27,6 +27,16 @@ export interface ActiveFault {
   injected: { delay: number; abort: number; reset: number };
 }
 
+export interface FaultRecorder {
+  faultInjected(service: string, fault: string, action: 'delay' | 'abort' | 'reset'): void;
+}
+
+/** Counts one action of a fault on the fault itself (/faults, /debug/state) and in the metrics. */
+export function countInjection(plan: FaultPlan, action: 'delay' | 'abort' | 'reset', recorder: FaultRecorder): void {
+  plan.fault.injected[action]++;
+  recorder.faultInjected(plan.fault.service, plan.fault.spec.name, action);
+}
+
 /** What one attempt must suffer. */
 export interface FaultPlan {
   readonly fault: ActiveFault;

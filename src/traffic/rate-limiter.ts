@@ -55,20 +55,31 @@ export interface RateLimitRecorder {
   rateLimited(service: string, route: string): void;
 }
 
-/** Answers 429 rate_limited with Retry-After (whole seconds, at least 1) when the bucket is empty. */
-export function rateLimitLayer(limiter: RateLimiter, service: string, route: string | undefined, recorder: RateLimitRecorder): Layer {
+/**
+ * Takes a token for `caller`: undefined when granted, else the 429 rate_limited (counted) with
+ * Retry-After in whole seconds, at least 1. `route` undefined: the service's own limit.
+ */
+export function rateLimitRefusal(
+  limiter: RateLimiter | undefined,
+  caller: string | undefined,
+  service: string,
+  route: string | undefined,
+  recorder: RateLimitRecorder,
+): MeshError | undefined {
+  const waitMs = limiter?.take(caller) ?? 0;
+  if (limiter === undefined || waitMs === 0) return undefined;
+  recorder.rateLimited(service, route ?? '');
   const scope = route === undefined ? `service "${service}"` : `route "${route}" of "${service}"`;
+  const who = limiter.config.per === 'caller' ? ` for caller ${caller ?? '(no identity)'}` : '';
+  return new MeshError('rate_limited', `${scope} is limited to ${limiter.config.requestsPerSecond} requests per second${who}`, {
+    retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
+  });
+}
+
+/** Answers 429 rate_limited with Retry-After when the bucket is empty. */
+export function rateLimitLayer(limiter: RateLimiter, service: string, route: string | undefined, recorder: RateLimitRecorder): Layer {
   return (next) => (ex) => {
-    const waitMs = limiter.take(ex.caller);
-    if (waitMs > 0) {
-      recorder.rateLimited(service, route ?? '');
-      const who = limiter.config.per === 'caller' ? ` for caller ${ex.caller ?? '(no identity)'}` : '';
-      return Promise.reject(
-        new MeshError('rate_limited', `${scope} is limited to ${limiter.config.requestsPerSecond} requests per second${who}`, {
-          retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)),
-        }),
-      );
-    }
-    return next(ex);
+    const refused = rateLimitRefusal(limiter, ex.caller, service, route, recorder);
+    return refused === undefined ? next(ex) : Promise.reject(refused);
   };
 }
