@@ -1,13 +1,15 @@
 /**
- * The dependency map, from observed traffic: caller → service and service
- * → endpoint edges with request rate, error rate and latency over the last
- * minute (six 10-second slots, so old traffic ages out without a timer).
+ * The dependency map, from observed traffic (HTTP exchanges, WebSocket
+ * tunnels, TCP connections): caller → service and service → endpoint edges
+ * with request rate, error rate and latency over the last minute (six
+ * 10-second slots, so old traffic ages out without a timer).
  * Callers are named by verified identity (peer certificate, or the calling
  * pod in Kubernetes mesh mode), else by address. Bounded: past MAX_EDGES
  * the least recently used edge is forgotten. Rendered as JSON for tools and
  * the dashboard, and as Graphviz DOT.
  */
 import type { EdgeRecorder } from '../stack/observer.ts';
+import type { HopProtocol } from '../stack/trace.ts';
 
 const SLOT_MS = 10_000;
 const SLOTS = 6;
@@ -26,6 +28,8 @@ interface Edge {
   readonly from: string;
   readonly to: string;
   readonly slots: Slot[];
+  /** What went over it: HTTP exchanges, WebSocket tunnels, TCP connections. */
+  readonly protocols: Set<HopProtocol>;
 }
 
 /** An edge as a worker hands it to the supervisor, which merges every worker's into one map. */
@@ -35,6 +39,7 @@ export interface RawEdge {
   readonly to: string;
   readonly toKind: GraphNode['kind'];
   readonly slots: readonly Slot[];
+  readonly protocols: readonly HopProtocol[];
 }
 
 export interface GraphNode {
@@ -50,6 +55,7 @@ export interface GraphEdge {
   errors: number;
   requestRate: number;
   errorRate: number;
+  protocols: HopProtocol[];
   latencyP50Ms?: number;
   latencyP99Ms?: number;
 }
@@ -70,10 +76,9 @@ export class TrafficGraph implements EdgeRecorder {
     this.now = now;
   }
 
-  exchange(caller: string, service: string, endpoint: string | undefined, status: number, seconds: number): void {
-    const error = status >= 500 || status === 0;
-    this.add(`caller:${caller}`, 'caller', `service:${service}`, 'service', error, seconds);
-    if (endpoint !== undefined) this.add(`service:${service}`, 'service', `endpoint:${service}/${endpoint}`, 'endpoint', error, seconds);
+  exchange(caller: string, service: string, endpoint: string | undefined, failed: boolean, seconds: number, protocol: HopProtocol): void {
+    this.add(`caller:${caller}`, 'caller', `service:${service}`, 'service', failed, seconds, protocol);
+    if (endpoint !== undefined) this.add(`service:${service}`, 'service', `endpoint:${service}/${endpoint}`, 'endpoint', failed, seconds, protocol);
   }
 
   /** Every edge with its slots (for the supervisor of several workers). */
@@ -84,6 +89,7 @@ export class TrafficGraph implements EdgeRecorder {
       to: e.to,
       toKind: this.kinds.get(e.to) ?? 'service',
       slots: e.slots.map((s) => ({ ...s, buckets: [...s.buckets] })),
+      protocols: [...e.protocols],
     }));
   }
 
@@ -93,11 +99,12 @@ export class TrafficGraph implements EdgeRecorder {
       const key = `${raw.from}\u0000${raw.to}`;
       let edge = this.edges.get(key);
       if (edge === undefined) {
-        edge = { from: raw.from, to: raw.to, slots: [] };
+        edge = { from: raw.from, to: raw.to, slots: [], protocols: new Set() };
         this.edges.set(key, edge);
         this.kinds.set(raw.from, raw.fromKind);
         this.kinds.set(raw.to, raw.toKind);
       }
+      for (const protocol of raw.protocols) edge.protocols.add(protocol);
       for (const slot of raw.slots) {
         const mine = edge.slots.find((s) => s.start === slot.start);
         if (mine === undefined) edge.slots.push({ ...slot, buckets: [...slot.buckets] });
@@ -131,6 +138,7 @@ export class TrafficGraph implements EdgeRecorder {
         errors,
         requestRate: round(requests / spanSeconds),
         errorRate: round(errors / requests),
+        protocols: [...edge.protocols].sort(),
         ...optional('latencyP50Ms', quantileMs(buckets, requests, 0.5)),
         ...optional('latencyP99Ms', quantileMs(buckets, requests, 0.99)),
       });
@@ -147,14 +155,16 @@ export class TrafficGraph implements EdgeRecorder {
     const lines = ['digraph meshd {', '  rankdir=LR;', '  node [fontname="sans-serif"];'];
     for (const n of g.nodes) lines.push(`  ${quote(n.id)} [label=${quote(n.label)}, shape=${shape[n.kind]}];`);
     for (const e of g.edges) {
-      const label = `${e.requestRate} rps, ${round(e.errorRate * 100)}% errors${e.latencyP99Ms === undefined ? '' : `, p99 ${e.latencyP99Ms} ms`}`;
+      // HTTP is the default; tunnels say what they carry.
+      const carried = e.protocols.filter((p) => p !== 'http');
+      const label = `${carried.length === 0 ? '' : `${carried.join(', ')}: `}${e.requestRate} rps, ${round(e.errorRate * 100)}% errors${e.latencyP99Ms === undefined ? '' : `, p99 ${e.latencyP99Ms} ms`}`;
       lines.push(`  ${quote(e.from)} -> ${quote(e.to)} [label=${quote(label)}${e.errorRate > 0.05 ? ', color="red"' : ''}];`);
     }
     lines.push('}');
     return `${lines.join('\n')}\n`;
   }
 
-  private add(from: string, fromKind: GraphNode['kind'], to: string, toKind: GraphNode['kind'], error: boolean, seconds: number): void {
+  private add(from: string, fromKind: GraphNode['kind'], to: string, toKind: GraphNode['kind'], error: boolean, seconds: number, protocol: HopProtocol): void {
     const key = `${from}\u0000${to}`;
     let edge = this.edges.get(key);
     if (edge === undefined) {
@@ -162,12 +172,13 @@ export class TrafficGraph implements EdgeRecorder {
         const oldest = this.edges.keys().next().value;
         if (oldest !== undefined) this.edges.delete(oldest);
       }
-      edge = { from, to, slots: [] };
+      edge = { from, to, slots: [], protocols: new Set() };
       this.kinds.set(from, fromKind);
       this.kinds.set(to, toKind);
     } else this.edges.delete(key);
     // Re-inserted: the map's order is least recently used first.
     this.edges.set(key, edge);
+    edge.protocols.add(protocol);
     const now = this.now();
     const start = now - (now % SLOT_MS);
     let slot = edge.slots[edge.slots.length - 1];

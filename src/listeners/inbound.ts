@@ -16,7 +16,7 @@ import type { Logger } from '../log.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
 import { upgradeRequestHeaders, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts';
-import { CLIENT_GONE } from '../stack/exchange.ts';
+import { CLIENT_GONE, type FieldReader } from '../stack/exchange.ts';
 import { sendRawError } from '../stack/respond.ts';
 import { nodeExchange, sendError } from './node-exchange.ts';
 import { POD_TCP_ALPN, TCP_ALPN } from '../tls/client.ts';
@@ -178,16 +178,19 @@ export class InboundListener {
       socket.destroy();
       return;
     }
+    const witness = local.witnessTunnel('tcp', identity, socket, { fields: undefined });
     const verdict = local.authorize(identity);
     this.deps.authorization(name, verdict.allowed);
     if (!verdict.allowed) {
       this.deps.log.warn({ event: 'forbidden', service: name, identity, rule: verdict.rule }, `refused ${identity} for ${name}: ${verdict.rule}`);
+      witness.settle({ endpoint: undefined, errorCode: 'forbidden' });
       socket.destroy();
       return;
     }
     const refused = local.refusal(undefined, identity);
     if (refused !== undefined) {
       this.deps.log.warn({ event: refused.code, service: name, identity }, refused.message);
+      witness.settle({ endpoint: undefined, errorCode: refused.code });
       socket.destroy();
       return;
     }
@@ -203,6 +206,7 @@ export class InboundListener {
     };
     connectTcp(local.config.target, LOCAL_CONNECT_TIMEOUT_MS, name, undefined).then(
       (target) => {
+        witness.settle({ endpoint: local.targetAddress });
         if (socket.destroyed) {
           target.destroy();
           release();
@@ -216,6 +220,7 @@ export class InboundListener {
           { service: name, target: `${local.config.target.host}:${local.config.target.port}`, cause: (err as NodeJS.ErrnoException).code },
           'local TCP target refused the connection',
         );
+        witness.settle({ endpoint: local.targetAddress, errorCode: 'connect_failed' });
         socket.destroy();
         release();
       },
@@ -264,8 +269,14 @@ export class InboundListener {
           refuse(admitted.code, admitted.message);
           return;
         }
+        // The sending meshd's span is the parent: its trace context came in the preamble.
+        const witness = admitted.target.witnessTunnel('tcp', admitted.caller, socket, { fields: { field: (name) => fields[name] } });
         const { host, port } = admitted.target.config.target;
-        const target = await connectTcp({ host, port }, LOCAL_CONNECT_TIMEOUT_MS, admitted.service, undefined);
+        const target = await connectTcp({ host, port }, LOCAL_CONNECT_TIMEOUT_MS, admitted.service, undefined).catch((err: unknown) => {
+          witness.settle({ endpoint: admitted.target.targetAddress, errorCode: 'connect_failed' });
+          throw err;
+        });
+        witness.settle({ endpoint: admitted.target.targetAddress });
         if (socket.destroyed) return void target.destroy();
         if (read.rest.length > 0) target.write(read.rest);
         splice(socket, target, 3_600_000, release);
@@ -333,8 +344,12 @@ export class InboundListener {
       return;
     }
     const { target: local, fields } = admitted;
-    const refused = local.refusal({ method: req.method ?? 'GET', target: req.url ?? '/' }, admitted.caller);
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const witness = local.witnessTunnel('websocket', admitted.caller, socket, { fields: handshakeFields(req), method, path });
+    const refused = local.refusal({ method, target: path }, admitted.caller);
     if (refused !== undefined) {
+      witness.settle({ endpoint: undefined, errorCode: refused.code });
       sendRawError(socket, refused);
       return;
     }
@@ -346,10 +361,16 @@ export class InboundListener {
     });
     const target = { host: local.config.target.host, port: local.config.target.port, tls: undefined };
     const headers = upgradeRequestHeaders(req, fields);
+    // Tracing: this hop's span is the parent of the target's, as on the HTTP path.
+    if (witness.traceparent !== undefined) headers['traceparent'] = witness.traceparent;
     const limits = { connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS, handshakeTimeoutMs: local.config.timeoutMs };
     this.deps.upgrades.forward(req, socket, head, target, headers, limits, started, this.deps.clock, (result) => {
-      if (result.error === undefined) return;
+      if (result.error === undefined) {
+        witness.settle({ endpoint: local.targetAddress, status: result.status ?? 101 });
+        return;
+      }
       const code = result.outcome === 'connect_failed' ? 'connect_failed' : result.outcome === 'timeout' ? 'upstream_timeout' : 'upstream_reset';
+      witness.settle({ endpoint: local.targetAddress, errorCode: code });
       this.deps.log.warn(
         { service: local.config.name, code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error.message },
         'WebSocket upgrade to the local target failed',
@@ -478,4 +499,14 @@ function handshakeReason(err: NodeJS.ErrnoException): string {
   if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') return 'untrusted_certificate';
   if (/timeout|timed out/i.test(text)) return 'handshake_timeout';
   return 'handshake_failed';
+}
+
+/** A handshake's fields by lowercase name, as the tracer reads the caller's trace context. */
+function handshakeFields(req: IncomingMessage): FieldReader {
+  return {
+    field: (name) => {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    },
+  };
 }

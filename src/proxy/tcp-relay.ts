@@ -16,6 +16,7 @@ import { connectTcp, splice } from './tcp-forwarder.ts';
 import { encodePodPreamble } from '../protocol/pod-preamble.ts';
 import type { Endpoint } from '../balancer/endpoint.ts';
 import type { InjectedFault } from './websocket-relay.ts';
+import type { TunnelWitness } from '../stack/tunnel-witness.ts';
 
 export interface TcpRelayContext {
   readonly service: string;
@@ -31,6 +32,8 @@ export interface TcpRelayContext {
   readonly attemptsAllowed: number;
   /** The fault injection that acts on a connection to this endpoint; an abort cuts the connection (TCP has no status). */
   readonly fault?: ((endpoint: Endpoint) => InjectedFault | undefined) | undefined;
+  /** The connection's span, dependency-map edge and access line (its owner ends it when the client socket closes). */
+  readonly witness: TunnelWitness;
 }
 
 /** `callerFields`: the calling pod, named to a pod's node meshd (Kubernetes mesh mode). */
@@ -46,6 +49,7 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
     } catch (err) {
       const code = err instanceof MeshError ? err.code : 'internal';
       ctx.recorder.tcpConnection('none', 'no_endpoints');
+      ctx.witness.settle({ endpoint: undefined, errorCode: code });
       log.warn({ service: ctx.service, code }, `TCP connection refused: ${(err as Error).message}`);
       client.destroy();
       return;
@@ -56,6 +60,7 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
     if (fault?.abort !== undefined) {
       lease.finish('reset');
       ctx.recorder.tcpConnection(endpoint.address, 'connect_failed');
+      ctx.witness.settle({ endpoint: endpoint.address, errorCode: 'upstream_reset', fault: fault.name });
       log.warn({ service: ctx.service, endpoint: endpoint.address, fault: fault.name }, `TCP connection cut by fault "${fault.name}"`);
       client.destroy();
       return;
@@ -66,7 +71,13 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
       const target =
         via === undefined
           ? endpoint.spec
-          : { host: via.host, port: via.port, identity: via.identity, podPreamble: encodePodPreamble(via.service, endpoint.address, callerFields) };
+          : {
+              host: via.host,
+              port: via.port,
+              identity: via.identity,
+              // The receiving meshd's span is this one's child: the trace context travels in the preamble.
+              podPreamble: encodePodPreamble(via.service, endpoint.address, withTraceparent(callerFields, ctx.witness.traceparent)),
+            };
       upstream = await connectTcp(target, ctx.connectTimeoutMs, ctx.service, ctx.tls);
     } catch (err) {
       lease.finish('connect_failed');
@@ -77,15 +88,18 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
         'TCP connect failed',
       );
       if (!retry) {
+        ctx.witness.settle({ endpoint: endpoint.address, errorCode: 'connect_failed', fault: fault?.name });
         client.destroy();
         return;
       }
       ctx.recorder.retried('connect_failed');
+      ctx.witness.event('meshd.retry', { reason: 'connect_failed', endpoint: endpoint.address });
       avoid = endpoint;
       continue;
     }
     lease.report('success');
     ctx.recorder.tcpConnection(endpoint.address, 'connected');
+    ctx.witness.settle({ endpoint: endpoint.address, fault: fault?.name });
     if (client.destroyed) {
       upstream.destroy();
       lease.release();
@@ -95,4 +109,8 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
     client.resume();
     return;
   }
+}
+
+function withTraceparent(fields: readonly string[] | undefined, traceparent: string | undefined): readonly string[] | undefined {
+  return traceparent === undefined ? fields : [...(fields ?? []), 'traceparent', traceparent];
 }

@@ -20,6 +20,7 @@ import type { Endpoint } from '../balancer/endpoint.ts';
 import type { EndpointVia } from '../config/types.ts';
 import type { AttemptLease } from '../stack/attempt.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
+import type { TunnelWitness } from '../stack/tunnel-witness.ts';
 import { upgradeRequestHeaders, type UpgradeForwarder } from './upgrade-forwarder.ts';
 
 export interface WebSocketRelayContext {
@@ -37,6 +38,8 @@ export interface WebSocketRelayContext {
   readonly timeoutMs: number;
   /** The fault injection that acts on this tunnel's endpoint, dice rolled and counted; undefined for none. */
   readonly fault?: ((endpoint: Endpoint) => InjectedFault | undefined) | undefined;
+  /** The tunnel's span, dependency-map edge and access line (its owner ends it when the client socket closes). */
+  readonly witness: TunnelWitness;
 }
 
 /** A fault as a relay applies it: wait first, then answer `status`, cut the connection, or go on. */
@@ -58,6 +61,8 @@ export function relayWebSocket(
   const { clock } = ctx;
   const refuse = (err: MeshError): void => {
     ctx.recorder.finishedWithoutEndpoint(err.status, (clock() - started) / 1000);
+    ctx.witness.settle({ endpoint: undefined, errorCode: err.code });
+    if (err.code === 'overloaded') ctx.witness.event('meshd.shed', { reason: err.message });
     sendRawError(socket, err);
   };
   if (ctx.inFlight.value >= ctx.maxInFlight) {
@@ -96,11 +101,13 @@ export function relayWebSocket(
       }
       if (fault.abort.reset) {
         lease.report('reset');
+        ctx.witness.settle({ endpoint: endpoint.address, errorCode: 'upstream_reset', fault: fault.name });
         socket.destroy();
         return;
       }
       const status = fault.abort.status ?? 503;
       lease.report(status >= 500 ? 'http_5xx' : 'success', status);
+      ctx.witness.settle({ endpoint: endpoint.address, status, fault: fault.name });
       const body = `${JSON.stringify({ error: 'fault_injected', fault: fault.name, status })}\n`;
       socket.end(
         `HTTP/1.1 ${status} Fault Injected\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${FAULT_HEADER}: ${fault.name}\r\nconnection: close\r\n\r\n${body}`,
@@ -113,7 +120,7 @@ export function relayWebSocket(
   forward();
 
   function forward(): void {
-    forwardTunnel(ctx, req, socket, head, started, extraFields, lease, identity, via);
+    forwardTunnel(ctx, req, socket, head, started, extraFields, lease, identity, via, fault?.name);
   }
 }
 
@@ -127,6 +134,7 @@ function forwardTunnel(
   lease: AttemptLease,
   identity: string | undefined,
   via: EndpointVia | undefined,
+  faultName: string | undefined,
 ): void {
   const { clock, log } = ctx;
   const endpoint = lease.endpoint;
@@ -137,7 +145,11 @@ function forwardTunnel(
   };
   const limits = { connectTimeoutMs: ctx.connectTimeoutMs, handshakeTimeoutMs: ctx.timeoutMs };
   const fields = [...(extraFields ?? []), ...(via === undefined ? [] : [MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address])];
-  ctx.upgrades.forward(req, socket, head, target, upgradeRequestHeaders(req, fields), limits, started, clock, (result) => {
+  const headers = upgradeRequestHeaders(req, fields);
+  // Tracing: this hop's span is the parent upstream, as on the HTTP path.
+  const traceparent = ctx.witness.traceparent;
+  if (traceparent !== undefined) headers['traceparent'] = traceparent;
+  ctx.upgrades.forward(req, socket, head, target, headers, limits, started, clock, (result) => {
     lease.report(result.outcome, result.status ?? 0);
     const failure =
       result.error === undefined
@@ -148,6 +160,7 @@ function forwardTunnel(
             ? new MeshError('upstream_timeout', `${endpoint.address} did not answer the upgrade in time`, { cause: result.error })
             : new MeshError('upstream_reset', `${endpoint.address} closed the connection during the upgrade`, { cause: result.error });
     endpoint.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
+    ctx.witness.settle({ endpoint: endpoint.address, status: failure?.status ?? result.status ?? 101, errorCode: failure?.code, fault: faultName });
     if (failure !== undefined) {
       log.warn(
         { service: ctx.service, endpoint: endpoint.address, code: failure.code, cause: (result.error as NodeJS.ErrnoException).code ?? result.error?.message },

@@ -25,6 +25,9 @@ import { compilePolicy, type Verdict } from '../identity/spiffe.ts';
 import { accessLayer, accessRefusal, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
 import { RateLimiter, rateLimitLayer, rateLimitRefusal, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
 import { MeshError } from '../errors.ts';
+import type { Socket } from 'node:net';
+import type { FieldReader } from '../stack/exchange.ts';
+import { TunnelWitness, type TunnelWitnessDeps } from '../stack/tunnel-witness.ts';
 
 /** The one endpoint of a local service: its target. */
 class TargetBalancer implements Balancer {
@@ -72,6 +75,7 @@ export class LocalService {
   private readonly access: AccessCheck | undefined;
   private readonly limiter: RateLimiter | undefined;
   private readonly traffic: AccessRecorder & RateLimitRecorder;
+  private readonly witnessDeps: TunnelWitnessDeps;
 
   constructor(config: LocalServiceConfig, deps: LocalDeps) {
     this.config = config;
@@ -79,6 +83,7 @@ export class LocalService {
     this.access = compileAccess(config.access);
     this.limiter = config.rateLimit === undefined ? undefined : new RateLimiter(config.rateLimit, deps.clock);
     this.traffic = deps.traffic ?? UNCOUNTED;
+    this.witnessDeps = { witnesses: deps.witnesses, edges: deps.edges, clock: deps.clock };
     const address = formatSocketAddress(config.target);
     const spec = { address, host: config.target.host, port: config.target.port, zone: undefined, weight: 1, labels: {}, identity: undefined };
     const upstream = new HttpUpstream(
@@ -130,6 +135,35 @@ export class LocalService {
   refusal(request: { method: string; target: string } | undefined, caller: string): MeshError | undefined {
     const label = `local:${this.config.name}`;
     return accessRefusal(this.access, request, caller, label, this.traffic) ?? rateLimitRefusal(this.limiter, caller, label, undefined, this.traffic);
+  }
+
+  /** The local target, as its endpoint is named in metrics and on the dependency map. */
+  get targetAddress(): string {
+    return this.target.address;
+  }
+
+  /**
+   * What the HTTP stack's outer layers do, for a WebSocket tunnel (`handshake` given) or a TCP
+   * stream to the target: a span, an edge and an access line, ended when the caller's socket closes.
+   */
+  witnessTunnel(
+    protocol: 'websocket' | 'tcp',
+    caller: string,
+    socket: Socket,
+    handshake: { readonly fields: FieldReader | undefined; readonly method?: string; readonly path?: string },
+  ): TunnelWitness {
+    const witness = new TunnelWitness(this.witnessDeps, {
+      kind: 'inbound',
+      protocol,
+      service: `local:${this.config.name}`,
+      caller,
+      verified: true,
+      fields: handshake.fields,
+      method: handshake.method,
+      path: handshake.path,
+    });
+    socket.once('close', () => witness.end(socket));
+    return witness;
   }
 
   close(): Promise<void> {

@@ -40,6 +40,7 @@ import type { RequestHead } from '../stack/exchange.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { DataPathObserver, EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
 import type { ExchangeWitnesses } from '../stack/trace.ts';
+import { TunnelWitness } from '../stack/tunnel-witness.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { createAdmission } from './concurrency-control.ts';
@@ -233,8 +234,10 @@ export class ServiceRuntime implements AttemptSink {
     const { limits } = this.config;
     const { log, clock, tls, upgrades } = this.deps;
     const handshake = handshakeHead(req);
+    const witness = this.witnessTunnel('websocket', caller, socket, handshake);
     const admitted = this.policy.admit({ head: handshake, caller });
     if (!('backend' in admitted)) {
+      witness.settle({ endpoint: undefined, errorCode: admitted.refused.code });
       this.refuse(socket, admitted);
       return;
     }
@@ -253,6 +256,7 @@ export class ServiceRuntime implements AttemptSink {
         connectTimeoutMs: this.config.connectTimeoutMs,
         timeoutMs: this.config.timeoutMs,
         fault: (endpoint) => this.injectedFault(endpoint, admitted.route, handshake, caller),
+        witness,
       },
       req,
       socket,
@@ -267,10 +271,12 @@ export class ServiceRuntime implements AttemptSink {
     const tcp = this.config.tcp;
     if (tcp === undefined) return void client.destroy();
     const { log, clock, tls } = this.deps;
+    const witness = this.witnessTunnel('tcp', caller, client, undefined);
     const admitted = this.policy.admit(undefined);
     if (!('backend' in admitted)) {
       log.warn({ listener: 'tcp', service: this.name, caller, code: admitted.refused.code }, `TCP connection refused: ${admitted.refused.message}`);
       this.recorder.tcpConnection('none', 'source_refused');
+      witness.settle({ endpoint: undefined, errorCode: admitted.refused.code });
       return void client.destroy();
     }
     void relayTcp(
@@ -286,6 +292,7 @@ export class ServiceRuntime implements AttemptSink {
         idleTimeoutMs: tcp.idleTimeoutMs,
         attemptsAllowed: this.config.retries.attempts,
         fault: (endpoint) => this.injectedFault(endpoint, undefined, NO_HEAD, caller),
+        witness,
       },
       client,
       callerFields,
@@ -473,6 +480,25 @@ export class ServiceRuntime implements AttemptSink {
   }
 
   /** A WebSocket handshake the policy refuses: 403, 404, 429 or 500 on the raw socket. */
+  /** A tunnel's span, map edge and access line, ended when the caller's socket closes. */
+  private witnessTunnel(protocol: 'websocket' | 'tcp', caller: string | undefined, socket: Socket, handshake: RequestHead | undefined): TunnelWitness {
+    const witness = new TunnelWitness(
+      { witnesses: this.deps.witnesses, edges: this.deps.edges, clock: this.deps.clock },
+      {
+        kind: 'outbound',
+        protocol,
+        service: this.name,
+        caller: caller ?? socket.remoteAddress ?? 'unknown',
+        verified: caller !== undefined,
+        fields: handshake,
+        method: handshake?.method,
+        path: handshake?.path,
+      },
+    );
+    socket.once('close', () => witness.end(socket));
+    return witness;
+  }
+
   private refuse(socket: Socket, refused: Exclude<Admittance, { backend: AttemptPicker }>): void {
     sendRawError(socket, refused.refused);
   }

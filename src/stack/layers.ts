@@ -27,7 +27,14 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock, graph?: { 
       const status = attempt.outcome === 'client_abort' && !response.started ? 499 : response.status;
       if (attempt.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
       else attempt.endpoint.recorder.finished(status, seconds);
-      graph?.edges.exchange(ex.caller ?? ex.head.remoteAddress ?? 'unknown', graph.service, attempt.endpoint?.address, status, seconds);
+      graph?.edges.exchange(
+        ex.caller ?? ex.head.remoteAddress ?? 'unknown',
+        graph.service,
+        attempt.endpoint?.address,
+        status >= 500 || status === 0,
+        seconds,
+        'http',
+      );
       if (attempt.outcome === 'client_abort') recorder.reset('client');
       // Not ended after the status line went out: the stream was cut.
       else if (response.started && !response.ended) recorder.reset('upstream');

@@ -4,6 +4,7 @@
  * so the hot path never touches prom-client label lookups directly.
  */
 import type { EndpointRecorder } from '../balancer/endpoint.ts';
+import type { HopProtocol } from './trace.ts';
 
 export interface ServiceRecorder {
   started(): void;
@@ -26,7 +27,8 @@ export interface DataPathObserver {
   removeEndpoint(service: string, endpoint: string): void;
 }
 
-/** The dependency map's input (admin/traffic-graph.ts): one exchange, from whom, to which service and endpoint. */
+/** The dependency map's input (admin/traffic-graph.ts): one exchange or tunnel, from whom, to which service and endpoint. */
 export interface EdgeRecorder {
-  exchange(caller: string, service: string, endpoint: string | undefined, status: number, seconds: number): void;
+  /** `failed`: a 5xx or meshd's failure; `seconds`: the exchange's duration, or a tunnel's handshake or connect. */
+  exchange(caller: string, service: string, endpoint: string | undefined, failed: boolean, seconds: number, protocol: HopProtocol): void;
 }

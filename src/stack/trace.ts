@@ -7,26 +7,46 @@
  */
 import type { Clock, Random } from '../clock.ts';
 import type { Logger } from '../log.ts';
-import type { Exchange, HopSpan, RequestHead } from './exchange.ts';
+import type { Exchange, FieldReader, HopSpan } from './exchange.ts';
 import type { Layer } from './layer.ts';
 
 /** How one hop ended, as its span records it. */
 export interface HopOutcome {
-  readonly status: number;
+  /** The status the caller got; undefined for a TCP connection that went through (TCP has none). */
+  readonly status: number | undefined;
   readonly endpoint: string | undefined;
   readonly route: string | undefined;
   readonly retries: number;
   readonly errorCode: string | undefined;
   readonly fault: string | undefined;
+  /** A tunnel's bytes, each way as the caller's socket saw them (WebSocket, TCP). */
+  readonly bytesSent?: number;
+  readonly bytesReceived?: number;
 }
 
 export interface TracedHop extends HopSpan {
   end(outcome: HopOutcome): void;
 }
 
+/** What a hop carries: HTTP exchanges (HTTP/1.1, HTTP/2, gRPC), WebSocket tunnels, TCP connections. */
+export type HopProtocol = 'http' | 'websocket' | 'tcp';
+
+/** A hop as it starts. */
+export interface HopStart {
+  readonly kind: 'outbound' | 'inbound';
+  readonly protocol: HopProtocol;
+  readonly service: string;
+  /** Where the caller's traceparent and tracestate are read (request fields, a pod stream's preamble); undefined starts a trace. */
+  readonly fields: FieldReader | undefined;
+  readonly method: string | undefined;
+  /** The request target (its query is not recorded). */
+  readonly path: string | undefined;
+  readonly caller: string | undefined;
+}
+
 /** Starts hop spans (tracing/otel-tracer.ts). */
 export interface HopTracer {
-  start(kind: 'outbound' | 'inbound', service: string, head: RequestHead, caller: string | undefined): TracedHop;
+  start(hop: HopStart): TracedHop;
 }
 
 /** The status an exchange ended with, as the caller saw it (499: the caller left first). */
@@ -37,7 +57,8 @@ export function finalStatus(ex: Exchange): number {
 /** `tracer` is read per exchange (tracing follows reloads); undefined passes the exchange through. */
 export function traceLayer(tracer: () => HopTracer | undefined, kind: 'outbound' | 'inbound', service: string): Layer {
   return (next) => async (ex) => {
-    const span = tracer()?.start(kind, service, ex.head, ex.caller);
+    const head = ex.head;
+    const span = tracer()?.start({ kind, protocol: 'http', service, fields: head, method: head.method, path: head.path, caller: ex.caller });
     if (span === undefined) return next(ex);
     ex.span = span;
     try {

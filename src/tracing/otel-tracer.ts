@@ -10,7 +10,7 @@
  * OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER_ARG,
  * OTEL_BSP_* (the queue) and OTEL_SDK_DISABLED.
  */
-import { SpanKind, SpanStatusCode, TraceFlags, ROOT_CONTEXT, trace, type Span, type TextMapGetter } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, TraceFlags, ROOT_CONTEXT, trace, type Attributes, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { detectResources, resourceAttributesEnvDetector, resourceFromAttributes, serviceNameEnvDetector } from '@opentelemetry/resources';
@@ -25,14 +25,14 @@ import {
 } from '@opentelemetry/sdk-trace';
 import type { TracingSettings } from './settings.ts';
 import type { Logger } from '../log.ts';
-import type { RequestHead } from '../stack/exchange.ts';
-import type { HopOutcome, HopTracer, TracedHop } from '../stack/trace.ts';
+import type { FieldReader } from '../stack/exchange.ts';
+import type { HopOutcome, HopStart, HopTracer, TracedHop } from '../stack/trace.ts';
 import { SpanQueue, type SpanQueueRecorder } from './span-queue.ts';
 
 const propagator = new W3CTraceContextPropagator();
-const headGetter: TextMapGetter<RequestHead> = {
+const fieldGetter: TextMapGetter<FieldReader> = {
   keys: () => ['traceparent', 'tracestate'],
-  get: (head, key) => head.field(key),
+  get: (fields, key) => fields.field(key),
 };
 
 /** Hands ended spans to the queue: sampled ones, and every error. */
@@ -104,20 +104,19 @@ export class OtelHopTracer implements HopTracer {
    * traceparent) and keeps its start and events: if it ends in an error, an SDK span is made then,
    * with the same ids and start time, and exported; otherwise it costs next to nothing.
    */
-  start(kind: 'outbound' | 'inbound', service: string, head: RequestHead, caller: string | undefined): TracedHop {
-    const parent = propagator.extract(ROOT_CONTEXT, head, headGetter);
+  start(hop: HopStart): TracedHop {
+    const parent = hop.fields === undefined ? ROOT_CONTEXT : propagator.extract(ROOT_CONTEXT, hop.fields, fieldGetter);
     const parentSpan = trace.getSpanContext(parent);
     const sampled = parentSpan === undefined ? this.ratio >= 1 || Math.random() < this.ratio : (parentSpan.traceFlags & TraceFlags.SAMPLED) !== 0;
-    const name = `${kind} ${service}`;
-    const options = {
-      kind: kind === 'outbound' ? SpanKind.CLIENT : SpanKind.SERVER,
-      attributes: {
-        'http.request.method': head.method,
-        'url.path': head.path.split('?')[0] ?? '/',
-        'meshd.service': service,
-        ...(caller === undefined ? {} : { 'meshd.caller': caller }),
-      },
-    };
+    const name = `${hop.kind} ${hop.service}`;
+    const attributes: Attributes = { 'meshd.service': hop.service };
+    if (hop.method !== undefined) attributes['http.request.method'] = hop.method;
+    if (hop.path !== undefined) attributes['url.path'] = hop.path.split('?')[0] ?? '/';
+    if (hop.caller !== undefined) attributes['meshd.caller'] = hop.caller;
+    // OTel's names: a WebSocket tunnel is an upgraded HTTP request; raw TCP has only its transport.
+    if (hop.protocol === 'websocket') attributes['network.protocol.name'] = 'websocket';
+    else if (hop.protocol === 'tcp') attributes['network.transport'] = 'tcp';
+    const options = { kind: hop.kind === 'outbound' ? SpanKind.CLIENT : SpanKind.SERVER, attributes };
     // A caller's tracestate travels on unchanged (upstream fields are copied); the span inherits it too.
     if (sampled) return new SampledHop(this.tracer.startSpan(name, options, parent));
     const traceId = parentSpan?.traceId ?? this.ids.generateTraceId();
@@ -142,13 +141,16 @@ export class OtelHopTracer implements HopTracer {
 
 /** Whether a hop's outcome is an error (exported whatever the sampling). */
 function failed(outcome: HopOutcome): boolean {
-  return outcome.status >= 500 || (outcome.errorCode !== undefined && outcome.status !== 499);
+  const status = outcome.status ?? 0;
+  return status >= 500 || (outcome.errorCode !== undefined && status !== 499);
 }
 
 /** Sets the outcome's attributes and status on an SDK span and ends it. */
 function finish(span: Span, outcome: HopOutcome): void {
-  span.setAttribute('http.response.status_code', outcome.status);
+  if (outcome.status !== undefined) span.setAttribute('http.response.status_code', outcome.status);
   span.setAttribute('meshd.retries', outcome.retries);
+  if (outcome.bytesSent !== undefined) span.setAttribute('meshd.bytes_sent', outcome.bytesSent);
+  if (outcome.bytesReceived !== undefined) span.setAttribute('meshd.bytes_received', outcome.bytesReceived);
   if (outcome.endpoint !== undefined) span.setAttribute('server.address', outcome.endpoint);
   if (outcome.route !== undefined) span.setAttribute('meshd.route', outcome.route);
   if (outcome.fault !== undefined) span.setAttribute('meshd.fault', outcome.fault);

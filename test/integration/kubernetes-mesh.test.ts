@@ -117,6 +117,9 @@ admin: { listen: ${ip}:9901 }
 outbound: { listen: ${ip}:4140, allowFrom: [ ${SUBNET}.0.0/16 ] }
 inbound: { listen: ${ip}:4143 }
 drainTimeout: 5s
+# Unsampled traces still carry their ids from hop to hop (a TCP stream's in its preamble); access lines name them.
+tracing: { enabled: true, sampleRatio: 0 }
+log: { access: { enabled: true, sampleRatio: 1 } }
 tls: { cert: ${certs}/cert.pem, key: ${certs}/key.pem, ca: ${certs}/ca.pem }
 kubernetes:
   nodeName: node${n}
@@ -380,6 +383,16 @@ services:
       answered.add(out.trim().split(':')[0]!);
     }
     assert.ok(answered.size >= 2, `one pod answered everything: ${[...answered].join(',')}`);
+    // Each stream is one trace over both nodes: the sender's trace context travelled in the preamble.
+    const sent = meshds.get(1)!.logs.filter((l) => l['access'] === true && l['protocol'] === 'tcp' && l['service'] === 'db');
+    assert.ok(sent.length >= 12, `access lines on node 1: ${sent.length}`);
+    const received = [2, 3].flatMap((n) => meshds.get(n)!.logs.filter((l) => l['access'] === true && l['protocol'] === 'tcp'));
+    for (const line of sent.slice(-12)) {
+      const other = received.find((r) => r['traceId'] === line['traceId']);
+      assert.ok(other !== undefined, `no receiving line for trace ${String(line['traceId'])}`);
+      // What the sending meshd wrote: its preamble line, then the caller's 4 bytes.
+      assert.ok(Number(other['bytesReceived']) > 4, String(other['bytesReceived']));
+    }
     // The intruder's streams reach node 2 or 3, whose meshd closes them unanswered.
     const refused = await tcp('x1');
     assert.equal(refused.out.trim(), '');

@@ -15,10 +15,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { closedPort, startBackend, type Backend } from '../helpers/backend.ts';
+import { closedPort, startBackend, startRawBackend, type Backend } from '../helpers/backend.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, sleep } from '../helpers/http.ts';
 import { newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
+import { openWebSocket, serveWebSocketEcho } from '../helpers/websocket.ts';
+import { connect } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
 
 interface OtlpValue {
   stringValue?: string;
@@ -76,6 +79,7 @@ describe('distributed tracing', () => {
   let dir: string;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
   let app: Backend;
+  let tcpApp: Backend;
   let A: RunningDaemon;
   let B: RunningDaemon;
   const seenByApp: Record<string, string | undefined>[] = [];
@@ -88,6 +92,8 @@ describe('distributed tracing', () => {
       res.statusCode = req.url === '/fail' ? 500 : 200;
       res.end('ok');
     });
+    serveWebSocketEcho(app.server as HttpServer, (req) => seenByApp.push({ traceparent: req.headers.traceparent as string | undefined, websocket: 'yes' }));
+    tcpApp = await startRawBackend((socket) => socket.pipe(socket));
     const ca = await newCa();
     const hostA = await writeHost(dir, 'a', ca, ca.certPem);
     const hostB = await writeHost(dir, 'b', ca, ca.certPem);
@@ -101,6 +107,8 @@ ${tlsBlock(hostB.dir)}
 tracing: { enabled: true, sampleRatio: 1, endpoint: ${receiver.url} }
 local:
   web: { target: ${app.address} }
+  chat: { target: ${app.address} }
+  store: { target: ${tcpApp.address}, tcp: true }
 `,
       { env: { ...env, OTEL_SERVICE_NAME: 'meshd-b' } },
     );
@@ -119,6 +127,8 @@ services:
     balancer: { algorithm: round-robin }
     retries: { attempts: 3 }
     outlier: { enabled: false }
+  chat: { endpoints: [ { address: ${inbound}, identity: ${hostB.identity} } ] }
+  store: { endpoints: [ { address: ${inbound}, identity: ${hostB.identity} } ], tcp: { listen: 127.0.0.1:0 } }
 `,
       { env: { ...env, OTEL_SERVICE_NAME: 'meshd-a' } },
     );
@@ -126,7 +136,7 @@ services:
 
   after(async () => {
     await Promise.all([A.stop(), B.stop()]);
-    await app.close();
+    await Promise.all([app.close(), tcpApp.close()]);
     await new Promise((r) => receiver.server.close(r));
     rmSync(dir, { recursive: true, force: true });
   });
@@ -214,6 +224,82 @@ services:
     );
     // The app saw the unsampled flag kept.
     assert.ok(seenByApp.some((s) => s.traceparent?.startsWith(`00-${unsampledTrace}-`) === true && s.traceparent.endsWith('-00')));
+  });
+
+  it('traces WebSocket tunnels and TCP connections on both hops, maps them, and logs them with their bytes', async () => {
+    const traceId = '5bf92f3577b34da6a3ce929d0e0e4737';
+    const ws = await openWebSocket(A.outbound, 'chat', '/room?user=1', { traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    assert.equal(ws.status, 101);
+    ws.send('hello');
+    assert.equal(await ws.receive(), 'echo:hello');
+    ws.close();
+    const tcpListener = (await A.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
+    const [tcpHost, tcpPort] = [tcpListener.slice(0, tcpListener.lastIndexOf(':')), Number(tcpListener.slice(tcpListener.lastIndexOf(':') + 1))];
+    const echoed = await new Promise<string>((resolve, reject) => {
+      const s = connect(tcpPort, tcpHost);
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.length >= 12) {
+          s.end();
+          resolve(got);
+        }
+      });
+      s.on('error', reject);
+      s.setTimeout(5_000, () => reject(new Error('no echo')));
+      s.write('twelve bytes');
+    });
+    assert.equal(echoed, 'twelve bytes');
+
+    // WebSocket: one trace over both hops, each span from the upgrade to the close.
+    const wsSpans = (): Received[] => receiver.spans.filter((s) => s.span.traceId === traceId);
+    for (let i = 0; i < 50 && wsSpans().length < 2; i++) await sleep(100);
+    const out = wsSpans().find((s) => s.span.name === 'outbound chat');
+    const inb = wsSpans().find((s) => s.span.name === 'inbound local:chat');
+    assert.ok(out !== undefined && inb !== undefined, JSON.stringify(wsSpans().map((s) => s.span.name)));
+    assert.equal(out.span.parentSpanId, '00f067aa0ba902b7');
+    assert.equal(inb.span.parentSpanId, out.span.spanId);
+    for (const span of [out.span, inb.span]) {
+      assert.equal(attr(span, 'network.protocol.name'), 'websocket');
+      assert.equal(attr(span, 'http.response.status_code'), 101);
+      assert.equal(attr(span, 'url.path'), '/room');
+      assert.ok(Number(attr(span, 'meshd.bytes_received')) > 0 && Number(attr(span, 'meshd.bytes_sent')) > 0);
+    }
+    assert.match(String(attr(inb.span, 'meshd.caller')), /host\/a$/);
+    // The target's handshake named B's inbound span as its parent.
+    const handshake = seenByApp.filter((s) => s['websocket'] === 'yes').at(-1);
+    assert.equal(handshake?.traceparent?.split('-')[2], inb.span.spanId);
+
+    // TCP: a span per connection on each hop (no fields to carry the context between hosts outside mesh mode).
+    const tcpSpans = (): Received[] => receiver.spans.filter((s) => s.span.name === 'outbound store' || s.span.name === 'inbound local:store');
+    for (let i = 0; i < 50 && tcpSpans().length < 2; i++) await sleep(100);
+    const tcpOut = tcpSpans().find((s) => s.span.name === 'outbound store');
+    const tcpIn = tcpSpans().find((s) => s.span.name === 'inbound local:store');
+    assert.ok(tcpOut !== undefined && tcpIn !== undefined, JSON.stringify(tcpSpans().map((s) => s.span.name)));
+    assert.equal(attr(tcpOut.span, 'network.transport'), 'tcp');
+    assert.equal(attr(tcpOut.span, 'http.response.status_code'), undefined);
+    assert.equal(attr(tcpOut.span, 'meshd.bytes_received'), 12);
+    assert.equal(attr(tcpOut.span, 'meshd.bytes_sent'), 12);
+    assert.equal(attr(tcpIn.span, 'server.address'), tcpApp.address);
+
+    // The dependency maps: the tunnels are edges that say what they carried.
+    const graphA = (await request(A.admin, { path: '/debug/graph' })).json() as { edges: { from: string; to: string; protocols: string[] }[] };
+    assert.deepEqual(graphA.edges.find((e) => e.to === 'service:chat')?.protocols, ['websocket']);
+    assert.deepEqual(graphA.edges.find((e) => e.to === 'service:store')?.protocols, ['tcp']);
+    const graphB = (await request(B.admin, { path: '/debug/graph' })).json() as { edges: { from: string; to: string; protocols: string[] }[] };
+    const inboundChat = graphB.edges.find((e) => e.to === 'service:local:chat');
+    assert.match(inboundChat?.from ?? '', /^caller:spiffe:\/\/.*host\/a$/);
+    assert.deepEqual(graphB.edges.find((e) => e.to === 'service:local:store')?.protocols, ['tcp']);
+
+    // Access lines at the close, with the bytes each way and the trace.
+    const wsLine = await A.waitForLog((l) => l['access'] === true && l['protocol'] === 'websocket' && l['service'] === 'chat');
+    assert.equal(wsLine['status'], 101);
+    assert.equal(wsLine['traceId'], traceId);
+    assert.equal(wsLine['path'], '/room');
+    const tcpLine = await A.waitForLog((l) => l['access'] === true && l['protocol'] === 'tcp' && l['service'] === 'store');
+    assert.equal(tcpLine['bytesReceived'], 12);
+    assert.equal(tcpLine['bytes'], 12);
+    assert.equal(typeof tcpLine['durationMs'], 'number');
   });
 
   it('keeps serving, fast, when the collector is down', async () => {

@@ -10,7 +10,7 @@ describe('dependency map (fake clock)', () => {
     const graph = new TrafficGraph(() => now);
     for (let i = 0; i < 100; i++) {
       now += 100;
-      graph.exchange('spiffe://prod/ns/web/sa/frontend', 'users', '10.0.0.1:80', i % 10 === 0 ? 503 : 200, i < 90 ? 0.004 : 0.2);
+      graph.exchange('spiffe://prod/ns/web/sa/frontend', 'users', '10.0.0.1:80', i % 10 === 0, i < 90 ? 0.004 : 0.2, 'http');
     }
     const g = graph.graph();
     assert.deepEqual(
@@ -31,13 +31,33 @@ describe('dependency map (fake clock)', () => {
     // p50 inside the 2.5–5 ms bucket, p99 inside 100–250 ms.
     assert.ok(edge.latencyP50Ms !== undefined && edge.latencyP50Ms > 2.5 && edge.latencyP50Ms <= 5, String(edge.latencyP50Ms));
     assert.ok(edge.latencyP99Ms !== undefined && edge.latencyP99Ms > 100 && edge.latencyP99Ms <= 250, String(edge.latencyP99Ms));
+    assert.deepEqual(edge.protocols, ['http']);
     assert.equal(g.edges.length, 2);
+  });
+
+  it('says which edges carried WebSocket tunnels or TCP connections, in JSON and DOT', () => {
+    const graph = new TrafficGraph(() => 0);
+    graph.exchange('web', 'chat', '10.0.0.2:80', false, 0.002, 'http');
+    graph.exchange('web', 'chat', '10.0.0.2:80', false, 0.003, 'websocket');
+    graph.exchange('web', 'db', '10.0.0.3:5432', true, 0.001, 'tcp');
+    const edges = graph.graph().edges;
+    assert.deepEqual(edges.find((e) => e.to === 'service:chat')?.protocols, ['http', 'websocket']);
+    const db = edges.find((e) => e.to === 'service:db');
+    assert.deepEqual(db?.protocols, ['tcp']);
+    assert.equal(db.errorRate, 1);
+    const dot = graph.dot();
+    assert.match(dot, /"caller:web" -> "service:chat" \[label="websocket: /);
+    assert.match(dot, /"caller:web" -> "service:db" \[label="tcp: .*color="red"/);
+    // Across workers the protocols are merged too.
+    const merged = new TrafficGraph(() => 0);
+    merged.absorb(graph.raw());
+    assert.deepEqual(merged.graph().edges.find((e) => e.to === 'service:chat')?.protocols, ['http', 'websocket']);
   });
 
   it('forgets traffic older than its minute', () => {
     let now = 0;
     const graph = new TrafficGraph(() => now);
-    graph.exchange('a', 's', undefined, 200, 0.001);
+    graph.exchange('a', 's', undefined, false, 0.001, 'http');
     now = 59_000;
     assert.equal(graph.graph().edges.length, 1);
     now = 70_001;
@@ -48,8 +68,8 @@ describe('dependency map (fake clock)', () => {
     const now = 5_000;
     const w1 = new TrafficGraph(() => now);
     const w2 = new TrafficGraph(() => now);
-    w1.exchange('a', 's', 'e:1', 200, 0.001);
-    w2.exchange('a', 's', 'e:1', 500, 0.001);
+    w1.exchange('a', 's', 'e:1', false, 0.001, 'http');
+    w2.exchange('a', 's', 'e:1', true, 0.001, 'http');
     const merged = new TrafficGraph(() => now);
     merged.absorb(w1.raw());
     merged.absorb(w2.raw());
@@ -61,7 +81,7 @@ describe('dependency map (fake clock)', () => {
 
   it('writes DOT that Graphviz parses, whatever the names contain', () => {
     const graph = new TrafficGraph(() => 0);
-    graph.exchange('evil" -> "x"; \n}', 'users', '10.0.0.1:80', 200, 0.001);
+    graph.exchange('evil" -> "x"; \n}', 'users', '10.0.0.1:80', false, 0.001, 'http');
     const dot = graph.dot();
     // The real Graphviz parser: a name that broke out of its quotes would change the graph or fail.
     const plain = execFileSync('dot', ['-Tplain'], { input: dot }).toString();
