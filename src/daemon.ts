@@ -43,6 +43,7 @@ import { tracingSettings } from './tracing/settings.ts';
 import type { ChangeAnswer, ChangeTarget } from './admin/changes.ts';
 import type { FaultSpec } from './config/types.ts';
 import type { CanaryCommand } from './canary/canary-state.ts';
+import { CanaryStore } from './canary/canary-store.ts';
 
 /** How long a draining meshd waits for its last spans to be exported. */
 const TRACE_FLUSH_ON_EXIT_MS = 2_000;
@@ -91,6 +92,7 @@ export class Daemon implements ChangeTarget {
   private tracerKey: string | undefined;
   /** Traces and access logs, read by every stack per exchange (they follow reloads). */
   private readonly witnesses: ExchangeWitnesses;
+  private readonly canaryStore: CanaryStore | undefined;
   private readonly inbound: InboundListener | undefined;
   private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
@@ -112,6 +114,8 @@ export class Daemon implements ChangeTarget {
     const role = deps.role ?? singleProcess;
     this.role = role;
     this.faults = new FaultRegistry(deps.clock, deps.random);
+    // Only the process that decides canaries keeps them (workers follow the supervisor).
+    this.canaryStore = role.decidesFeedback ? new CanaryStore(config.stateDir, deps.log) : undefined;
     this.witnesses = {
       tracer: () => this.tracer,
       accessLog: () => (this.config.log.access.enabled ? this.config.log.access : undefined),
@@ -139,6 +143,7 @@ export class Daemon implements ChangeTarget {
       edges: this.graph,
       witnesses: this.witnesses,
       canaryMoved: () => deps.trafficChanged?.(),
+      canaryStore: this.canaryStore,
     });
     const mesh = this.mesh;
     this.router =
@@ -503,6 +508,8 @@ export class Daemon implements ChangeTarget {
     this.tcp.destroyAll();
     this.stopMesh();
     await this.services.close();
+    // A canary decision of the last moment is on disk before the process goes.
+    await this.canaryStore?.settled();
     // Queued spans get a short chance to leave; a dead collector never holds up the exit.
     await Promise.race([this.tracer?.close(), new Promise((r) => setTimeout(r, TRACE_FLUSH_ON_EXIT_MS).unref())]);
     return { abandoned };

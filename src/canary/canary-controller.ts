@@ -13,14 +13,17 @@ import { isEndpointFailure, type Outcome } from '../protocol/outcome.ts';
 import { labelsMatch } from '../traffic/backends.ts';
 import {
   commandCanary,
+  canaryProgress,
   initialCanaryState,
   judgeCanary,
+  resumeCanaryState,
   type CanaryCommand,
   type CanaryDecision,
   type CanaryOutcome,
   type CanaryState,
 } from './canary-state.ts';
 import { StepObservations, type StepSnapshot } from './step-observations.ts';
+import type { CanaryStore } from './canary-store.ts';
 
 export interface CanaryRecorder {
   /** The canary's share of traffic now (percent) and its phase. */
@@ -68,21 +71,44 @@ export class CanaryController implements Canary {
   private lastHold: string | undefined;
 
   private readonly moved: () => void;
+  private readonly store: CanaryStore | undefined;
+  /** The settings this rollout belongs to, as saved with its progress. */
+  private readonly definition: string;
 
-  /** `moved` is told after every change of weight or phase (the supervisor passes it on to its workers). */
-  constructor(service: string, config: CanaryConfig, deps: { clock: Clock; log: Logger; recorder: CanaryRecorder; moved?: () => void }) {
+  /**
+   * `moved` is told after every change of weight or phase (the supervisor passes it on to its
+   * workers); `store` keeps the progress across restarts, and gives back what it kept for this
+   * very definition.
+   */
+  constructor(
+    service: string,
+    config: CanaryConfig,
+    deps: { clock: Clock; log: Logger; recorder: CanaryRecorder; moved?: () => void; store?: CanaryStore | undefined },
+  ) {
     this.moved = deps.moved ?? (() => {});
     this.service = service;
     this.config = config;
     this.clock = deps.clock;
     this.log = deps.log;
     this.recorder = deps.recorder;
-    this.state = initialCanaryState(config, this.clock());
+    this.store = deps.store;
+    this.definition = JSON.stringify(config);
+    const saved = this.store?.saved(service, this.definition);
+    const resumed = saved === undefined ? undefined : resumeCanaryState(config, saved, this.clock());
+    this.state = resumed ?? initialCanaryState(config, this.clock());
     this.recorder.canaryWeight(service, this.state.weight, this.state.phase);
-    this.log.info(
-      { event: 'canary', service, action: 'start', weight: this.state.weight, steps: config.steps, stable: config.stable, canary: config.canary },
-      `canary of ${service} starts at ${this.state.weight}%`,
-    );
+    const described = { event: 'canary', service, weight: this.state.weight, steps: config.steps, stable: config.stable, canary: config.canary };
+    if (resumed !== undefined) {
+      this.log.info(
+        { ...described, action: 'restored', phase: resumed.phase, step: resumed.stepIndex, reason: resumed.lastReason },
+        `canary of ${service} taken up where it was before the restart: ${resumed.weight}% (${resumed.phase})`,
+      );
+    } else {
+      if (saved !== undefined)
+        this.log.warn({ event: 'canary', service, saved }, `saved state of the canary of ${service} does not fit its steps; it starts over`);
+      this.log.info({ ...described, action: 'start' }, `canary of ${service} starts at ${this.state.weight}%`);
+    }
+    this.store?.save(service, this.definition, canaryProgress(this.state));
   }
 
   /** Percent of the default backend's traffic that goes to the canary subset now. */
@@ -155,6 +181,7 @@ export class CanaryController implements Canary {
     if (this.history.length > HISTORY) this.history.shift();
     this.recorder.canaryDecision(this.service, decision.action, decision.reason);
     this.recorder.canaryWeight(this.service, state.weight, state.phase);
+    this.store?.save(this.service, this.definition, canaryProgress(state));
     this.moved();
     const fields = { event: 'canary', service: this.service, ...decision, phase: state.phase };
     const text = `canary of ${this.service}: ${decision.action} ${decision.from}% → ${decision.to}% (${decision.reason})`;

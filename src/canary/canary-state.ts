@@ -11,8 +11,8 @@
  * rate falls more than `maxSuccessRateDrop` below the stable side's, or its
  * latency percentile exceeds both `maxLatencyRatio` × and `latencyFloorMs` + the
  * stable side's; otherwise it advances a step after `dwellMs`, and is promoted
- * after a healthy dwell at the last step. A rollback is sticky: only a restart
- * (or a new policy) starts over.
+ * after a healthy dwell at the last step. A rollback is sticky: only an operator's
+ * restart command (or a new policy) starts over; a meshd restart resumes where it was.
  */
 import type { SideSnapshot, StepSnapshot } from './step-observations.ts';
 
@@ -33,26 +33,31 @@ export interface CanaryPolicy {
   readonly latencyPercentile: number;
 }
 
-export type CanaryPhase = 'progressing' | 'paused' | 'rolled_back' | 'promoted';
+const CANARY_PHASES = ['progressing', 'paused', 'rolled_back', 'promoted'] as const;
+export type CanaryPhase = (typeof CANARY_PHASES)[number];
 
 export type CanaryCommand = 'pause' | 'resume' | 'promote' | 'rollback' | 'restart';
 
 export type CanaryAction = 'advance' | 'hold' | 'rollback' | 'promote' | 'pause' | 'resume' | 'restart';
 
-export type CanaryReason =
-  | 'started'
-  | 'waiting_for_requests'
-  | 'dwelling'
-  | 'healthy'
-  | 'success_rate'
-  | 'latency'
-  | 'operator'
-  | 'not_progressing'
-  | 'already_paused'
-  | 'not_paused'
-  | 'already_promoted'
-  | 'already_rolled_back'
-  | Exclude<CanaryPhase, 'progressing'>;
+const CANARY_REASONS = [
+  'started',
+  'waiting_for_requests',
+  'dwelling',
+  'healthy',
+  'success_rate',
+  'latency',
+  'operator',
+  'not_progressing',
+  'already_paused',
+  'not_paused',
+  'already_promoted',
+  'already_rolled_back',
+  'paused',
+  'rolled_back',
+  'promoted',
+] as const;
+export type CanaryReason = (typeof CANARY_REASONS)[number];
 
 export interface CanaryState {
   readonly phase: CanaryPhase;
@@ -118,6 +123,33 @@ export function validateCanaryPolicy(policy: CanaryPolicy): string[] {
 /** A rollout just started: progressing at the first step. */
 export function initialCanaryState(policy: CanaryPolicy, now: number): CanaryState {
   return { phase: 'progressing', stepIndex: 0, weight: policy.steps[0] ?? 100, stepStartedAt: now, baseline: undefined, lastReason: 'started' };
+}
+
+/** What a restart keeps of a rollout (./canary-store.ts writes it after every change). */
+export interface CanaryProgress {
+  readonly phase: CanaryPhase;
+  readonly stepIndex: number;
+  readonly weight: number;
+  readonly lastReason: CanaryReason;
+}
+
+export function canaryProgress(state: CanaryState): CanaryProgress {
+  return { phase: state.phase, stepIndex: state.stepIndex, weight: state.weight, lastReason: state.lastReason };
+}
+
+/**
+ * A rollout saved before a restart, taken up again: the same phase, step and weight, with the
+ * step's dwell started anew (its observations were not kept). undefined when `saved` does not fit
+ * the policy — a weight that is not its step's, a step past the last — and the rollout starts over.
+ */
+export function resumeCanaryState(policy: CanaryPolicy, saved: unknown, now: number): CanaryState | undefined {
+  if (typeof saved !== 'object' || saved === null) return undefined;
+  const { phase, stepIndex, weight, lastReason } = saved as Record<string, unknown>;
+  if (!CANARY_PHASES.some((p) => p === phase) || !CANARY_REASONS.some((r) => r === lastReason)) return undefined;
+  if (typeof stepIndex !== 'number' || !Number.isInteger(stepIndex) || stepIndex < 0 || stepIndex >= policy.steps.length) return undefined;
+  const expected = phase === 'rolled_back' ? 0 : phase === 'promoted' ? 100 : policy.steps[stepIndex];
+  if (typeof weight !== 'number' || weight !== expected) return undefined;
+  return { phase: phase as CanaryPhase, stepIndex, weight, stepStartedAt: now, baseline: undefined, lastReason: lastReason as CanaryReason };
 }
 
 /** One tick: judges the step so far and decides to hold, advance, promote or roll back. */

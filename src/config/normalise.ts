@@ -60,6 +60,7 @@ export function normaliseConfig(raw: RawConfig, source: string, baseDir: string)
       http2MaxConcurrentStreams: raw.outbound?.http2?.maxConcurrentStreams ?? d.outbound.http2.maxConcurrentStreams,
     },
     drainTimeoutMs: ms(raw.drainTimeout, d.drainTimeout),
+    stateDir: raw.stateDir === undefined ? undefined : resolveFrom(baseDir, raw.stateDir),
     kubernetes: {
       apiServer: raw.kubernetes?.apiServer,
       tokenFile: raw.kubernetes?.tokenFile === undefined ? undefined : resolveFrom(baseDir, raw.kubernetes.tokenFile),

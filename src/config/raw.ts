@@ -183,6 +183,7 @@ export interface RawConfig {
     http2?: { maxConcurrentStreams?: number };
   };
   drainTimeout?: string;
+  stateDir?: string;
   kubernetes?: { apiServer?: string; tokenFile?: string; caFile?: string; nodeName?: string; kubeconfig?: string; mesh?: RawKubernetesMesh };
   workers?: number | 'auto';
   inbound?: { listen?: string; maxConnections?: number; handshakeTimeout?: string };

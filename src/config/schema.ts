@@ -385,6 +385,8 @@ export const CONFIG_SCHEMA = {
       },
     },
     drainTimeout: duration,
+    // Where meshd keeps what must outlive a restart (canary rollouts); relative to the config file.
+    stateDir: { type: 'string', minLength: 1 },
     workers: { anyOf: [{ const: 'auto' }, { type: 'integer', minimum: 1, maximum: 256 }] },
     limits: {
       type: 'object',

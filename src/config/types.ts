@@ -419,6 +419,8 @@ export interface MeshConfig {
     readonly http2MaxConcurrentStreams: number;
   };
   readonly drainTimeoutMs: number;
+  /** Where what must outlive a restart is kept (canary rollouts); undefined keeps nothing. Read at start. */
+  readonly stateDir: string | undefined;
   /** How to reach the Kubernetes API (in-cluster by default), for `allowFrom: [ node-pod-cidrs ]`. */
   readonly kubernetes: KubernetesSettings;
   /** Processes carrying traffic: 'auto' is one per available core; 1 runs everything in one process. */

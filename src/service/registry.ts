@@ -123,6 +123,8 @@ export class ServiceRegistry {
       else following.push(runtime.reconfigure(next, config.node.zone));
     }
     await Promise.all(following);
+    // A canary taken out of the config is forgotten (one put back starts over).
+    this.deps.canaryStore?.retain(new Set([...config.services].filter(([, svc]) => svc.canary !== undefined).map(([name]) => name)));
   }
 
   /** Control process: samples reported by a worker, by service. */

@@ -41,6 +41,7 @@ import type { InFlightCount } from '../stack/layers.ts';
 import type { DataPathObserver, EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
 import type { ExchangeWitnesses } from '../stack/trace.ts';
 import { TunnelWitness } from '../stack/tunnel-witness.ts';
+import type { CanaryStore } from '../canary/canary-store.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { createAdmission } from './concurrency-control.ts';
@@ -74,6 +75,8 @@ export interface ServiceDeps {
   readonly traffic: TrafficRecorder & CanaryRecorder;
   /** A canary's weight or phase changed (the supervisor tells its workers). */
   canaryMoved?(): void;
+  /** Keeps canary rollouts across restarts (the deciding process only); undefined keeps nothing. */
+  readonly canaryStore?: CanaryStore | undefined;
   /** The dependency map every exchange is recorded on. */
   readonly edges?: EdgeRecorder;
   /** Traces and access logs. */
@@ -450,7 +453,13 @@ export class ServiceRuntime implements AttemptSink {
     // With several workers the supervisor judges on all their samples; a worker follows its weight.
     if (!this.deps.role.decidesFeedback) return new FollowedCanary(canary);
     const { clock, log, traffic } = this.deps;
-    return new CanaryController(this.name, canary, { clock, log, recorder: traffic, moved: () => this.deps.canaryMoved?.() });
+    return new CanaryController(this.name, canary, {
+      clock,
+      log,
+      recorder: traffic,
+      moved: () => this.deps.canaryMoved?.(),
+      store: this.deps.canaryStore,
+    });
   }
 
   /** Every endpoint; with a canary, its stable and canary subsets at the weight it decides (read per pick). */

@@ -33,6 +33,9 @@ describe('systemd unit', () => {
       'NoNewPrivileges=yes',
       'ProtectSystem=strict',
       'CapabilityBoundingSet=',
+      // The only place it writes (stateDir), made by systemd under ProtectSystem=strict.
+      'StateDirectory=meshd',
+      'StateDirectoryMode=0700',
     ]) {
       assert.ok(unit.split('\n').includes(line), line);
     }

@@ -17,6 +17,9 @@ import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, sleep, splitAddress } from '../helpers/http.ts';
 import { openWebSocket, serveWebSocketEcho } from '../helpers/websocket.ts';
 import { connect, createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const run = promisify(execFile);
 
@@ -458,9 +461,10 @@ services:
 });
 
 describe('canary driven by the feedback loop', () => {
-  const canaryConfig = (v1: Backend, v2: Backend) => `
+  const canaryConfig = (v1: Backend, v2: Backend, extra = '', steps = '[ 10, 50, 100 ]') => `
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }
+${extra}
 services:
   users:
     endpoints:
@@ -471,7 +475,7 @@ services:
     canary:
       stable: { version: v1 }
       canary: { version: v2 }
-      steps: [ 10, 50, 100 ]
+      steps: ${steps}
       dwell: 1s
       minRequests: 40
       maxSuccessRateDrop: 0.01
@@ -518,6 +522,56 @@ services:
     } finally {
       await meshd.stop();
       await Promise.all([v1.close(), v2.close()]);
+    }
+  });
+
+  it('keeps a rollback across a restart of meshd (stateDir), and starts over when the canary changes', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'meshd-state-'));
+    const v1 = await startBackend(echo);
+    const v2 = await startBackend((_req, res) => {
+      res.writeHead(500);
+      res.end('boom');
+    });
+    const withState = `stateDir: ${stateDir}`;
+    try {
+      const first = await startDaemon(canaryConfig(v1, v2, withState));
+      try {
+        for (let i = 0; i < 40 && !first.logs.some((l) => l['event'] === 'canary' && l['action'] === 'rollback'); i++) {
+          await drive(first, 100, { host: 'users', parallel: 10 });
+        }
+        assert.ok(
+          first.logs.some((l) => l['action'] === 'rollback'),
+          'rolled back',
+        );
+      } finally {
+        await first.stop();
+      }
+      // The same config after a restart: still rolled back, no request to v2.
+      const second = await startDaemon(canaryConfig(v1, v2, withState));
+      try {
+        const restored = await second.waitForLog((l) => l['event'] === 'canary' && l['action'] === 'restored');
+        assert.equal(restored['phase'], 'rolled_back');
+        assert.equal(restored['weight'], 0);
+        const hitsBefore = v2.hits;
+        const after = await drive(second, 200, { host: 'users', parallel: 10 });
+        assert.ok(after.every((r) => r.port === String(v1.port) && r.status === 200));
+        assert.equal(v2.hits, hitsBefore, 'v2 got nothing after the restart');
+        assert.equal((await state(second)).services.find((s) => s.name === 'users')?.canary?.phase, 'rolled_back');
+      } finally {
+        await second.stop();
+      }
+      // Another canary definition starts over.
+      const third = await startDaemon(canaryConfig(v1, v2, withState, '[ 20, 100 ]'));
+      try {
+        const started = await third.waitForLog((l) => l['event'] === 'canary' && (l['action'] === 'start' || l['action'] === 'restored'));
+        assert.equal(started['action'], 'start');
+        assert.equal(started['weight'], 20);
+      } finally {
+        await third.stop();
+      }
+    } finally {
+      await Promise.all([v1.close(), v2.close()]);
+      rmSync(stateDir, { recursive: true, force: true });
     }
   });
 

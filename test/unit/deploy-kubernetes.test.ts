@@ -99,6 +99,35 @@ describe('Kubernetes manifests', () => {
     assert.equal(config.workers, 1);
   });
 
+  it('keep the state directory on the node, writable by meshd alone, in the directory the config names', () => {
+    const cm = manifests().find((m) => m.doc['kind'] === 'ConfigMap')!.doc as { data: Record<string, string> };
+    const config = parseConfig(cm.data['meshd.yaml']!, 'configmap', '/etc/meshd');
+    interface Container {
+      name: string;
+      command?: string[];
+      volumeMounts: { name: string; mountPath: string }[];
+      securityContext: { runAsUser?: number; capabilities?: { add?: string[]; drop?: string[] }; allowPrivilegeEscalation?: boolean };
+    }
+    const ds = manifests().find((m) => m.doc['kind'] === 'DaemonSet')!.doc as {
+      spec: {
+        template: { spec: { containers: Container[]; initContainers: Container[]; volumes: { name: string; hostPath?: { path: string; type: string } }[] } };
+      };
+    };
+    const pod = ds.spec.template.spec;
+    const meshd = pod.containers.find((c) => c.name === 'meshd')!;
+    const mount = meshd.volumeMounts.find((m) => m.mountPath === config.stateDir);
+    assert.ok(mount !== undefined, `meshd mounts ${String(config.stateDir)}`);
+    // A directory of the node: the next meshd pod on it finds what the last one kept.
+    assert.deepEqual(pod.volumes.find((v) => v.name === mount.name)?.hostPath, { path: '/var/lib/meshd', type: 'DirectoryOrCreate' });
+    const init = pod.initContainers.find((c) => c.volumeMounts.some((m) => m.name === mount.name))!;
+    const script = init.command?.join(' ') ?? '';
+    assert.match(script, new RegExp(`chown ${meshd.securityContext.runAsUser}:\\d+ ${config.stateDir}`));
+    assert.match(script, /chmod 0700/);
+    // Root for one chown, with that capability alone.
+    assert.deepEqual(init.securityContext.capabilities, { drop: ['ALL'], add: ['CHOWN'] });
+    assert.equal(init.securityContext.allowPrivilegeEscalation, false);
+  });
+
   it('give each node its own certificate from cert-manager, for the identity its peers expect', () => {
     const all = manifests();
     const cm = all.find((m) => m.doc['kind'] === 'ConfigMap')!.doc as { data: Record<string, string> };
