@@ -42,6 +42,7 @@ import type { DataPathObserver, EdgeRecorder, ServiceRecorder } from '../stack/o
 import type { ExchangeWitnesses } from '../stack/trace.ts';
 import { TunnelWitness } from '../stack/tunnel-witness.ts';
 import type { CanaryStore } from '../canary/canary-store.ts';
+import { RateLimiters } from '../traffic/rate-limiter.ts';
 import { RetryBudget } from '../stack/retry-budget.ts';
 import type { MeshTlsClient } from '../tls/client.ts';
 import { createAdmission } from './concurrency-control.ts';
@@ -135,6 +136,8 @@ export class ServiceRuntime implements AttemptSink {
   private admission: Admission | undefined;
   private healthChecker: HealthChecker | undefined;
   private retryBudget: RetryBudget;
+  /** Rate limiters that outlive a policy rebuild while their settings stay the same. */
+  private readonly limiters: RateLimiters;
   /** The discovery sources the config names, and the key they were built for. */
   private sources: DiscoverySource[] = [];
   private sourcesKey: string | undefined;
@@ -155,6 +158,7 @@ export class ServiceRuntime implements AttemptSink {
     });
     this.all = this.subsets.get({});
     this.retryBudget = new RetryBudget(config.retries.budget);
+    this.limiters = new RateLimiters(deps.clock);
     this.feedback = this.createFeedback(config.outlier);
     this.admission = this.createAdmission();
     this.canary = this.createCanary();
@@ -437,9 +441,11 @@ export class ServiceRuntime implements AttemptSink {
       hashKey: this.hashKey,
       retryBudget: this.retryBudget,
       inFlight: this.inFlight,
+      limiters: this.limiters,
       edges: this.deps.edges,
       witnesses: this.deps.witnesses,
     });
+    this.limiters.settle();
     const canary = this.config.canary;
     const keep = new Set(policy.subsetKeys);
     if (canary !== undefined) for (const labels of [canary.stable, canary.canary]) keep.add(subsetKey(labels));

@@ -27,7 +27,7 @@ import { subsetKey, WeightedSplit, type Subsets } from '../traffic/backends.ts';
 import { faultLayer } from '../traffic/fault-layer.ts';
 import type { FaultRecorder, FaultRegistry } from '../traffic/faults.ts';
 import { mirrorLayer, type MirrorRecorder } from '../traffic/mirror.ts';
-import { RateLimiter, rateLimitLayer, rateLimitRefusal, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
+import { rateLimitLayer, rateLimitRefusal, type RateLimiter, type RateLimiters, type RateLimitRecorder } from '../traffic/rate-limiter.ts';
 import type { HttpEndpoint } from './endpoint-set.ts';
 import { MeshError } from '../errors.ts';
 
@@ -51,6 +51,8 @@ export interface TrafficPolicyDeps {
   readonly hashKey: HashKeyReader | undefined;
   readonly retryBudget: RetryBudget;
   readonly inFlight: InFlightCount;
+  /** The service's limiters, kept across policy rebuilds (an unchanged limit keeps its buckets). */
+  readonly limiters: RateLimiters;
   readonly edges?: EdgeRecorder | undefined;
   readonly witnesses?: ExchangeWitnesses | undefined;
 }
@@ -79,7 +81,7 @@ export class TrafficPolicy {
     this.deps = deps;
     const { config, clock, traffic } = deps;
     this.access = compileAccess(config.access);
-    this.limiter = config.rateLimit === undefined ? undefined : new RateLimiter(config.rateLimit, clock);
+    this.limiter = config.rateLimit === undefined ? undefined : deps.limiters.get('', config.rateLimit);
     this.subsetKeys.add(subsetKey({}));
     this.table = new RouteTable(config.routes, (rule) => this.compile(rule));
     this.fallback = this.compile(undefined);
@@ -146,7 +148,7 @@ export class TrafficPolicy {
     }
     const backend = this.backendOf(rule);
     const filters: Layer[] = [];
-    const limiter = rule?.rateLimit === undefined ? undefined : new RateLimiter(rule.rateLimit, clock);
+    const limiter = rule?.rateLimit === undefined ? undefined : this.deps.limiters.get(`route:${rule.name}`, rule.rateLimit);
     if (limiter !== undefined) filters.push(rateLimitLayer(limiter, config.name, rule?.name, traffic));
     if (rule?.requestHeaders !== undefined || rule?.responseHeaders !== undefined) filters.push(headerModifierLayer(rule.requestHeaders, rule.responseHeaders));
     if (rule?.mirror !== undefined) {

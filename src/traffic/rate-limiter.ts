@@ -50,6 +50,35 @@ export class RateLimiter {
   }
 }
 
+/**
+ * The rate limiters of one service, kept across rebuilds of its policy: a reload or a route
+ * change must not hand every caller a fresh burst, so a limit whose scope and settings did not
+ * change keeps its buckets; a changed one starts full.
+ */
+export class RateLimiters {
+  private kept = new Map<string, RateLimiter>();
+  private asked = new Map<string, RateLimiter>();
+  private readonly clock: Clock;
+
+  constructor(clock: Clock) {
+    this.clock = clock;
+  }
+
+  /** The limiter for `scope` ("" for the service, else the route's name) with these settings. */
+  get(scope: string, config: RateLimitConfig): RateLimiter {
+    const key = `${scope}\u0000${JSON.stringify(config)}`;
+    const limiter = this.asked.get(key) ?? this.kept.get(key) ?? new RateLimiter(config, this.clock);
+    this.asked.set(key, limiter);
+    return limiter;
+  }
+
+  /** A rebuild is complete: the limiters it did not ask for are dropped. */
+  settle(): void {
+    this.kept = this.asked;
+    this.asked = new Map();
+  }
+}
+
 export interface RateLimitRecorder {
   /** `route` empty: the service's own limit. */
   rateLimited(service: string, route: string): void;

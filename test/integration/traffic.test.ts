@@ -196,6 +196,47 @@ services:
       await backend.close();
     }
   });
+
+  it('keeps a spent bucket spent across a reload that leaves the limit alone; a changed limit starts full', async () => {
+    const backend = await startBackend(echo);
+    // One token every 10 s: nothing refills during the test.
+    const config = (burst: number, extra = ''): string => `
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  users:
+    endpoints: [ { address: ${backend.address} } ]
+    rateLimit: { requestsPerSecond: 0.1, burst: ${burst} }
+    routes:
+      - name: search
+        matches: [ { path: { type: PathPrefix, value: /search } } ]
+        rateLimit: { requestsPerSecond: 0.1, burst: 1 }
+${extra}
+`;
+    const meshd = await startDaemon(config(3));
+    const status = async (path: string): Promise<number> => (await request(meshd.outbound, { headers: { host: 'users' }, path })).status;
+    const reload = async (yaml: string): Promise<void> => {
+      const mark = meshd.logs.length;
+      meshd.writeConfig(yaml);
+      meshd.signal('SIGHUP');
+      await meshd.waitForLog((l) => l.msg === 'config reloaded', 10_000, mark);
+    };
+    try {
+      assert.deepEqual([await status('/search'), await status('/search')], [200, 429]);
+      assert.deepEqual([await status('/a'), await status('/b'), await status('/c')], [200, 429, 429]);
+      // Another service added: users' limits are unchanged, their buckets stay spent.
+      await reload(config(3, `  orders:\n    endpoints: [ { address: ${backend.address} } ]`));
+      assert.equal(await status('/search'), 429, 'the route bucket was not refilled by the reload');
+      assert.equal(await status('/a'), 429, 'the service bucket was not refilled by the reload');
+      // The service limit changed: its bucket starts full; the route's is still spent.
+      await reload(config(5));
+      assert.equal(await status('/a'), 200);
+      assert.equal(await status('/search'), 429);
+    } finally {
+      await meshd.stop();
+      await backend.close();
+    }
+  });
 });
 
 describe('mirroring', () => {

@@ -7,7 +7,7 @@ import type { AttemptLease } from '../../../src/stack/attempt.ts';
 import type { RequestHead } from '../../../src/stack/exchange.ts';
 import { WeightedSplit, type AttemptSource } from '../../../src/traffic/backends.ts';
 import { FaultRegistry } from '../../../src/traffic/faults.ts';
-import { RateLimiter } from '../../../src/traffic/rate-limiter.ts';
+import { RateLimiter, RateLimiters } from '../../../src/traffic/rate-limiter.ts';
 import { TokenBucket } from '../../../src/traffic/token-bucket.ts';
 
 describe('token bucket (fake clock)', () => {
@@ -41,6 +41,26 @@ describe('token bucket (fake clock)', () => {
       if (limiter.take(undefined) === 0) passed++;
     }
     assert.ok(passed >= 1_200 && passed <= 1_205, String(passed));
+  });
+
+  it('a policy rebuild keeps an unchanged limit’s buckets, starts a changed one full, and drops the unused', () => {
+    const limiters = new RateLimiters(() => 0);
+    const settings = { requestsPerSecond: 1, burst: 1, per: 'service' } as const;
+    const service = limiters.get('', settings);
+    const route = limiters.get('route:search', settings);
+    assert.notEqual(service, route, 'each scope has its own bucket');
+    limiters.settle();
+    assert.equal(service.take(undefined), 0);
+    // Rebuilt with the same settings: the same, spent bucket.
+    assert.equal(limiters.get('', settings), service);
+    assert.ok(limiters.get('', settings).take(undefined) > 0);
+    limiters.settle();
+    // Rebuilt with other settings: a new, full bucket; the route, not asked for, is gone.
+    const changed = limiters.get('', { ...settings, burst: 2 });
+    assert.notEqual(changed, service);
+    assert.equal(changed.take(undefined), 0);
+    limiters.settle();
+    assert.notEqual(limiters.get('route:search', settings), route);
   });
 });
 
