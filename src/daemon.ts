@@ -63,6 +63,8 @@ export interface DaemonDeps {
   readonly role?: ProcessRole | undefined;
   /** Supervisor: admin faults or a canary's weight changed; its workers must follow (trafficState()). */
   readonly trafficChanged?: (() => void) | undefined;
+  /** Worker: the supervisor's traffic state when it started this worker, applied before anything binds. */
+  readonly initialTraffic?: TrafficState | undefined;
 }
 
 /** What the supervisor decides for its workers beyond endpoint availability. */
@@ -386,6 +388,9 @@ export class Daemon implements ChangeTarget {
     }
     await this.syncTracing();
     await this.services.apply(this.config);
+    // A worker takes the supervisor's canary weights and admin faults before its first request
+    // (a restarted supervisor may have restored a rollback: the first step's weight would be wrong).
+    if (this.deps.initialTraffic !== undefined) this.applyTrafficState(this.deps.initialTraffic);
     if (role.carriesTraffic) await this.tcp.sync(this.config.services, true);
     if (!role.carriesTraffic) {
       const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, this.deps.inheritedFds?.get('admin'));

@@ -56,6 +56,9 @@ export interface WorkerStart {
   readonly configText: string | undefined;
   readonly ports: { outbound?: number; inbound?: number };
   readonly handoff: readonly HandedListener[];
+  /** What the supervisor has decided so far, in force before the worker takes its first request. */
+  readonly traffic: TrafficState;
+  readonly feedback: readonly (readonly [service: string, update: AvailabilityUpdate])[];
 }
 
 /** The one environment variable of a worker: its index, which also marks the process as a worker. */

@@ -280,7 +280,16 @@ class WorkerPool implements WorkerView {
         if (!isWorkerMessage(message)) return;
         switch (message.meshd) {
           case 'hello':
-            this.sendTo(child, { meshd: 'start', start: { configText: this.configText, ports: this.ports, handoff: this.handed.map(([name]) => name) } });
+            this.sendTo(child, {
+              meshd: 'start',
+              start: {
+                configText: this.configText,
+                ports: this.ports,
+                handoff: this.handed.map(([name]) => name),
+                traffic: this.events.traffic(),
+                feedback: this.events.snapshots(),
+              },
+            });
             return;
           case 'samples':
             this.events.samples(message.batches);

@@ -57,9 +57,18 @@ export async function runWorker(configPath: string | undefined): Promise<number>
     tls.start();
   }
   const link = new WorkerLink(send);
+  // Ejections decided before this worker started are in force for its first request (services subscribe to the latest).
+  for (const [service, update] of start.feedback) link.deliver(service, update);
   const ports = start.ports;
   const handoff = new Set(start.handoff);
-  const daemon = new Daemon(config, { log, clock: monotonicClock, random: Math.random, tls, role: workerRole(link, ports, handoff) });
+  const daemon = new Daemon(config, {
+    log,
+    clock: monotonicClock,
+    random: Math.random,
+    tls,
+    role: workerRole(link, ports, handoff),
+    initialTraffic: start.traffic,
+  });
   try {
     const bound = await daemon.start();
     send({ meshd: 'ready', bound: { outbound: bound.outbound, ...(bound.inbound === undefined ? {} : { inbound: bound.inbound }) } });

@@ -223,19 +223,22 @@ services:
     }
   });
 
-  it('hands admin fault injections and the canary’s decisions to every worker', async () => {
+  it('hands admin fault injections and the canary’s decisions to every worker, and the restored canary to new workers', async () => {
     const v1 = await startBackend(echo);
     const v2 = await startBackend(echo);
-    const meshd = await startDaemon(`
+    const stateDir = mkdtempSync(join(tmpdir(), 'meshd-workers-state-'));
+    const config = `
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }
 workers: 2
+stateDir: ${stateDir}
 services:
   api:
     endpoints: [ { address: ${v1.address}, labels: { version: v1 } }, { address: ${v2.address}, labels: { version: v2 } } ]
     outlier: { enabled: false }
     canary: { stable: { version: v1 }, canary: { version: v2 }, steps: [ 10, 100 ], dwell: 1h, minRequests: 1000000 }
-`);
+`;
+    let meshd = await startDaemon(config);
     /** Replies of `n` requests, each on its own connection so that both workers take some. */
     const replies = (n: number) => Promise.all(Array.from({ length: n }, () => request(meshd.outbound, { headers: { host: 'api' } })));
     try {
@@ -275,9 +278,24 @@ services:
           { phase: 'promoted', weight: 100, decidedBy: 'supervisor' },
         ],
       );
+
+      // Restarted: the supervisor takes the promotion up from stateDir, and its workers start with it
+      // (it comes in their start message, before they take a request).
+      await meshd.stop();
+      const v1Hits = v1.hits;
+      meshd = await startDaemon(config);
+      const restored = await meshd.waitForLog((l) => l['event'] === 'canary' && l['action'] === 'restored');
+      assert.equal(restored['phase'], 'promoted');
+      const first = await replies(60);
+      assert.ok(
+        first.every((r) => r.headers['x-backend-port'] === String(v2.port)),
+        JSON.stringify(first.map((r) => r.headers['x-backend-port'])),
+      );
+      assert.equal(v1.hits, v1Hits, 'no request went to the stable side after the restart');
     } finally {
       await meshd.stop();
       await Promise.all([v1.close(), v2.close()]);
+      rmSync(stateDir, { recursive: true, force: true });
     }
   });
 });
