@@ -353,7 +353,9 @@ const SCRIPT = compact(`
       const r = isNum(e.requestRate) ? e.requestRate : 0, er = isNum(e.errorRate) ? e.errorRate : 0;
       const cls = 'e ' + (r === 0 ? 'e-idle' : er > 0.05 ? 'e-bad' : er > 0.005 ? 'e-warn' : 'e-ok');
       const lat = [isNum(e.latencyP50Ms) ? 'p50 ' + ms(e.latencyP50Ms) : '', isNum(e.latencyP99Ms) ? 'p99 ' + ms(e.latencyP99Ms) : '', isNum(e.ewma) ? 'EWMA ' + ms(e.ewma) : ''].filter(Boolean);
-      const title = str(byId.get(e.from).label) + ' → ' + str(byId.get(e.to).label) + ': ' + perSec(r) + ', ' + pct(er) + ' errors' + (lat.length ? ', ' + lat.join(', ') : '');
+      // Tunnels say what they carry (HTTP is the default).
+      const carried = Array.isArray(e.protocols) ? e.protocols.filter((p) => p !== 'http').map(str).join('+') : '';
+      const title = str(byId.get(e.from).label) + ' → ' + str(byId.get(e.to).label) + ': ' + (carried ? carried + ', ' : '') + perSec(r) + ', ' + pct(er) + ' errors' + (lat.length ? ', ' + lat.join(', ') : '');
       const d = 'M' + x1 + ' ' + y1 + 'C' + (x1 + c) + ' ' + y1 + ' ' + (x2 - c) + ' ' + y2 + ' ' + x2 + ' ' + y2;
       svg.append(s('path', { class: cls, d, 'stroke-width': (1 + Math.min(7, Math.log2(1 + r))).toFixed(1), 'data-from': e.from, 'data-to': e.to }, s('title', null, title)));
       // Beside the end only this edge reaches, so that the labels of a fan-out or fan-in do not overlap; above every line.
@@ -365,7 +367,7 @@ const SCRIPT = compact(`
             : outs.get(e.from) === 1
               ? { class: 'el', x: x1 + 4, y: y1 - 4 }
               : { class: 'el', x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 3, 'text-anchor': 'middle' },
-          perSec(r) + (er > 0 ? ' · ' + pct(er, er < 0.1 ? 1 : 0) + ' err' : ''),
+          (carried ? carried + ' · ' : '') + perSec(r) + (er > 0 ? ' · ' + pct(er, er < 0.1 ? 1 : 0) + ' err' : ''),
         ),
       );
     }

@@ -13,7 +13,8 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
-import { echo, startBackend, type Backend } from '../helpers/backend.ts';
+import { echo, startBackend, startRawBackend, type Backend } from '../helpers/backend.ts';
+import { connect } from 'node:net';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { request, sleep } from '../helpers/http.ts';
 
@@ -52,7 +53,8 @@ describe('dashboard', () => {
       });
       const v1 = await startBackend(echo);
       const v2 = await startBackend(echo);
-      const backends: Backend[] = [good, bad, v1, v2];
+      const store = await startRawBackend((socket) => socket.pipe(socket));
+      const backends: Backend[] = [good, bad, v1, v2, store];
       const meshd = await startDaemon(`
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }
@@ -71,6 +73,9 @@ services:
       - { address: ${v2.address}, labels: { version: v2 } }
     outlier: { enabled: false }
     canary: { stable: { version: v1 }, canary: { version: v2 }, steps: [ 10, 50, 100 ], dwell: 60s, minRequests: 1000 }
+  store:
+    endpoints: [ { address: ${store.address} } ]
+    tcp: { listen: 127.0.0.1:0 }
 `);
       let browser: Browser | undefined;
       const loads: { stop(): Promise<void> }[] = [];
@@ -134,6 +139,17 @@ services:
         await page.waitForSelector('[data-service="users"] .canary[data-phase="progressing"]', { timeout: SHOWN_WITHIN_MS });
         assert.match((await page.textContent('[data-service="users"] .canary')) ?? '', /weight 10 %/);
         assert.match((await page.textContent('[data-service="api"]')) ?? '', /concurrency limit \d+/);
+        // A TCP connection is an edge of the map that says what it carried.
+        const tcpAt = (await meshd.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
+        await new Promise<void>((resolve, reject) => {
+          const socket = connect(Number(tcpAt.slice(tcpAt.lastIndexOf(':') + 1)), '127.0.0.1', () => socket.write('ping'));
+          socket.once('data', () => {
+            socket.end();
+            resolve();
+          });
+          socket.once('error', reject);
+        });
+        await page.waitForSelector('#graph svg text.el:has-text("tcp ·")', { timeout: SHOWN_WITHIN_MS });
         // A label holding markup is shown as text, never parsed.
         assert.ok(((await page.textContent(row('api', good.address))) ?? '').includes(`team=${MARKUP_LABEL}`));
         assert.equal(await page.locator(`${row('api', good.address)} img`).count(), 0);
