@@ -14,9 +14,9 @@ import type { Clock } from '../clock.ts';
 import { MeshError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { connectTcp, splice } from '../proxy/tcp-forwarder.ts';
-import { upgradeRequestHeaders, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
+import { handshakeFields, upgradeRequestHeaders, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { LOCAL_CONNECT_TIMEOUT_MS, type LocalService } from '../service/local.ts';
-import { CLIENT_GONE, type FieldReader } from '../stack/exchange.ts';
+import { CLIENT_GONE } from '../stack/exchange.ts';
 import { sendRawError } from '../stack/respond.ts';
 import { nodeExchange, sendError } from './node-exchange.ts';
 import { POD_TCP_ALPN, TCP_ALPN } from '../tls/client.ts';
@@ -499,14 +499,4 @@ function handshakeReason(err: NodeJS.ErrnoException): string {
   if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') return 'untrusted_certificate';
   if (/timeout|timed out/i.test(text)) return 'handshake_timeout';
   return 'handshake_failed';
-}
-
-/** A handshake's fields by lowercase name, as the tracer reads the caller's trace context. */
-function handshakeFields(req: IncomingMessage): FieldReader {
-  return {
-    field: (name) => {
-      const value = req.headers[name];
-      return Array.isArray(value) ? value.join(', ') : value;
-    },
-  };
 }

@@ -13,6 +13,7 @@ import type { ProxyServer, ServerOptions } from 'http-proxy-3';
 import type { Outcome } from '../protocol/outcome.ts';
 import type { PeerTlsOptions } from '../tls/client.ts';
 import { upstreamRequestHeaders, type HeaderObject } from './headers.ts';
+import type { FieldReader } from '../stack/exchange.ts';
 
 /** Where the tunnel ended up: established (then closed) or failed before the upgrade. */
 export interface UpgradeResult {
@@ -60,6 +61,16 @@ export function upgradeRequestHeaders(req: IncomingMessage, extra: readonly stri
   out['connection'] = 'Upgrade';
   out['upgrade'] = req.headers.upgrade ?? 'websocket';
   return out;
+}
+
+/** A handshake's fields by lowercase name (repeats joined), as the route table and the tracer read them. */
+export function handshakeFields(req: IncomingMessage): FieldReader {
+  return {
+    field: (name) => {
+      const value = req.headers[name];
+      return Array.isArray(value) ? value.join(', ') : value;
+    },
+  };
 }
 
 export class UpgradeForwarder {

@@ -25,7 +25,7 @@ import { RemoteFeedback, type Sample } from '../feedback/remote.ts';
 import type { Logger } from '../log.ts';
 import { upstreamOptions } from '../proxy/http-upstream.ts';
 import { relayTcp } from '../proxy/tcp-relay.ts';
-import type { UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
+import { handshakeFields, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
 import { relayWebSocket, type InjectedFault } from '../proxy/websocket-relay.ts';
 import type { Admission } from '../stack/admission.ts';
 import type { AttemptPicker, AttemptSink } from '../stack/attempt.ts';
@@ -602,16 +602,13 @@ const NO_HEAD: RequestHead = { method: '', path: '/', authority: undefined, hasB
 /** A WebSocket handshake as the route table reads requests. */
 function handshakeHead(req: IncomingMessage): RequestHead {
   return {
+    ...handshakeFields(req),
     method: req.method ?? 'GET',
     path: req.url ?? '/',
     authority: undefined,
     hasBody: false,
     remoteAddress: req.socket.remoteAddress,
     fields: req.rawHeaders,
-    field: (name) => {
-      const value = req.headers[name];
-      return Array.isArray(value) ? value.join(', ') : value;
-    },
   };
 }
 

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { chromium, type Browser } from 'playwright-core';
 import { echo, startBackend, startRawBackend, type Backend } from '../helpers/backend.ts';
-import { connect } from 'node:net';
+import { tcpRoundTrip } from '../helpers/tcp.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { request, sleep } from '../helpers/http.ts';
 
@@ -141,14 +141,7 @@ services:
         assert.match((await page.textContent('[data-service="api"]')) ?? '', /concurrency limit \d+/);
         // A TCP connection is an edge of the map that says what it carried.
         const tcpAt = (await meshd.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
-        await new Promise<void>((resolve, reject) => {
-          const socket = connect(Number(tcpAt.slice(tcpAt.lastIndexOf(':') + 1)), '127.0.0.1', () => socket.write('ping'));
-          socket.once('data', () => {
-            socket.end();
-            resolve();
-          });
-          socket.once('error', reject);
-        });
+        assert.equal(await tcpRoundTrip(tcpAt, 'ping'), 'ping');
         await page.waitForSelector('#graph svg text.el:has-text("tcp ·")', { timeout: SHOWN_WITHIN_MS });
         // A label holding markup is shown as text, never parsed.
         assert.ok(((await page.textContent(row('api', good.address))) ?? '').includes(`team=${MARKUP_LABEL}`));

@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import { startBackend, startRawBackend, type Backend } from '../helpers/backend.ts';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, splitAddress } from '../helpers/http.ts';
+import { tcpRoundTrip } from '../helpers/tcp.ts';
 import { DOMAIN, newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
 import { createIntermediateCa, issueLeaf, type IssuedCertificate } from '../../src/tls/pki.ts';
 
@@ -122,22 +123,8 @@ services:
 
   it('carries a TCP conversation over the same mTLS hop', async () => {
     const line = await A.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp');
-    const [host, port] = splitAddress(line['address'] as string);
-    const got = await new Promise<string>((resolve, reject) => {
-      const s = connect(port, host);
-      let buf = '';
-      s.on('data', (d: Buffer) => {
-        buf += d.toString();
-        if (buf === 'ping over mtls') {
-          s.destroy();
-          resolve(buf);
-        }
-      });
-      s.on('error', reject);
-      s.setTimeout(5_000, () => reject(new Error('no echo')));
-      s.write('ping over mtls');
-    });
-    assert.equal(got, 'ping over mtls');
+    // The half-close crosses both hops too: the answer comes back after the caller is done sending.
+    assert.equal(await tcpRoundTrip(line['address'] as string, 'ping over mtls'), 'ping over mtls');
   });
 
   it('refuses a caller its policy does not allow, with 403 forbidden and the identity only in the log', async () => {

@@ -1,24 +1,10 @@
 /** Raw TCP listeners: a loopback port per service, balanced per connection. */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { describe, it } from 'node:test';
 import { closedPort, startRawBackend } from '../helpers/backend.ts';
 import { startDaemon } from '../helpers/daemon.ts';
-import { metricValue, request, splitAddress } from '../helpers/http.ts';
-
-/** Sends `text`, half-closes, and returns everything the server sent back. */
-function tcpRoundTrip(address: string, text: string, localAddress?: string): Promise<string> {
-  const [host, port] = splitAddress(address);
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host, port, allowHalfOpen: true, ...(localAddress === undefined ? {} : { localAddress }) });
-    let got = '';
-    socket.on('data', (d: Buffer) => (got += d.toString()));
-    socket.on('end', () => resolve(got));
-    socket.on('error', reject);
-    socket.setTimeout(5_000, () => socket.destroy(new Error('tcp round trip timed out')));
-    socket.end(text);
-  });
-}
+import { tcpRoundTrip } from '../helpers/tcp.ts';
+import { metricValue, request } from '../helpers/http.ts';
 
 describe('TCP listeners', () => {
   it('carries a TCP conversation to the endpoints, balancing connections and skipping a dead one', async () => {

@@ -20,7 +20,7 @@ import { startDaemon, type RunningDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, sleep } from '../helpers/http.ts';
 import { newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
 import { openWebSocket, serveWebSocketEcho } from '../helpers/websocket.ts';
-import { connect } from 'node:net';
+import { tcpRoundTrip } from '../helpers/tcp.ts';
 import type { Server as HttpServer } from 'node:http';
 
 interface OtlpValue {
@@ -234,22 +234,7 @@ services:
     assert.equal(await ws.receive(), 'echo:hello');
     ws.close();
     const tcpListener = (await A.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
-    const [tcpHost, tcpPort] = [tcpListener.slice(0, tcpListener.lastIndexOf(':')), Number(tcpListener.slice(tcpListener.lastIndexOf(':') + 1))];
-    const echoed = await new Promise<string>((resolve, reject) => {
-      const s = connect(tcpPort, tcpHost);
-      let got = '';
-      s.on('data', (d: Buffer) => {
-        got += d.toString();
-        if (got.length >= 12) {
-          s.end();
-          resolve(got);
-        }
-      });
-      s.on('error', reject);
-      s.setTimeout(5_000, () => reject(new Error('no echo')));
-      s.write('twelve bytes');
-    });
-    assert.equal(echoed, 'twelve bytes');
+    assert.equal(await tcpRoundTrip(tcpListener, 'twelve bytes'), 'twelve bytes');
 
     // WebSocket: one trace over both hops, each span from the upgrade to the close.
     const wsSpans = (): Received[] => receiver.spans.filter((s) => s.span.traceId === traceId);

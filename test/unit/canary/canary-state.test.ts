@@ -5,6 +5,7 @@ import {
   commandCanary,
   initialCanaryState,
   judgeCanary,
+  resumeCanaryState,
   validateCanaryPolicy,
   type CanaryAction,
   type CanaryCommand,
@@ -318,5 +319,47 @@ describe('canary rollout', () => {
     it('lists every problem, not just the first', () => {
       assert.equal(validateCanaryPolicy({ ...POLICY, steps: [50, 20], dwellMs: -1, latencyPercentile: 2 }).length, 4);
     });
+  });
+});
+
+describe('resuming a canary after a restart (pure)', () => {
+  it('takes up each phase at its step and weight, with the dwell started again', () => {
+    const cases = [
+      { phase: 'progressing', stepIndex: 2, weight: 50, lastReason: 'healthy' },
+      { phase: 'paused', stepIndex: 1, weight: 25, lastReason: 'operator' },
+      { phase: 'rolled_back', stepIndex: 0, weight: 0, lastReason: 'success_rate' },
+      { phase: 'promoted', stepIndex: 3, weight: 100, lastReason: 'healthy' },
+    ] as const;
+    for (const saved of cases) {
+      const state = resumeCanaryState(POLICY, saved, 7_000);
+      assert.ok(state !== undefined, saved.phase);
+      assert.deepEqual({ phase: state.phase, stepIndex: state.stepIndex, weight: state.weight, lastReason: state.lastReason }, saved);
+      assert.equal(state.stepStartedAt, 7_000);
+      assert.equal(state.baseline, undefined);
+    }
+    // A resumed rollback stays rolled back: nothing it sees moves it.
+    const rolledBack = resumeCanaryState(POLICY, cases[2], 0)!;
+    const healthy = {
+      canary: { requests: 500, failures: 0, successRate: 1, latencyMs: 1 },
+      stable: { requests: 500, failures: 0, successRate: 1, latencyMs: 1 },
+    };
+    assert.equal(judgeCanary(rolledBack, healthy, POLICY, 10_000_000).state.weight, 0);
+  });
+
+  it('refuses what does not fit the policy, so that the rollout starts over', () => {
+    const bad: unknown[] = [
+      undefined,
+      'progressing',
+      { phase: 'progressing', stepIndex: 1, weight: 50, lastReason: 'healthy' },
+      { phase: 'progressing', stepIndex: 4, weight: 100, lastReason: 'healthy' },
+      { phase: 'progressing', stepIndex: -1, weight: 5, lastReason: 'healthy' },
+      { phase: 'progressing', stepIndex: 0.5, weight: 5, lastReason: 'healthy' },
+      { phase: 'rolled_back', stepIndex: 0, weight: 5, lastReason: 'success_rate' },
+      { phase: 'promoted', stepIndex: 3, weight: 50, lastReason: 'healthy' },
+      { phase: 'exploded', stepIndex: 0, weight: 5, lastReason: 'healthy' },
+      { phase: 'progressing', stepIndex: 0, weight: 5, lastReason: 'because' },
+      { phase: 'progressing', stepIndex: 0, weight: '5', lastReason: 'started' },
+    ];
+    for (const saved of bad) assert.equal(resumeCanaryState(POLICY, saved, 0), undefined, JSON.stringify(saved));
   });
 });
