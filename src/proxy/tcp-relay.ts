@@ -59,7 +59,7 @@ export async function relayTcp(ctx: TcpRelayContext, client: Socket, callerField
     if (fault !== undefined && fault.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
     if (fault?.abort !== undefined) {
       lease.finish('reset');
-      ctx.recorder.tcpConnection(endpoint.address, 'connect_failed');
+      ctx.recorder.tcpConnection(endpoint.address, 'fault_abort');
       ctx.witness.settle({ endpoint: endpoint.address, errorCode: 'upstream_reset', fault: fault.name });
       log.warn({ service: ctx.service, endpoint: endpoint.address, fault: fault.name }, `TCP connection cut by fault "${fault.name}"`);
       client.destroy();

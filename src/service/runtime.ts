@@ -282,7 +282,7 @@ export class ServiceRuntime implements AttemptSink {
     const admitted = this.policy.admit(undefined);
     if (!('backend' in admitted)) {
       log.warn({ listener: 'tcp', service: this.name, caller, code: admitted.refused.code }, `TCP connection refused: ${admitted.refused.message}`);
-      this.recorder.tcpConnection('none', 'source_refused');
+      this.recorder.tcpConnection('none', admitted.refused.code === 'rate_limited' ? 'rate_limited' : 'forbidden');
       witness.settle({ endpoint: undefined, errorCode: admitted.refused.code });
       return void client.destroy();
     }

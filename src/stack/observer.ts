@@ -16,9 +16,15 @@ export interface ServiceRecorder {
   retried(reason: string): void;
   /** A retry was wanted but the budget was spent. */
   budgetExhausted(): void;
-  /** A TCP connection through the service's listener was connected, could not be, or was refused by source. */
-  tcpConnection(endpoint: string, result: 'connected' | 'connect_failed' | 'no_endpoints' | 'source_refused'): void;
+  /**
+   * A TCP connection through the service's listener: connected, could not be, refused by source
+   * (allowFrom), by the access rules or the rate limit, or cut by an injected fault (never counted
+   * as a real failure).
+   */
+  tcpConnection(endpoint: string, result: TcpConnectionResult): void;
 }
+
+export type TcpConnectionResult = 'connected' | 'connect_failed' | 'no_endpoints' | 'source_refused' | 'forbidden' | 'rate_limited' | 'fault_abort';
 
 export interface DataPathObserver {
   forService(service: string): ServiceRecorder;

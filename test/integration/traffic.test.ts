@@ -493,6 +493,9 @@ services:
       assert.equal(await echoOnce(), 'ping');
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.equal(metricValue(metrics, 'meshd_faults_injected_total', { service: 'db', fault: 'cut', action: 'reset' }), 1);
+      // The cut connection is counted as the fault it was, not as a failed connect.
+      assert.equal(metricValue(metrics, 'meshd_tcp_connections_total', { service: 'db', result: 'fault_abort' }), 1);
+      assert.equal(metricValue(metrics, 'meshd_tcp_connections_total', { service: 'db', result: 'connect_failed' }), 0);
       assert.equal(metricValue(metrics, 'meshd_faults_injected_total', { service: 'chat', fault: 'ws-abort', action: 'abort' }), 1);
     } finally {
       await meshd.stop();
