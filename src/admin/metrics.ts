@@ -5,7 +5,7 @@
  * writes; prom-client formats them at scrape time.
  */
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import { RequestSeriesSet, type Collector } from './request-series.ts';
+import { RequestSeriesSet, RouteCountSet, type Collector, type RouteCounts } from './request-series.ts';
 import type { EndpointRecorder } from '../balancer/endpoint.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
@@ -70,7 +70,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
   private readonly rateLimits: Counter<'service' | 'route'>;
   private readonly faults: Counter<'service' | 'fault' | 'action'>;
   private readonly mirrors: Counter<'service' | 'result'>;
-  private readonly routeRequests: Counter<'service' | 'route' | 'code'>;
+  private readonly routes = new RouteCountSet();
   private readonly canaryWeights: Gauge<'service'>;
   private readonly canaryPhases: Gauge<'service' | 'phase'>;
   private readonly canaryDecisions: Counter<'service' | 'action' | 'reason'>;
@@ -138,12 +138,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
       labelNames: ['service', 'result'],
       registers,
     });
-    this.routeRequests = new Counter({
-      name: 'meshd_route_requests_total',
-      help: 'Requests that took a configured route, by status class.',
-      labelNames: ['service', 'route', 'code'],
-      registers,
-    });
+    register(this.routes.collector('meshd_route_requests_total', 'Requests that took a configured route, by the status class the caller got.'));
     this.canaryWeights = new Gauge({
       name: 'meshd_canary_weight_percent',
       help: "Share of a service's default traffic sent to its canary subset.",
@@ -285,8 +280,8 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
     this.mirrors.labels(service, result).inc();
   }
 
-  routeRequest(service: string, route: string, status: number): void {
-    this.routeRequests.labels(service, route, `${Math.floor(status / 100)}xx`).inc();
+  routeCounts(service: string, route: string): RouteCounts {
+    return this.routes.bind(service, route);
   }
 
   canaryWeight(service: string, weight: number, phase: string): void {

@@ -9,6 +9,11 @@
 
 const CODE_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
+/** The index in CODE_CLASSES of a status (0 and other non-statuses count as 1xx, 6xx and up as 5xx). */
+function codeClass(status: number): number {
+  return status < 200 ? 0 : status >= 500 ? 4 : ((status / 100) | 0) - 1;
+}
+
 /** One (service, endpoint) pair's numbers. */
 export class RequestSeries {
   readonly service: string;
@@ -27,8 +32,7 @@ export class RequestSeries {
   }
 
   finished(status: number, seconds: number): void {
-    const cls = status < 200 ? 0 : status >= 500 ? 4 : ((status / 100) | 0) - 1;
-    this.byClass[cls]!++;
+    this.byClass[codeClass(status)]!++;
     const bounds = this.bounds;
     let i = 0;
     while (i < bounds.length && seconds > bounds[i]!) i++;
@@ -137,6 +141,51 @@ export class RequestSeriesSet {
           values: [...this.inFlight].map(([service, cell]) => ({ value: cell.value, labels: { service } })),
           aggregator: 'sum',
         }),
+    };
+  }
+}
+
+/** A (service, route) pair's requests by status class. */
+export class RouteCounts {
+  readonly service: string;
+  readonly route: string;
+  readonly byClass = new Float64Array(CODE_CLASSES.length);
+
+  constructor(service: string, route: string) {
+    this.service = service;
+    this.route = route;
+  }
+
+  finished(status: number): void {
+    this.byClass[codeClass(status)]!++;
+  }
+}
+
+/** Requests that took a configured route, kept as plain numbers like RequestSeriesSet's and turned into samples at scrape. */
+export class RouteCountSet {
+  private readonly counts = new Map<string, RouteCounts>();
+
+  /** The counts of (service, route), created on first use; a rebuilt policy binds the same ones again. */
+  bind(service: string, route: string): RouteCounts {
+    const key = `${service}\u0000${route}`;
+    let c = this.counts.get(key);
+    if (c === undefined) this.counts.set(key, (c = new RouteCounts(service, route)));
+    return c;
+  }
+
+  collector(name: string, help: string): Collector {
+    return {
+      name,
+      get: () => {
+        const values: Sample[] = [];
+        for (const c of this.counts.values()) {
+          CODE_CLASSES.forEach((code, i) => {
+            const value = c.byClass[i]!;
+            if (value > 0) values.push({ value, labels: { service: c.service, route: c.route, code } });
+          });
+        }
+        return Promise.resolve({ name, help, type: 'counter', values, aggregator: 'sum' });
+      },
     };
   }
 }

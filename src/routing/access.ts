@@ -15,24 +15,38 @@ import { MeshError } from '../errors.ts';
 import type { Layer } from '../stack/layer.ts';
 
 /** `request` undefined: a TCP connection. */
-export type AccessCheck = (request: { method: string; target: string } | undefined, caller: string | undefined) => { allowed: boolean; reason: string };
+export type AccessCheck = (request: { method: string; target: string } | undefined, caller: string | undefined) => AccessVerdict;
+
+export interface AccessVerdict {
+  readonly allowed: boolean;
+  readonly reason: string;
+}
 
 /** undefined when there are no rules (everything allowed, nothing to check per request). */
 export function compileAccess(rules: readonly AccessRule[]): AccessCheck | undefined {
   if (rules.length === 0) return undefined;
-  const compiled = rules.map((rule, i) => ({ action: rule.action, index: i, test: compileRule(rule) }));
+  // Every verdict is made once here: judging a request allocates nothing.
+  const compiled = rules.map((rule, i) => ({
+    action: rule.action,
+    test: compileRule(rule),
+    verdict: Object.freeze(
+      rule.action === 'deny' ? { allowed: false, reason: `access rule ${i} denies it` } : { allowed: true, reason: `access rule ${i} allows it` },
+    ),
+  }));
   const denies = compiled.filter((r) => r.action === 'deny');
   const allows = compiled.filter((r) => r.action === 'allow');
   return (request, caller) => {
     const method = request?.method;
     const path = request === undefined ? undefined : matchPath(request.target);
-    const deny = denies.find((r) => r.test(method, path, caller));
-    if (deny !== undefined) return { allowed: false, reason: `access rule ${deny.index} denies it` };
-    if (allows.length === 0) return { allowed: true, reason: 'no rule denies it' };
-    const allow = allows.find((r) => r.test(method, path, caller));
-    return allow === undefined ? { allowed: false, reason: 'no access rule allows it' } : { allowed: true, reason: `access rule ${allow.index} allows it` };
+    for (const r of denies) if (r.test(method, path, caller)) return r.verdict;
+    if (allows.length === 0) return NOT_DENIED;
+    for (const r of allows) if (r.test(method, path, caller)) return r.verdict;
+    return NOT_ALLOWED;
   };
 }
+
+const NOT_DENIED: AccessVerdict = Object.freeze({ allowed: true, reason: 'no rule denies it' });
+const NOT_ALLOWED: AccessVerdict = Object.freeze({ allowed: false, reason: 'no access rule allows it' });
 
 function compileRule(rule: AccessRule): (method: string | undefined, path: string | undefined, caller: string | undefined) => boolean {
   const callers = rule.callers.map(identityPattern);

@@ -9,14 +9,40 @@ import type { HeaderModifier } from '../config/types.ts';
 import type { Layer } from '../stack/layer.ts';
 import type { RequestHead, ResponseSink } from '../stack/exchange.ts';
 
-/** The request head with `modifier` applied to its fields; everything else read through. */
-export function modifiedHead(head: RequestHead, modifier: HeaderModifier): RequestHead {
-  const drop = new Set([...modifier.remove, ...modifier.set.map((f) => f.name)]);
+/** A modifier made ready once per route: the names it drops and touches, so that a request only copies fields. */
+class CompiledModifier {
+  readonly set: HeaderModifier['set'];
+  readonly add: HeaderModifier['add'];
+  /** Removed or replaced: the request's own values are not kept. */
+  readonly drop: ReadonlySet<string>;
+  /** Every name whose value differs from the request's. */
+  readonly touched: ReadonlySet<string>;
+
+  constructor(modifier: HeaderModifier) {
+    this.set = modifier.set;
+    this.add = modifier.add;
+    this.drop = new Set([...modifier.remove, ...modifier.set.map((f) => f.name)]);
+    this.touched = new Set([...this.drop, ...modifier.add.map((f) => f.name)]);
+  }
+
+  /** The value of a touched `name` after the modifier: the kept value, then set and added ones, as in the field list. */
+  value(head: RequestHead, name: string): string | undefined {
+    const values: string[] = [];
+    const kept = this.drop.has(name) ? undefined : head.field(name);
+    if (kept !== undefined) values.push(kept);
+    for (const f of this.set) if (f.name === name) values.push(f.value);
+    for (const f of this.add) if (f.name === name) values.push(f.value);
+    return values.length === 0 ? undefined : values.join(', ');
+  }
+}
+
+/** The request head with `modifier` applied to its fields; everything else (and untouched fields) read through. */
+function modifiedHead(head: RequestHead, modifier: CompiledModifier): RequestHead {
   const fields: string[] = [];
   const source = head.fields;
   for (let i = 0; i + 1 < source.length; i += 2) {
     const name = source[i] as string;
-    if (!drop.has(name.toLowerCase())) fields.push(name, source[i + 1] as string);
+    if (!modifier.drop.has(name.toLowerCase())) fields.push(name, source[i + 1] as string);
   }
   for (const f of modifier.set) fields.push(f.name, f.value);
   for (const f of modifier.add) fields.push(f.name, f.value);
@@ -27,22 +53,17 @@ export function modifiedHead(head: RequestHead, modifier: HeaderModifier): Reque
     hasBody: head.hasBody,
     remoteAddress: head.remoteAddress,
     fields,
-    field(name: string): string | undefined {
-      const values: string[] = [];
-      for (let i = 0; i + 1 < fields.length; i += 2) if ((fields[i] as string).toLowerCase() === name) values.push(fields[i + 1] as string);
-      return values.length === 0 ? undefined : values.join(', ');
-    },
+    field: (name: string) => (modifier.touched.has(name) ? modifier.value(head, name) : head.field(name)),
   };
 }
 
 /** Applies `modifier` to a response's fields as its status line goes out. */
-export function modifiedFields(
+function modifiedFields(
   fields: Readonly<Record<string, string | string[] | undefined>>,
-  modifier: HeaderModifier,
+  modifier: CompiledModifier,
 ): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = {};
-  const drop = new Set([...modifier.remove, ...modifier.set.map((f) => f.name)]);
-  for (const [name, value] of Object.entries(fields)) if (!drop.has(name.toLowerCase())) out[name.toLowerCase()] = value;
+  for (const [name, value] of Object.entries(fields)) if (!modifier.drop.has(name.toLowerCase())) out[name.toLowerCase()] = value;
   for (const f of modifier.set) out[f.name] = f.value;
   for (const f of modifier.add) {
     const current = out[f.name];
@@ -53,10 +74,10 @@ export function modifiedFields(
 
 class ModifyingSink implements ResponseSink {
   private readonly inner: ResponseSink;
-  private readonly modifier: HeaderModifier;
+  private readonly modifier: CompiledModifier;
   private readonly early: Record<string, string> = {};
 
-  constructor(inner: ResponseSink, modifier: HeaderModifier) {
+  constructor(inner: ResponseSink, modifier: CompiledModifier) {
     this.inner = inner;
     this.modifier = modifier;
   }
@@ -99,7 +120,9 @@ class ModifyingSink implements ResponseSink {
   }
 }
 
-export function headerModifierLayer(request: HeaderModifier | undefined, response: HeaderModifier | undefined): Layer {
+export function headerModifierLayer(requestModifier: HeaderModifier | undefined, responseModifier: HeaderModifier | undefined): Layer {
+  const request = requestModifier === undefined ? undefined : new CompiledModifier(requestModifier);
+  const response = responseModifier === undefined ? undefined : new CompiledModifier(responseModifier);
   return (next) => (ex) => {
     if (request !== undefined) ex.head = modifiedHead(ex.head, request);
     if (response !== undefined) ex.response = new ModifyingSink(ex.response, response);

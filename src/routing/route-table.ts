@@ -101,7 +101,13 @@ function compileMatch(m: RouteMatch): Test {
     const patterns = m.callers.map(identityPattern);
     tests.push((r) => r.caller !== undefined && patterns.some((p) => p(r.caller as string)));
   }
-  return (r, path, query) => tests.every((t) => t(r, path, query));
+  // Most matches hold one condition: test it directly rather than through a loop.
+  if (tests.length === 0) return () => true;
+  if (tests.length === 1) return tests[0] as Test;
+  return (r, path, query) => {
+    for (const t of tests) if (!t(r, path, query)) return false;
+    return true;
+  };
 }
 
 function pathTest(type: 'Exact' | 'PathPrefix' | 'RegularExpression', value: string): Test {

@@ -33,7 +33,12 @@ import { MeshError } from '../errors.ts';
 
 /** Everything the data path reports about traffic policy (admin/metrics.ts implements it). */
 export interface TrafficRecorder extends RateLimitRecorder, FaultRecorder, MirrorRecorder, AccessRecorder {
-  routeRequest(service: string, route: string, status: number): void;
+  /** The counts of requests that took `route` of `service`, bound once per route. */
+  routeCounts(service: string, route: string): RouteCounts;
+}
+
+export interface RouteCounts {
+  finished(status: number): void;
 }
 
 export interface TrafficPolicyDeps {
@@ -76,6 +81,7 @@ export class TrafficPolicy {
   private readonly fallback: CompiledRoute;
   private readonly access: AccessCheck | undefined;
   private readonly limiter: RateLimiter | undefined;
+  private readonly routeCounts = new Map<string, RouteCounts>();
 
   constructor(deps: TrafficPolicyDeps) {
     this.deps = deps;
@@ -88,7 +94,6 @@ export class TrafficPolicy {
     const policy: Layer[] = [];
     if (this.access !== undefined) policy.push(accessLayer(this.access, config.name, traffic));
     if (this.limiter !== undefined) policy.push(rateLimitLayer(this.limiter, config.name, undefined, traffic));
-    const routed = this.table.size > 0;
     this.handler = buildServiceLayers(
       {
         label: config.name,
@@ -97,15 +102,15 @@ export class TrafficPolicy {
         clock,
         limit: { maxInFlight: config.limits.maxInFlight, count: deps.inFlight },
         policy,
+        routeFinished: (route, status) => this.routeCounts.get(route)?.finished(status),
         ...(deps.edges === undefined ? {} : { edges: deps.edges }),
         ...(deps.witnesses === undefined ? {} : { witnesses: { to: deps.witnesses, kind: 'outbound' as const } }),
       },
       (ex) => {
         const route = this.select({ head: ex.head, caller: ex.caller });
-        if (!routed || route.rule === undefined) return route.handler(ex);
-        const name = route.rule.name;
-        ex.route = name;
-        return route.handler(ex).finally(() => traffic.routeRequest(config.name, name, ex.response.status));
+        // Counted by the observe layer once the status is final: a 429 or 502 of this route is not a 2xx.
+        if (route.rule !== undefined) ex.route = route.rule.name;
+        return route.handler(ex);
       },
     );
   }
@@ -142,6 +147,7 @@ export class TrafficPolicy {
 
   private compile(rule: RouteRule | undefined): CompiledRoute {
     const { config, clock, random, log, traffic, faults, subsets } = this.deps;
+    if (rule !== undefined) this.routeCounts.set(rule.name, traffic.routeCounts(config.name, rule.name));
     if (rule?.answer !== undefined) {
       const answer = rule.answer;
       return { rule, handler: () => Promise.reject(answerError(answer, config.name, rule.name)), backend: this.deps.defaultBackend, limiter: undefined };

@@ -38,6 +38,8 @@ export interface ServiceLayersSpec {
   readonly policy?: readonly Layer[];
   /** The dependency map every exchange is recorded on. */
   readonly edges?: EdgeRecorder;
+  /** Counts requests that took a configured route, once their status is final (an error answer included). */
+  readonly routeFinished?: (route: string, status: number) => void;
   /** Traces and access logs, and which way this service's hops go. */
   readonly witnesses?: { readonly to: ExchangeWitnesses; readonly kind: 'outbound' | 'inbound' };
 }
@@ -79,7 +81,7 @@ export function buildServiceLayers(spec: ServiceLayersSpec, route: Handler): Han
       accessLogLayer(w.to.log, spec.label, () => w.to.accessLog(), spec.clock, w.to.random),
     );
   }
-  layers.push(observeLayer(spec.recorder, spec.clock, graph), respondLayer(spec.label, spec.log));
+  layers.push(observeLayer(spec.recorder, spec.clock, { graph, routeFinished: spec.routeFinished }), respondLayer(spec.label, spec.log));
   if (spec.markOverload === true) layers.push(markOverloadLayer);
   if (spec.limit !== undefined) layers.push(limitLayer(spec.label, spec.limit.maxInFlight, spec.limit.count));
   if (spec.policy !== undefined) layers.push(...spec.policy);

@@ -13,8 +13,17 @@ import type { Layer } from './layer.ts';
 import type { EdgeRecorder, ServiceRecorder } from './observer.ts';
 import { respondError } from './respond.ts';
 
-/** Counts the request and records its status and duration against its endpoint (or the service), and on the dependency map. */
-export function observeLayer(recorder: ServiceRecorder, clock: Clock, graph?: { readonly edges: EdgeRecorder; readonly service: string }): Layer {
+/** Where else an exchange's final status is reported besides its endpoint (or service). */
+export interface ObserveTargets {
+  /** The dependency map. */
+  readonly graph?: { readonly edges: EdgeRecorder; readonly service: string } | undefined;
+  /** Requests that took a configured route (ex.route), counted by the status the caller got. */
+  readonly routeFinished?: ((route: string, status: number) => void) | undefined;
+}
+
+/** Counts the request and records its status and duration against its endpoint (or the service), its route, and on the dependency map. */
+export function observeLayer(recorder: ServiceRecorder, clock: Clock, targets: ObserveTargets = {}): Layer {
+  const { graph, routeFinished } = targets;
   return (next) => async (ex) => {
     recorder.started();
     try {
@@ -27,6 +36,7 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock, graph?: { 
       const status = attempt.outcome === 'client_abort' && !response.started ? 499 : response.status;
       if (attempt.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
       else attempt.endpoint.recorder.finished(status, seconds);
+      if (ex.route !== undefined) routeFinished?.(ex.route, status);
       graph?.edges.exchange(
         ex.caller ?? ex.head.remoteAddress ?? 'unknown',
         graph.service,

@@ -190,7 +190,11 @@ services:
       // Another route is not limited by the search route's bucket.
       assert.equal((await request(meshd.outbound, { headers: { host: 'users' }, path: '/ok' })).status, 200);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
-      assert.ok(metricValue(metrics, 'meshd_rate_limited_total', { service: 'users', route: 'search' }) >= 1);
+      const limited = metricValue(metrics, 'meshd_rate_limited_total', { service: 'users', route: 'search' });
+      assert.ok(limited >= 1);
+      // The route counts the status the caller got: its 429s are 4xx, not the 2xx of a request that never went upstream.
+      const routeCount = (code: string) => metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'search', code });
+      assert.deepEqual([routeCount('2xx'), routeCount('4xx')], [statuses.filter((s) => s === 200).length, limited]);
     } finally {
       await meshd.stop();
       await backend.close();

@@ -133,7 +133,7 @@ async function exportedMetrics(): Promise<Map<string, Set<string>>> {
   m.rateLimited('users', 'api');
   m.faultInjected('users', 'chaos', 'abort');
   m.mirrored('users', 'completed');
-  m.routeRequest('users', 'api', 200);
+  m.routeCounts('users', 'api').finished(200);
   m.canaryWeight('users', 5, 'progressing');
   m.canaryDecision('users', 'advance', 'healthy');
   m.authorization('users', true);
