@@ -384,9 +384,16 @@ services:
     }
     assert.ok(answered.size >= 2, `one pod answered everything: ${[...answered].join(',')}`);
     // Each stream is one trace over both nodes: the sender's trace context travelled in the preamble.
-    const sent = meshds.get(1)!.logs.filter((l) => l['access'] === true && l['protocol'] === 'tcp' && l['service'] === 'db');
+    // Access lines are written at each hop's close and reach us through each meshd's stdout: give them a moment.
+    const accessLines = async (nodes: number[], enough: (lines: RunningDaemon['logs']) => boolean): Promise<RunningDaemon['logs']> => {
+      const pick = (): RunningDaemon['logs'] => nodes.flatMap((n) => meshds.get(n)!.logs.filter((l) => l['access'] === true && l['protocol'] === 'tcp'));
+      for (let waited = 0; !enough(pick()) && waited < 5_000; waited += 50) await sleep(50);
+      return pick();
+    };
+    const sent = (await accessLines([1], (lines) => lines.filter((l) => l['service'] === 'db').length >= 12)).filter((l) => l['service'] === 'db');
     assert.ok(sent.length >= 12, `access lines on node 1: ${sent.length}`);
-    const received = [2, 3].flatMap((n) => meshds.get(n)!.logs.filter((l) => l['access'] === true && l['protocol'] === 'tcp'));
+    const traceIds = sent.slice(-12).map((l) => l['traceId']);
+    const received = await accessLines([2, 3], (lines) => traceIds.every((id) => lines.some((r) => r['traceId'] === id)));
     for (const line of sent.slice(-12)) {
       const other = received.find((r) => r['traceId'] === line['traceId']);
       assert.ok(other !== undefined, `no receiving line for trace ${String(line['traceId'])}`);

@@ -115,7 +115,10 @@ describe('restart under load with an inherited listening socket', () => {
       send({ op: 'start', argv: [process.execPath, MESHD_BIN, 'run', '--config', config] });
       const supervisor = (await waitFor((e) => typeof e['started'] === 'number'))['started'] as number;
       await waitFor((e) => e['msg'] === 'meshd ready' && e['pid'] === supervisor);
-      const listening = events.filter((e) => e['msg'] === 'listening' && e['listener'] === 'outbound');
+      const outboundListening = (e: HarnessEvent): boolean => e['msg'] === 'listening' && e['listener'] === 'outbound';
+      // Each process writes its own log lines: a worker's can arrive after the supervisor's "ready".
+      await waitFor(() => events.filter(outboundListening).length >= 3, 5_000).catch(() => undefined);
+      const listening = events.filter(outboundListening);
       assert.deepEqual(
         listening.map((e) => e['address']).sort(),
         [`127.0.0.1:${port}`, 'handed over by the supervisor', 'handed over by the supervisor'].sort(),
