@@ -21,7 +21,7 @@ import type { Socket } from 'node:net';
 import { InboundListener } from './listeners/inbound.ts';
 import { LocalService } from './service/local.ts';
 import { expandAllowFrom, nodePodCidrs } from './kubernetes/node-pod-cidrs.ts';
-import { sourceFilter, type SourceFilter } from './listeners/source-filter.ts';
+import { sourceFilter, SourceFilter } from './listeners/source-filter.ts';
 import { ServiceTcpListeners } from './listeners/service-tcp.ts';
 import { SliceInformers } from './discovery/kubernetes-slices.ts';
 import { MeshTlsClient } from './tls/client.ts';
@@ -57,7 +57,7 @@ export interface DaemonDeps {
   readonly random: Random;
   /** This host's TLS material, loaded (and watched) by the caller; undefined without `tls`. */
   readonly tls?: TlsState | undefined;
-  /** Listening sockets inherited from systemd or a previous meshd, by name (outbound, inbound, admin). */
+  /** Listening sockets inherited from systemd or a previous meshd, by name (outbound, inbound, admin, metrics). */
   readonly inheritedFds?: ReadonlyMap<string, number>;
   /** What this process does (service/process-role.ts); default: everything. */
   readonly role?: ProcessRole | undefined;
@@ -77,6 +77,8 @@ export interface BoundAddresses {
   outbound: string;
   admin: string;
   inbound?: string;
+  /** The scrape listener, when `metrics` is configured. */
+  metrics?: string;
 }
 
 export class Daemon implements ChangeTarget {
@@ -99,6 +101,8 @@ export class Daemon implements ChangeTarget {
   private readonly local = new Map<string, LocalService>();
   private readonly outbound: OutboundHttpListener;
   private readonly admin: AdminServer;
+  /** The scrape listener (GET /metrics only), when `metrics` is configured. */
+  private readonly scrape: AdminServer | undefined;
   private readonly role: ProcessRole;
   private readonly tcp: ServiceTcpListeners;
   private readonly mesh: MeshParts | undefined;
@@ -224,19 +228,28 @@ export class Daemon implements ChangeTarget {
       maxInFlight: () => this.config.limits.maxInFlight,
       inFlight: () => this.inFlight,
     });
-    this.admin = new AdminServer(
-      {
-        metrics: () => (role.workers === undefined ? metrics.render() : this.clusterMetrics(role.workers)),
-        readiness: () => this.readiness(),
-        state: () => (role.workers === undefined ? this.state() : this.clusterState(role.workers)),
-        changes: this,
-        graph: () => (role.workers === undefined ? this.graph : this.clusterGraph(role.workers)),
-      },
-      config.admin.maxConnections,
-      () => this.config.admin.allowHosts,
-      deps.log,
-      () => this.changesFrom(),
-    );
+    const adminSources = {
+      metrics: () => (role.workers === undefined ? metrics.render() : this.clusterMetrics(role.workers)),
+      readiness: () => this.readiness(),
+      state: () => (role.workers === undefined ? this.state() : this.clusterState(role.workers)),
+      changes: this,
+      graph: () => (role.workers === undefined ? this.graph : this.clusterGraph(role.workers)),
+    };
+    const allowHosts = (): readonly string[] => this.config.admin.allowHosts;
+    const { maxConnections } = config.admin;
+    this.admin = new AdminServer(adminSources, { scope: 'admin', maxConnections, allowHosts, log: deps.log, changesFrom: () => this.changesFrom() });
+    this.scrape =
+      config.metrics === undefined || !role.servesAdmin
+        ? undefined
+        : new AdminServer(adminSources, {
+            scope: 'metrics',
+            maxConnections,
+            allowHosts,
+            log: deps.log,
+            sourceRefused: () => metrics.connectionRefused('metrics_source'),
+          });
+    // Closed to everyone until start() has resolved the list (node-pod-cidrs needs the API).
+    if (this.scrape !== undefined && config.metrics?.allowFrom !== undefined) this.scrape.allowFrom = new SourceFilter([]);
   }
 
   private changesFromCache: { key: readonly string[] | undefined; filter: SourceFilter | undefined } | undefined;
@@ -393,21 +406,20 @@ export class Daemon implements ChangeTarget {
     if (this.deps.initialTraffic !== undefined) this.applyTrafficState(this.deps.initialTraffic);
     if (role.carriesTraffic) await this.tcp.sync(this.config.services, true);
     if (!role.carriesTraffic) {
-      const admin = await this.admin.listen(this.config.admin.listen.host, this.config.admin.listen.port, this.deps.inheritedFds?.get('admin'));
-      this.bound = { admin: formatAddress(admin), outbound: '' };
-      this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
+      this.bound = { ...(await this.listenAdmin()), outbound: '' };
+      this.logAdminListening();
       return this.bound;
     }
     try {
       const fds = this.deps.inheritedFds;
-      const { outbound: outboundAt, admin: adminAt } = this.config;
-      const admin = role.servesAdmin ? formatAddress(await this.admin.listen(adminAt.listen.host, adminAt.listen.port, fds?.get('admin'))) : '';
+      const { outbound: outboundAt } = this.config;
+      const admin = role.servesAdmin ? await this.listenAdmin() : { admin: '' };
       const outbound = role.handedOver('outbound')
         ? HANDED_OVER
         : formatAddress(
             await this.outbound.listen(outboundAt.listen.host, role.port('outbound', outboundAt.listen.port), fds?.get('outbound'), role.sharesPorts),
           );
-      this.bound = { admin, outbound };
+      this.bound = { ...admin, outbound };
       if (this.inbound !== undefined && this.config.inbound !== undefined) {
         const { host, port } = this.config.inbound.listen;
         this.bound.inbound = role.handedOver('inbound')
@@ -419,7 +431,7 @@ export class Daemon implements ChangeTarget {
         );
       }
     } catch (err) {
-      this.admin.close();
+      this.closeAdmin();
       this.outbound.closeAll();
       this.outbound.acceptor.close();
       this.inbound?.closeAll();
@@ -433,8 +445,35 @@ export class Daemon implements ChangeTarget {
       { listener: 'outbound', address: this.bound.outbound, maxConnections: this.outboundConnectionCap, services: [...this.config.services.keys()] },
       'listening',
     );
-    if (role.servesAdmin) this.deps.log.info({ listener: 'admin', address: this.bound.admin }, 'listening');
+    if (role.servesAdmin) this.logAdminListening();
     return this.bound;
+  }
+
+  /** Binds the admin listener and, when configured, the scrape listener; on failure neither stays bound. */
+  private async listenAdmin(): Promise<{ admin: string; metrics?: string }> {
+    const fds = this.deps.inheritedFds;
+    const { admin, metrics } = this.config;
+    const bound = { admin: formatAddress(await this.admin.listen(admin.listen.host, admin.listen.port, fds?.get('admin'))) };
+    if (this.scrape === undefined || metrics === undefined) return bound;
+    try {
+      this.scrape.allowFrom = await this.sourceFilter(metrics.allowFrom);
+      return { ...bound, metrics: formatAddress(await this.scrape.listen(metrics.listen.host, metrics.listen.port, fds?.get('metrics'))) };
+    } catch (err) {
+      this.closeAdmin();
+      throw err;
+    }
+  }
+
+  private logAdminListening(): void {
+    this.deps.log.info({ listener: 'admin', address: this.bound?.admin }, 'listening');
+    if (this.bound?.metrics !== undefined) {
+      this.deps.log.info({ listener: 'metrics', address: this.bound.metrics, allowFrom: this.scrape?.allowFrom?.ranges ?? 'any' }, 'listening');
+    }
+  }
+
+  private closeAdmin(): void {
+    if (this.admin.server.listening) this.admin.close();
+    if (this.scrape?.server.listening === true) this.scrape.close();
   }
 
   /** Worker: a connection the supervisor accepted on a socket-activated listener. */
@@ -461,13 +500,22 @@ export class Daemon implements ChangeTarget {
   /** Applies a validated config; listener addresses only change on restart. */
   async reload(next: MeshConfig): Promise<void> {
     const prev = this.config;
+    // Source lists apply at once (narrowing one is how an operator shuts a caller out); resolved
+    // before anything changes, so a list that cannot be read rejects the whole reload.
+    const outboundFrom = this.role.carriesTraffic && next.outbound.allowFrom !== undefined ? await this.sourceFilter(next.outbound.allowFrom) : undefined;
+    const scrapeFrom = this.scrape !== undefined && next.metrics?.allowFrom !== undefined ? await this.sourceFilter(next.metrics.allowFrom) : undefined;
     for (const [name, before, after] of [
       ['outbound.listen', prev.outbound.listen, next.outbound.listen],
       ['admin.listen', prev.admin.listen, next.admin.listen],
+      ['metrics.listen', prev.metrics?.listen, next.metrics?.listen],
     ] as const) {
-      if (!sameAddress(before, after)) {
+      if (!sameListen(before, after)) {
         this.deps.log.warn(
-          { key: name, running: formatSocketAddress(before), configured: formatSocketAddress(after) },
+          {
+            key: name,
+            running: before === undefined ? 'none' : formatSocketAddress(before),
+            configured: after === undefined ? 'none' : formatSocketAddress(after),
+          },
           'listener address changes take effect at the next restart',
         );
       }
@@ -480,6 +528,9 @@ export class Daemon implements ChangeTarget {
     if (JSON.stringify(prev.tls) !== JSON.stringify(next.tls) || JSON.stringify(prev.inbound) !== JSON.stringify(next.inbound)) {
       this.deps.log.warn({ key: 'tls/inbound' }, 'tls and inbound settings take effect at the next restart (certificate files are watched and rotate live)');
     }
+    // A list taken out keeps the running one until the restart: a reload never opens a listener wider.
+    if (outboundFrom !== undefined) this.outbound.allowFrom = outboundFrom;
+    if (scrapeFrom !== undefined && this.scrape !== undefined) this.scrape.allowFrom = scrapeFrom;
     this.config = next;
     this.deps.log.level = next.log.level;
     await this.syncTracing();
@@ -508,7 +559,7 @@ export class Daemon implements ChangeTarget {
     this.outbound.closeAll();
     this.inbound?.closeAll();
     await Promise.allSettled([...this.local.values()].map((l) => l.close()));
-    if (this.admin.server.listening) this.admin.close();
+    this.closeAdmin();
     this.upgrades.close();
     this.tcp.destroyAll();
     this.stopMesh();
@@ -618,7 +669,12 @@ export class Daemon implements ChangeTarget {
     const own = this.state() as Record<string, unknown>;
     const answers = await workers.query('state');
     // Listeners, in-flight counts and pools are the workers'; their states carry them.
-    return { ...own, listeners: { admin: this.bound?.admin }, inFlight: undefined, workers: { wanted: workers.wanted, ready: workers.ready, states: answers } };
+    return {
+      ...own,
+      listeners: { admin: this.bound?.admin, metrics: this.bound?.metrics },
+      inFlight: undefined,
+      workers: { wanted: workers.wanted, ready: workers.ready, states: answers },
+    };
   }
 
   /** The supervisor's metrics plus its workers' (counters and histograms summed). */
@@ -651,6 +707,7 @@ function formatAddress(a: AddressInfo): string {
   return formatSocketAddress({ host: a.address, port: a.port });
 }
 
-function sameAddress(a: SocketAddress, b: SocketAddress): boolean {
-  return a.host === b.host && a.port === b.port;
+/** Both absent, or the same host and port. */
+function sameListen(a: SocketAddress | undefined, b: SocketAddress | undefined): boolean {
+  return a === undefined || b === undefined ? a === b : a.host === b.host && a.port === b.port;
 }

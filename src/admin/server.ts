@@ -1,6 +1,9 @@
 /**
  * The admin listener (loopback): / (the live dashboard), /metrics, /healthz,
  * /readyz, /debug/state, /debug/graph, and the changes of ./changes.ts.
+ * The same server in the `metrics` scope is the scrape listener: GET /metrics
+ * and nothing else, for a Prometheus on another host, admitting only the
+ * sources of metrics.allowFrom (checked at accept, before a byte is read).
  * It has its own small connection cap so that a flood on the outbound
  * listener can never lock operators out, and a slow client cannot hold that
  * cap (the oldest idle or half-sent connection gives way, and header timers
@@ -34,8 +37,26 @@ export interface AdminSources {
   graph?(): TrafficGraph | Promise<TrafficGraph>;
 }
 
+/** `admin`: everything above; `metrics`: GET /metrics only. */
+export type AdminScope = 'admin' | 'metrics';
+
+export interface AdminServerOptions {
+  readonly scope: AdminScope;
+  readonly maxConnections: number;
+  /** Read per request, so that it follows reloads. */
+  readonly allowHosts: () => readonly string[];
+  /** Who besides loopback may change things; read per request. */
+  readonly changesFrom?: () => SourceFilter | undefined;
+  /** A connection from a source outside `allowFrom` was closed unread. */
+  readonly sourceRefused?: () => void;
+  readonly log: Logger;
+}
+
 export class AdminServer {
   readonly server: Server;
+  readonly scope: AdminScope;
+  /** Sources that may connect; undefined admits all. Set before listening and on reload. */
+  allowFrom: SourceFilter | undefined;
   private readonly sources: AdminSources;
   private readonly log: Logger;
 
@@ -44,19 +65,13 @@ export class AdminServer {
 
   private readonly changesFrom: () => SourceFilter | undefined;
 
-  /** `allowHosts` and `changesFrom` are read per request, so that they follow reloads. */
-  constructor(
-    sources: AdminSources,
-    maxConnections: number,
-    allowHosts: () => readonly string[],
-    log: Logger,
-    changesFrom: () => SourceFilter | undefined = () => undefined,
-  ) {
-    this.changesFrom = changesFrom;
+  constructor(sources: AdminSources, options: AdminServerOptions) {
+    this.scope = options.scope;
+    this.changesFrom = options.changesFrom ?? (() => undefined);
     this.sources = sources;
-    this.log = log;
-    this.allowHosts = allowHosts;
-    this.slots = new ConnectionSlots(maxConnections);
+    this.log = options.log;
+    this.allowHosts = options.allowHosts;
+    this.slots = new ConnectionSlots(options.maxConnections);
     this.server = createServer({ headersTimeout: 5_000, requestTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
       res.once('close', this.slots.requestStarted(req.socket));
       this.handle(req, res).catch((err: unknown) => {
@@ -66,6 +81,12 @@ export class AdminServer {
       });
     });
     this.server.on('connection', (socket: Socket) => {
+      if (this.allowFrom !== undefined && !this.allowFrom.allows(socket.remoteAddress)) {
+        options.sourceRefused?.();
+        this.log.warn({ listener: this.scope, remote: socket.remoteAddress }, `connection from a source outside ${this.scope}.allowFrom refused`);
+        socket.destroy();
+        return;
+      }
       if (!this.slots.admit(socket)) socket.destroy();
     });
     this.server.on('clientError', (_err, socket) => socket.destroy());
@@ -73,7 +94,7 @@ export class AdminServer {
 
   /** Binds host:port, or adopts the inherited listening socket `fd` (socket activation). */
   listen(host: string, port: number, fd?: number): Promise<AddressInfo> {
-    return bindServer(this.server, listenTarget(host, port, fd), (err) => this.log.error({ listener: 'admin', err }, 'listener error; still serving'));
+    return bindServer(this.server, listenTarget(host, port, fd), (err) => this.log.error({ listener: this.scope, err }, 'listener error; still serving'));
   }
 
   close(): void {
@@ -83,11 +104,18 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!hostAllowed(req.headers.host, this.allowHosts())) {
-      this.log.warn({ listener: 'admin', host: req.headers.host, remote: req.socket.remoteAddress }, 'admin request for a Host name it does not serve refused');
+      this.log.warn(
+        { listener: this.scope, host: req.headers.host, remote: req.socket.remoteAddress },
+        'admin request for a Host name it does not serve refused',
+      );
       send(res, 403, 'text/plain', 'forbidden: this Host is not served here; add it to admin.allowHosts\n');
       return;
     }
     const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (this.scope === 'metrics') {
+      await this.scrape(req, res, path);
+      return;
+    }
     const changes = this.sources.changes;
     if (changes !== undefined && (path === '/faults' || path.startsWith('/faults/') || path.startsWith('/canary/'))) {
       await this.change(req, res, path, changes);
@@ -105,11 +133,9 @@ export class AdminServer {
         res.end(req.method === 'HEAD' ? undefined : page.body);
         return;
       }
-      case '/metrics': {
-        const { contentType, body } = await this.sources.metrics();
-        send(res, 200, contentType, body);
+      case '/metrics':
+        await this.serveMetrics(res);
         return;
-      }
       case '/healthz':
         send(res, 200, 'text/plain', 'ok\n');
         return;
@@ -130,6 +156,25 @@ export class AdminServer {
         return;
     }
     send(res, 404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state, /debug/graph, /faults\n');
+  }
+
+  /** The scrape listener: GET /metrics, and nothing of the admin API (no state, no dashboard, no changes). */
+  private async scrape(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    if (path !== '/metrics') {
+      send(res, 404, 'text/plain', 'not found: this listener serves /metrics only\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      send(res, 405, 'text/plain', 'method not allowed\n');
+      return;
+    }
+    await this.serveMetrics(res);
+  }
+
+  private async serveMetrics(res: ServerResponse): Promise<void> {
+    const { contentType, body } = await this.sources.metrics();
+    send(res, 200, contentType, body);
   }
 
   /** GET /faults; POST /faults; DELETE /faults/SERVICE/NAME; POST /canary/SERVICE/COMMAND. */

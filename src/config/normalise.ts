@@ -50,6 +50,7 @@ export function normaliseConfig(raw: RawConfig, source: string, baseDir: string)
       allowHosts: (raw.admin?.allowHosts ?? d.admin.allowHosts).map((h) => h.toLowerCase()),
       allowChangesFrom: raw.admin?.allowChangesFrom,
     },
+    metrics: raw.metrics === undefined ? undefined : { listen: listenAddress(raw.metrics.listen), allowFrom: raw.metrics.allowFrom },
     outbound: {
       listen: listenAddress(raw.outbound?.listen ?? d.outbound.listen),
       maxConnections: raw.outbound?.maxConnections ?? d.outbound.maxConnections,

@@ -173,6 +173,7 @@ export interface RawConfig {
   log?: { level?: LogLevel; access?: { enabled?: boolean; sampleRatio?: number } };
   tracing?: { enabled?: boolean; sampleRatio?: number; endpoint?: string; headers?: Record<string, string> };
   admin?: { listen?: string; maxConnections?: number; allowHosts?: string[]; allowChangesFrom?: string[] };
+  metrics?: { listen: string; allowFrom?: string[] };
   outbound?: {
     listen?: string;
     maxConnections?: 'auto' | number;

@@ -5,7 +5,7 @@
  * them in a fixed order, which is the order the problems are listed in.
  */
 import { identityPatternProblem } from '../identity/spiffe.ts';
-import { formatSocketAddress, isLoopback } from './address.ts';
+import { formatSocketAddress, isLoopback, type SocketAddress } from './address.ts';
 import type { RawConfig, RawService } from './raw.ts';
 import type { EndpointSpec, MeshConfig, ServiceConfig } from './types.ts';
 import { formatPath, type PathSegment } from './validate.ts';
@@ -145,12 +145,14 @@ export const serviceTcpListenAddressIsFree: ServiceRule = ({ name, config }, rep
   if (owner !== undefined) report(['services', name, 'tcp', 'listen'], `same address as ${owner.key} (${address})`);
 };
 
-/** The admin and outbound listeners, then every fixed-port service listener, up to (not including) `service`. */
+/** The admin, outbound and metrics listeners, then every fixed-port service listener, up to (not including) `service`. */
 function listenersBefore(service: string, config: MeshConfig): { key: string; address: string }[] {
   const listeners = [
     { key: 'admin.listen', address: formatSocketAddress(config.admin.listen) },
     { key: 'outbound.listen', address: formatSocketAddress(config.outbound.listen) },
   ];
+  if (config.metrics !== undefined && config.metrics.listen.port !== 0)
+    listeners.push({ key: 'metrics.listen', address: formatSocketAddress(config.metrics.listen) });
   for (const [name, svc] of config.services) {
     if (name === service) break;
     if (svc.tcp !== undefined && svc.tcp.listen.port !== 0)
@@ -239,6 +241,31 @@ export const outboundOffLoopbackNeedsAllowFrom: ConfigRule = ({ config }, report
   }
 };
 
+/** Off loopback, the scrape listener answers whoever can reach the host unless it names its callers. */
+export const metricsOffLoopbackNeedsAllowFrom: ConfigRule = ({ config }, report) => {
+  const metrics = config.metrics;
+  if (metrics !== undefined && !isLoopback(metrics.listen.host) && metrics.allowFrom === undefined) {
+    report(
+      ['metrics', 'listen'],
+      `${formatSocketAddress(metrics.listen)} is reachable from other hosts: set metrics.allowFrom to your Prometheus servers' ranges`,
+    );
+  }
+};
+
+/** The scrape listener cannot share the admin, outbound or inbound address. */
+export const metricsListenIsFree: ConfigRule = ({ config }, report) => {
+  const metrics = config.metrics;
+  if (metrics === undefined || metrics.listen.port === 0) return;
+  const address = formatSocketAddress(metrics.listen);
+  const others: [string, SocketAddress | undefined][] = [
+    ['admin.listen', config.admin.listen],
+    ['outbound.listen', config.outbound.listen],
+    ['inbound.listen', config.inbound?.listen],
+  ];
+  const taken = others.find(([, other]) => other !== undefined && formatSocketAddress(other) === address);
+  if (taken !== undefined) report(['metrics', 'listen'], `same address as ${taken[0]} (${address})`);
+};
+
 /**
  * Kubernetes mesh mode carries pods' calls between nodes' meshds over mTLS, on the inbound port every
  * node shares; its Services are made on a pod's first call in the one process that serves it.
@@ -295,6 +322,8 @@ export const CONFIG_RULES: readonly ConfigRule[] = [
   localServicesNeedInbound,
   adminListenDiffersFromOutbound,
   outboundOffLoopbackNeedsAllowFrom,
+  metricsOffLoopbackNeedsAllowFrom,
+  metricsListenIsFree,
   kubernetesMeshNeedsInboundTlsAndOneWorker,
   // Binding checks come last, after every listener's own rules.
   forEachService(serviceTcpPortZeroNeedsOneWorker, serviceTcpListenAddressIsFree),

@@ -292,6 +292,13 @@ export const CONFIG_SCHEMA = {
         allowChangesFrom: { type: 'array', minItems: 1, items: { type: 'string', format: 'source-range' } },
       },
     },
+    // A scrape-only listener (GET /metrics and nothing else) that Prometheus on other hosts may reach.
+    metrics: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['listen'],
+      properties: { listen, allowFrom: cidrList },
+    },
     outbound: {
       type: 'object',
       additionalProperties: false,

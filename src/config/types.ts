@@ -406,6 +406,8 @@ export interface MeshConfig {
     /** Source ranges besides loopback that may make changes (fault injections, canary commands). */
     readonly allowChangesFrom: readonly string[] | undefined;
   };
+  /** The scrape-only listener (GET /metrics), for a Prometheus on another host; undefined: none. */
+  readonly metrics: { readonly listen: SocketAddress; readonly allowFrom: readonly string[] | undefined } | undefined;
   readonly outbound: {
     readonly listen: SocketAddress;
     /** "auto" sizes the cap from the process's open-file limit, keeping a reserve. */

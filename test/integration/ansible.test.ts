@@ -53,6 +53,8 @@ describe('ansible', () => {
           meshd_release_archive: archive,
           meshd_manage_systemd: false,
           meshd_zone: 'a',
+          meshd_metrics_listen: '0.0.0.0:9991',
+          meshd_metrics_allow_from: ['192.0.2.0/24'],
           meshd_tls_cert_src: join(host.dir, 'cert.pem'),
           meshd_tls_key_src: join(host.dir, 'key.pem'),
           meshd_tls_ca_src: join(host.dir, 'ca.pem'),
@@ -70,6 +72,7 @@ describe('ansible', () => {
       const config = join(target, 'etc/meshd/meshd.yaml');
       const check = await runMeshd(['check', '--config', config]);
       assert.equal(check.code, 0, `${check.stderr}\n${readFileSync(config, 'utf8')}`);
+      assert.match(readFileSync(config, 'utf8'), /^metrics:\n {2}listen: "0\.0\.0\.0:9991"\n {2}allowFrom: \["192\.0\.2\.0\/24"\]$/m);
       assert.equal(statSync(join(target, 'etc/meshd/tls/key.pem')).mode & 0o777, 0o640);
       assert.ok(lstatSync(join(target, 'opt/meshd/current')).isSymbolicLink());
       assert.equal(readlinkSync(join(target, 'opt/meshd/current')), 'releases/0.1.0');

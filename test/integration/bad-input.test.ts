@@ -273,14 +273,21 @@ services:
 });
 
 describe('outbound source allow-list (never an open proxy)', () => {
-  it('refuses connections from sources outside outbound.allowFrom and serves the ones inside', async () => {
+  it('refuses connections from sources outside outbound.allowFrom and serves the ones inside, following reloads', async () => {
     const ok = await startBackend();
-    const meshd = await startDaemon(`
+    const config = (allowFrom: string): string => `
 admin: { listen: 127.0.0.1:0 }
-outbound: { listen: 127.0.0.1:0, allowFrom: [ "127.0.0.2/32", "10.244.0.0/16" ] }
+outbound: { listen: 127.0.0.1:0${allowFrom} }
 services:
   ok: { endpoints: [ { address: ${ok.address} } ] }
-`);
+`;
+    const meshd = await startDaemon(config(', allowFrom: [ "127.0.0.2/32", "10.244.0.0/16" ]'));
+    const reload = async (yaml: string): Promise<void> => {
+      const from = meshd.logs.length;
+      meshd.writeConfig(yaml);
+      meshd.signal('SIGHUP');
+      await meshd.waitForLog((l) => l.msg === 'config reloaded', 10_000, from);
+    };
     try {
       const [host, port] = splitAddress(meshd.outbound);
       const from = (localAddress: string): Promise<number | string> =>
@@ -296,6 +303,14 @@ services:
       assert.notEqual(await from('127.0.0.1'), 200);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
       assert.ok(metricValue(metrics, 'meshd_connections_refused_total', { listener: 'outbound_source' }) >= 1);
+      // Narrowing the list is how an operator shuts a caller out: it applies at the reload.
+      await reload(config(', allowFrom: [ "127.0.0.3/32" ]'));
+      assert.notEqual(await from('127.0.0.2'), 200);
+      assert.equal(await from('127.0.0.3'), 200);
+      // Taking the list out never opens the running listener wider: the last list holds until a restart.
+      await reload(config(''));
+      assert.notEqual(await from('127.0.0.2'), 200);
+      assert.equal(await from('127.0.0.3'), 200);
     } finally {
       await meshd.stop();
       await ok.close();

@@ -99,6 +99,41 @@ describe('Kubernetes manifests', () => {
     assert.equal(config.workers, 1);
   });
 
+  it('let Prometheus scrape each node on the scrape listener the config opens, and nothing more', () => {
+    const cm = manifests().find((m) => m.doc['kind'] === 'ConfigMap')!.doc as { data: Record<string, string> };
+    const config = parseConfig(cm.data['meshd.yaml']!, 'configmap', '/etc/meshd');
+    // The admin API (state, changes, dashboard) stays on loopback; only /metrics leaves the node.
+    assert.equal(config.admin.listen.host, '127.0.0.1');
+    const metrics = config.metrics!;
+    assert.ok(metrics.allowFrom !== undefined && metrics.allowFrom.length > 0);
+    assert.ok(!metrics.allowFrom.includes('0.0.0.0/0'));
+    const ds = manifests().find((m) => m.doc['kind'] === 'DaemonSet')!.doc as {
+      spec: {
+        selector: { matchLabels: Record<string, string> };
+        template: {
+          metadata: { annotations: Record<string, string> };
+          spec: { containers: { name: string; ports: { name: string; containerPort: number }[] }[] };
+        };
+      };
+    };
+    const port = ds.spec.template.spec.containers.find((c) => c.name === 'meshd')!.ports.find((p) => p.name === 'metrics');
+    assert.equal(port?.containerPort, metrics.listen.port);
+    assert.equal(ds.spec.template.metadata.annotations['prometheus.io/port'], String(metrics.listen.port));
+    assert.equal(ds.spec.template.metadata.annotations['prometheus.io/path'], '/metrics');
+    const monitor = parseAllDocuments(readFileSync(`${DIR}prometheus/podmonitor.yaml`, 'utf8'))[0]!.toJS() as {
+      kind: string;
+      metadata: { namespace: string };
+      spec: { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: { port: string; path: string }[] };
+    };
+    assert.equal(monitor.kind, 'PodMonitor');
+    assert.equal(monitor.metadata.namespace, 'meshd');
+    assert.deepEqual(monitor.spec.selector.matchLabels, ds.spec.selector.matchLabels);
+    assert.deepEqual(
+      monitor.spec.podMetricsEndpoints.map((e) => [e.port, e.path]),
+      [['metrics', '/metrics']],
+    );
+  });
+
   it('keep the state directory on the node, writable by meshd alone, in the directory the config names', () => {
     const cm = manifests().find((m) => m.doc['kind'] === 'ConfigMap')!.doc as { data: Record<string, string> };
     const config = parseConfig(cm.data['meshd.yaml']!, 'configmap', '/etc/meshd');

@@ -211,6 +211,21 @@ describe('outbound exposure', () => {
   });
 });
 
+describe('scrape listener', () => {
+  it('is off unless configured, needs an address, and a source allow-list off loopback', () => {
+    assert.equal(parseConfig('', 't', '/').metrics, undefined);
+    assert.deepEqual(
+      problemsOf('metrics: { allowFrom: [ 10.0.0.0/8 ] }\n').map((p) => p.path),
+      ['metrics'],
+    );
+    assert.match(problemsOf('metrics: { listen: 0.0.0.0:9991 }\n')[0]!.message, /set metrics.allowFrom/);
+    assert.match(problemsOf('metrics: { listen: 127.0.0.1:9991, allowFrom: [ nowhere ] }\n')[0]!.message, /address range/);
+    assert.match(problemsOf('metrics: { listen: 127.0.0.1:9991, path: /stats }\n')[0]!.message, /unknown key/);
+    const config = parseConfig('metrics: { listen: 0.0.0.0:9991, allowFrom: [ node-pod-cidrs, 10.0.0.0/8 ] }\n', 't', '/');
+    assert.deepEqual(config.metrics, { listen: { host: '0.0.0.0', port: 9991 }, allowFrom: ['node-pod-cidrs', '10.0.0.0/8'] });
+  });
+});
+
 describe('service TCP listener exposure', () => {
   it('requires a source allow-list when a service TCP listener leaves loopback, as for outbound', () => {
     const service = (tcp: string): string => `services:\n  pg:\n    endpoints: [ { address: 127.0.0.1:5432 } ]\n    tcp: ${tcp}\n`;

@@ -148,16 +148,19 @@ const CASES: Record<string, Case> = {
   },
   serviceTcpListenAddressIsFree: {
     rule: perService(rules.serviceTcpListenAddressIsFree),
-    bad: `services:
+    bad: `metrics: { listen: 127.0.0.1:9991 }
+services:
   a: { tcp: { listen: 127.0.0.1:9990 } }
   b: { tcp: { listen: 127.0.0.1:7000 } }
   c: { tcp: { listen: 127.0.0.1:7000 } }
   d: { tcp: { listen: 127.0.0.1:7000 } }
+  e: { tcp: { listen: 127.0.0.1:9991 } }
 `,
     problems: [
       ['services.a.tcp.listen', 'same address as admin.listen (127.0.0.1:9990)'],
       ['services.c.tcp.listen', 'same address as services.b.tcp.listen (127.0.0.1:7000)'],
       ['services.d.tcp.listen', 'same address as services.c.tcp.listen (127.0.0.1:7000)'],
+      ['services.e.tcp.listen', 'same address as metrics.listen (127.0.0.1:9991)'],
     ],
     // Port 0 is a fresh port for each listener, never a clash.
     good: `admin: { listen: 127.0.0.1:0 }\noutbound: { listen: 127.0.0.1:0 }\nservices:\n  a: { tcp: { listen: 127.0.0.1:0 } }\n  b: { tcp: { listen: 127.0.0.1:7000 } }\n`,
@@ -208,6 +211,18 @@ const CASES: Record<string, Case> = {
     bad: 'outbound: { listen: 0.0.0.0:4140 }\n',
     problems: [['outbound.listen', "0.0.0.0:4140 is reachable from other hosts: set outbound.allowFrom to the callers' ranges (e.g. the node's pod CIDR)"]],
     good: 'outbound: { listen: 0.0.0.0:4140, allowFrom: [ node-pod-cidrs ] }\n',
+  },
+  metricsOffLoopbackNeedsAllowFrom: {
+    rule: rules.metricsOffLoopbackNeedsAllowFrom,
+    bad: 'metrics: { listen: "[::]:9991" }\n',
+    problems: [['metrics.listen', "[::]:9991 is reachable from other hosts: set metrics.allowFrom to your Prometheus servers' ranges"]],
+    good: 'metrics: { listen: "[::]:9991", allowFrom: [ 10.0.0.0/8 ] }\n',
+  },
+  metricsListenIsFree: {
+    rule: rules.metricsListenIsFree,
+    bad: `${TLS}\ninbound: { listen: 0.0.0.0:4143 }\nmetrics: { listen: 0.0.0.0:4143, allowFrom: [ 10.0.0.0/8 ] }\n`,
+    problems: [['metrics.listen', 'same address as inbound.listen (0.0.0.0:4143)']],
+    good: `${TLS}\ninbound: { listen: 0.0.0.0:4143 }\nmetrics: { listen: 0.0.0.0:9991, allowFrom: [ 10.0.0.0/8 ] }\n`,
   },
 };
 
