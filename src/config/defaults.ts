@@ -148,7 +148,7 @@ export const DEFAULTS = deepFreeze({
     limits: { maxInFlight: 10_000, maxPendingPerEndpoint: 1_024 },
     pool: { maxConnections: 256, idleTimeout: 30 * SECOND },
     // Traffic policy: percentages default to every request; a bucket's burst to one second of its rate.
-    routes: { backendWeight: 1, mirrorPercent: 100 },
+    routes: { backendWeight: 1, mirrorPercent: 100, redirectStatusCode: 302 as const },
     rateLimit: { per: 'service' },
     faults: { percent: 100 },
     canary: {

@@ -5,8 +5,8 @@
  */
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './address.ts';
 import { DEFAULTS } from './defaults.ts';
-import type { RawAccessRule, RawCanary, RawFault, RawHeaderModifier, RawRateLimit, RawRouteRule, RawValueMatch } from './raw.ts';
-import type { AccessRule, CanaryConfig, FaultSpec, HeaderModifier, RateLimitConfig, RouteRule, ValueMatch } from './types.ts';
+import type { RawAccessRule, RawCanary, RawFault, RawHeaderModifier, RawPathModifier, RawRateLimit, RawRouteRule, RawValueMatch } from './raw.ts';
+import type { AccessRule, CanaryConfig, FaultSpec, HeaderModifier, PathModifier, RateLimitConfig, RouteRule, ValueMatch } from './types.ts';
 import { parseDuration } from './units.ts';
 
 const ms = (text: string | undefined, fallbackMs: number): number => (text === undefined ? fallbackMs : (parseDuration(text) as number));
@@ -15,9 +15,11 @@ const optionalMs = (text: string | undefined): number | undefined => (text === u
 export function normaliseRoutes(raw: readonly RawRouteRule[] | undefined): RouteRule[] {
   const d = DEFAULTS.services.routes;
   return (raw ?? []).map((rule, i) => {
-    const filter = <K extends 'requestHeaderModifier' | 'responseHeaderModifier' | 'requestMirror'>(key: K) =>
+    const filter = <K extends 'requestHeaderModifier' | 'responseHeaderModifier' | 'requestMirror' | 'requestRedirect' | 'urlRewrite'>(key: K) =>
       rule.filters?.find((f) => f[key] !== undefined)?.[key];
     const mirror = filter('requestMirror');
+    const redirect = filter('requestRedirect');
+    const rewrite = filter('urlRewrite');
     return {
       name: rule.name ?? `rule-${i + 1}`,
       matches: (rule.matches ?? []).map((m) => ({
@@ -30,6 +32,17 @@ export function normaliseRoutes(raw: readonly RawRouteRule[] | undefined): Route
       requestHeaders: headerModifier(filter('requestHeaderModifier')),
       responseHeaders: headerModifier(filter('responseHeaderModifier')),
       mirror: mirror === undefined ? undefined : { subset: { ...mirror.backendRef.subset }, percent: mirror.percent ?? d.mirrorPercent },
+      redirect:
+        redirect === undefined
+          ? undefined
+          : {
+              scheme: redirect.scheme,
+              hostname: redirect.hostname,
+              path: pathModifier(redirect.path),
+              port: redirect.port,
+              statusCode: redirect.statusCode ?? d.redirectStatusCode,
+            },
+      rewrite: rewrite === undefined ? undefined : { hostname: rewrite.hostname, path: pathModifier(rewrite.path) },
       backendRefs: (rule.backendRefs ?? []).map((b) => ({ subset: { ...b.subset }, weight: b.weight ?? d.backendWeight })),
       timeoutMs: optionalMs(rule.timeouts?.request),
       backendTimeoutMs: optionalMs(rule.timeouts?.backendRequest),
@@ -93,6 +106,12 @@ export function normaliseCanary(raw: RawCanary | undefined): CanaryConfig | unde
     latencyPercentile: raw.latencyPercentile ?? d.latencyPercentile,
     latencyFloorMs: ms(raw.latencyFloor, d.latencyFloor),
   };
+}
+
+function pathModifier(raw: RawPathModifier | undefined): PathModifier | undefined {
+  if (raw === undefined) return undefined;
+  // A missing value is reported by the rules; normalising does not judge.
+  return raw.type === 'ReplaceFullPath' ? { type: raw.type, value: raw.replaceFullPath ?? '' } : { type: raw.type, value: raw.replacePrefixMatch ?? '' };
 }
 
 function valueMatch(raw: RawValueMatch, header: boolean): ValueMatch {

@@ -101,6 +101,12 @@ export interface RawHeaderModifier {
   remove?: string[];
 }
 
+export interface RawPathModifier {
+  type: 'ReplaceFullPath' | 'ReplacePrefixMatch';
+  replaceFullPath?: string;
+  replacePrefixMatch?: string;
+}
+
 /** One rule of a Gateway API HTTPRoute, with meshd's `subset` backends and `callers` matches. */
 export interface RawRouteRule {
   name?: string;
@@ -112,10 +118,12 @@ export interface RawRouteRule {
     callers?: string[];
   }[];
   filters?: {
-    type: 'RequestHeaderModifier' | 'ResponseHeaderModifier' | 'RequestMirror';
+    type: 'RequestHeaderModifier' | 'ResponseHeaderModifier' | 'RequestMirror' | 'RequestRedirect' | 'URLRewrite';
     requestHeaderModifier?: RawHeaderModifier;
     responseHeaderModifier?: RawHeaderModifier;
     requestMirror?: { backendRef: { subset: Record<string, string> }; percent?: number };
+    requestRedirect?: { scheme?: 'http' | 'https'; hostname?: string; path?: RawPathModifier; port?: number; statusCode?: 301 | 302 | 303 | 307 | 308 };
+    urlRewrite?: { hostname?: string; path?: RawPathModifier };
   }[];
   backendRefs?: { subset: Record<string, string>; weight?: number }[];
   timeouts?: { request?: string; backendRequest?: string };

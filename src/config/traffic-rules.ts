@@ -6,7 +6,7 @@
  * steps climb to 100 %. Shared by the config and the admin API's faults.
  */
 import { identityPatternProblem } from '../identity/spiffe.ts';
-import type { RawFault, RawRouteRule } from './raw.ts';
+import type { RawFault, RawPathModifier, RawRouteRule } from './raw.ts';
 import type { ServiceRule, Report } from './rules.ts';
 import type { AccessRule, CanaryConfig, FaultSpec, HeaderModifier, RouteRule, ValueMatch } from './types.ts';
 import type { PathSegment } from './validate.ts';
@@ -74,7 +74,13 @@ function checkModifier(modifier: HeaderModifier | undefined, path: PathSegment[]
 
 /** Gateway API: each filter carries the key its type names, and nothing else; a type appears once per rule. */
 function checkFilters(raw: RawRouteRule | undefined, path: PathSegment[], report: Report): void {
-  const keyOf = { RequestHeaderModifier: 'requestHeaderModifier', ResponseHeaderModifier: 'responseHeaderModifier', RequestMirror: 'requestMirror' } as const;
+  const keyOf = {
+    RequestHeaderModifier: 'requestHeaderModifier',
+    ResponseHeaderModifier: 'responseHeaderModifier',
+    RequestMirror: 'requestMirror',
+    RequestRedirect: 'requestRedirect',
+    URLRewrite: 'urlRewrite',
+  } as const;
   const seen = new Set<string>();
   (raw?.filters ?? []).forEach((f, i) => {
     const want = keyOf[f.type];
@@ -82,7 +88,29 @@ function checkFilters(raw: RawRouteRule | undefined, path: PathSegment[], report
     if (keys.length !== 1 || keys[0] !== want) report([...path, 'filters', i], `type ${f.type} takes exactly the key ${want}`);
     if (seen.has(f.type)) report([...path, 'filters', i, 'type'], `${f.type} may appear once per rule`);
     seen.add(f.type);
+    const modifier = f.requestRedirect?.path ?? f.urlRewrite?.path;
+    if (modifier !== undefined) checkPathModifier(modifier, [...path, 'filters', i, want, 'path'], report);
   });
+}
+
+/** Gateway API: the type names the one replacement it carries. */
+function checkPathModifier(modifier: RawPathModifier, path: PathSegment[], report: Report): void {
+  const want = modifier.type === 'ReplaceFullPath' ? 'replaceFullPath' : 'replacePrefixMatch';
+  const other = modifier.type === 'ReplaceFullPath' ? 'replacePrefixMatch' : 'replaceFullPath';
+  if (modifier[want] === undefined) report([...path, want], `type ${modifier.type} needs ${want}`);
+  if (modifier[other] !== undefined) report([...path, other], `not used with type ${modifier.type}`);
+}
+
+/** RequestRedirect answers by itself; URLRewrite's prefix replacement needs the prefix a PathPrefix match matched. */
+function checkRedirectAndRewrite(rule: RouteRule, path: PathSegment[], report: Report): void {
+  const at = [...path, 'filters'];
+  if (rule.redirect !== undefined && rule.rewrite !== undefined) report(at, 'RequestRedirect and URLRewrite cannot be used in the same rule');
+  if (rule.redirect !== undefined && rule.backendRefs.length > 0)
+    report([...path, 'backendRefs'], 'a rule with RequestRedirect answers the request itself: it takes no backendRefs');
+  if (rule.redirect !== undefined && rule.mirror !== undefined) report(at, 'a rule with RequestRedirect forwards nothing for RequestMirror to copy');
+  const prefixed = rule.redirect?.path?.type === 'ReplacePrefixMatch' || rule.rewrite?.path?.type === 'ReplacePrefixMatch';
+  if (prefixed && rule.matches.some((m) => m.path !== undefined && m.path.type !== 'PathPrefix'))
+    report([...path, 'matches'], 'ReplacePrefixMatch needs every match of the rule to be a PathPrefix match');
 }
 
 function checkRoute(rule: RouteRule, raw: RawRouteRule | undefined, path: PathSegment[], report: Report): void {
@@ -97,6 +125,7 @@ function checkRoute(rule: RouteRule, raw: RawRouteRule | undefined, path: PathSe
     checkCallers(m.callers, [...at, 'callers'], report);
   });
   checkFilters(raw, path, report);
+  checkRedirectAndRewrite(rule, path, report);
   checkModifier(rule.requestHeaders, [...path, 'filters', 'requestHeaderModifier'], report);
   checkModifier(rule.responseHeaders, [...path, 'filters', 'responseHeaderModifier'], report);
   if (rule.backendRefs.length > 0 && rule.backendRefs.every((b) => b.weight === 0))

@@ -39,6 +39,26 @@ const headerModifier = {
   },
 } as const;
 
+/** Gateway API's PreciseHostname (RFC 1123, lowercase, no wildcard). */
+const hostname = {
+  type: 'string',
+  maxLength: 253,
+  pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+} as const;
+
+/** HTTPPathModifier: the whole path, or the prefix the rule's PathPrefix match matched. */
+const pathModifier = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type'],
+  properties: {
+    type: { enum: ['ReplaceFullPath', 'ReplacePrefixMatch'] },
+    replaceFullPath: { type: 'string', maxLength: 1024, pattern: '^/[^\\s?#]*$' },
+    // Empty is allowed: "/foo/bar" with prefix "/foo" becomes "/bar".
+    replacePrefixMatch: { type: 'string', maxLength: 1024, pattern: '^(/[^\\s?#]*)?$' },
+  },
+} as const;
+
 /** A subset of the service's endpoints by labels, with a weight (HTTPBackendRef with meshd's `subset`). */
 const backendRef = {
   type: 'object',
@@ -82,7 +102,7 @@ const filter = {
   additionalProperties: false,
   required: ['type'],
   properties: {
-    type: { enum: ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror'] },
+    type: { enum: ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite'] },
     requestHeaderModifier: headerModifier,
     responseHeaderModifier: headerModifier,
     requestMirror: {
@@ -91,6 +111,18 @@ const filter = {
       required: ['backendRef'],
       properties: { backendRef: { type: 'object', additionalProperties: false, required: ['subset'], properties: { subset: labels } }, percent },
     },
+    requestRedirect: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        scheme: { enum: ['http', 'https'] },
+        hostname,
+        path: pathModifier,
+        port: { type: 'integer', minimum: 1, maximum: 65535 },
+        statusCode: { enum: [301, 302, 303, 307, 308] },
+      },
+    },
+    urlRewrite: { type: 'object', additionalProperties: false, minProperties: 1, properties: { hostname, path: pathModifier } },
   },
 } as const;
 

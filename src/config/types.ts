@@ -253,6 +253,24 @@ export interface HeaderModifier {
   readonly remove: readonly string[];
 }
 
+/** Gateway API's HTTPPathModifier: the whole path, or the prefix the rule's PathPrefix match matched. */
+export type PathModifier = { readonly type: 'ReplaceFullPath'; readonly value: string } | { readonly type: 'ReplacePrefixMatch'; readonly value: string };
+
+/** RequestRedirect: answer with a redirect instead of forwarding; what is not set comes from the request. */
+export interface RequestRedirect {
+  readonly scheme: 'http' | 'https' | undefined;
+  readonly hostname: string | undefined;
+  readonly path: PathModifier | undefined;
+  readonly port: number | undefined;
+  readonly statusCode: 301 | 302 | 303 | 307 | 308;
+}
+
+/** URLRewrite: the Host and path sent upstream. */
+export interface UrlRewrite {
+  readonly hostname: string | undefined;
+  readonly path: PathModifier | undefined;
+}
+
 /** Endpoints whose labels include all of `subset`, with a weight among the rule's backends. */
 export interface BackendRef {
   readonly subset: Readonly<Record<string, string>>;
@@ -267,6 +285,9 @@ export interface RouteRule {
   readonly requestHeaders: HeaderModifier | undefined;
   readonly responseHeaders: HeaderModifier | undefined;
   readonly mirror: { readonly subset: Readonly<Record<string, string>>; readonly percent: number } | undefined;
+  /** Answer with a redirect; the rule then forwards nothing (Gateway API: no backendRefs with it). */
+  readonly redirect: RequestRedirect | undefined;
+  readonly rewrite: UrlRewrite | undefined;
   /** Empty: the service's default backend (every endpoint, or the canary's split). */
   readonly backendRefs: readonly BackendRef[];
   /** Whole-request deadline; undefined: the service's. */

@@ -11,7 +11,8 @@
  *
  * Supported: producer routes (in the Service's namespace); backendRefs to
  * Services of the same namespace; the RequestHeaderModifier,
- * ResponseHeaderModifier and RequestMirror filters; timeouts and retry.
+ * ResponseHeaderModifier, RequestMirror, RequestRedirect and URLRewrite
+ * filters; timeouts and retry.
  * A rule using anything else is left out whole (logged, counted), never
  * half-applied.
  */
@@ -44,6 +45,8 @@ interface HttpRouteRuleObject {
     requestHeaderModifier?: unknown;
     responseHeaderModifier?: unknown;
     requestMirror?: { backendRef?: BackendRefObject; percent?: number };
+    requestRedirect?: unknown;
+    urlRewrite?: unknown;
   }[];
   backendRefs?: BackendRefObject[];
   timeouts?: { request?: string; backendRequest?: string };
@@ -106,7 +109,9 @@ export function serviceRoutes(routes: readonly HttpRouteObject[], service: strin
         return;
       }
       for (const b of translated.backends) if (b !== service) backends.add(b);
-      rules.push({ ...normalised, name: label, ...(translated.raw.backendRefs?.length === 0 ? { answer: 'no_backend' as const } : {}) });
+      // Gateway API: a rule without backends answers 500, unless it redirects (it answers itself).
+      const noBackend = translated.raw.backendRefs?.length === 0 && normalised.redirect === undefined;
+      rules.push({ ...normalised, name: label, ...(noBackend ? { answer: 'no_backend' as const } : {}) });
     });
   }
   // Gateway API: a request that matches none of the Service's rules is answered 404.
@@ -128,7 +133,8 @@ function translateRule(rule: HttpRouteRuleObject, namespace: string): { raw: Raw
   };
   const filters: NonNullable<RawRouteRule['filters']> = [];
   for (const f of rule.filters ?? []) {
-    if (f.type === 'RequestHeaderModifier' || f.type === 'ResponseHeaderModifier') {
+    // Written as in meshd's YAML; the schema and rules judge them.
+    if (f.type === 'RequestHeaderModifier' || f.type === 'ResponseHeaderModifier' || f.type === 'RequestRedirect' || f.type === 'URLRewrite') {
       filters.push(f as NonNullable<RawRouteRule['filters']>[number]);
     } else if (f.type === 'RequestMirror') {
       const subset = backendOf(f.requestMirror?.backendRef);

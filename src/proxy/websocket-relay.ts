@@ -40,6 +40,8 @@ export interface WebSocketRelayContext {
   readonly fault?: ((endpoint: Endpoint) => InjectedFault | undefined) | undefined;
   /** The tunnel's span, dependency-map edge and access line (its owner ends it when the client socket closes). */
   readonly witness: TunnelWitness;
+  /** The Host the handshake goes upstream with (a route's URLRewrite); undefined keeps the caller's. */
+  readonly authority?: string | undefined;
 }
 
 /** A fault as a relay applies it: wait first, then answer `status`, cut the connection, or go on. */
@@ -146,6 +148,7 @@ function forwardTunnel(
   const limits = { connectTimeoutMs: ctx.connectTimeoutMs, handshakeTimeoutMs: ctx.timeoutMs };
   const fields = [...(extraFields ?? []), ...(via === undefined ? [] : [MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address])];
   const headers = upgradeRequestHeaders(req, fields);
+  if (ctx.authority !== undefined) headers['host'] = ctx.authority;
   // Tracing: this hop's span is the parent upstream, as on the HTTP path.
   const traceparent = ctx.witness.traceparent;
   if (traceparent !== undefined) headers['traceparent'] = traceparent;

@@ -27,11 +27,14 @@ interface Candidate<T> {
   readonly test: Test;
   readonly rule: RouteRule;
   readonly value: T;
+  readonly prefix: string;
 }
 
 export interface SelectedRoute<T> {
   readonly rule: RouteRule;
   readonly value: T;
+  /** The path prefix the match that chose the route matched: its PathPrefix value, else "/" (URLRewrite, RequestRedirect). */
+  readonly prefix: string;
 }
 
 export class RouteTable<T> {
@@ -46,7 +49,13 @@ export class RouteTable<T> {
       // No matches: Gateway API's default, a PathPrefix of "/".
       const matches = rule.matches.length > 0 ? rule.matches : [NO_CONDITIONS];
       matches.forEach((match, matchIndex) =>
-        candidates.push({ rank: [...precedence(match), -ruleIndex, -matchIndex], test: compileMatch(match), rule, value }),
+        candidates.push({
+          rank: [...precedence(match), -ruleIndex, -matchIndex],
+          test: compileMatch(match),
+          rule,
+          value,
+          prefix: match.path?.type === 'PathPrefix' ? match.path.value : '/',
+        }),
       );
     });
     candidates.sort((a, b) => compareRanks(b.rank, a.rank));

@@ -32,10 +32,10 @@ import type { AttemptPicker, AttemptSink } from '../stack/attempt.ts';
 import type { Handler } from '../stack/layer.ts';
 import { CanaryController, FollowedCanary, type Canary, type CanaryRecorder } from '../canary/canary-controller.ts';
 import type { CanaryCommand, CanaryDecision } from '../canary/canary-state.ts';
-import { sendRawError } from '../stack/respond.ts';
+import { sendRawError, sendRawRedirect } from '../stack/respond.ts';
 import { subsetKey, Subsets, WeightedSplit, type Subset } from '../traffic/backends.ts';
 import { countInjection, type FaultRegistry } from '../traffic/faults.ts';
-import { TrafficPolicy, type Admittance, type TrafficRecorder } from './traffic-policy.ts';
+import { TrafficPolicy, type TrafficRecorder } from './traffic-policy.ts';
 import type { RequestHead } from '../stack/exchange.ts';
 import type { InFlightCount } from '../stack/layers.ts';
 import type { DataPathObserver, EdgeRecorder, ServiceRecorder } from '../stack/observer.ts';
@@ -243,11 +243,18 @@ export class ServiceRuntime implements AttemptSink {
     const handshake = handshakeHead(req);
     const witness = this.witnessTunnel('websocket', caller, socket, handshake);
     const admitted = this.policy.admit({ head: handshake, caller });
-    if (!('backend' in admitted)) {
-      witness.settle({ endpoint: undefined, errorCode: admitted.refused.code });
-      this.refuse(socket, admitted);
+    if ('redirect' in admitted) {
+      witness.settle({ endpoint: undefined, status: admitted.redirect.status });
+      sendRawRedirect(socket, admitted.redirect.status, admitted.redirect.location);
       return;
     }
+    if ('refused' in admitted) {
+      witness.settle({ endpoint: undefined, errorCode: admitted.refused.code });
+      sendRawError(socket, admitted.refused);
+      return;
+    }
+    // URLRewrite: the handshake goes upstream with the route's path and Host.
+    if (admitted.head !== undefined) req.url = admitted.head.path;
     relayWebSocket(
       {
         service: this.name,
@@ -264,6 +271,7 @@ export class ServiceRuntime implements AttemptSink {
         timeoutMs: this.config.timeoutMs,
         fault: (endpoint) => this.injectedFault(endpoint, admitted.route, handshake, caller),
         witness,
+        authority: admitted.head?.authority,
       },
       req,
       socket,
@@ -512,10 +520,6 @@ export class ServiceRuntime implements AttemptSink {
     );
     socket.once('close', () => witness.end(socket));
     return witness;
-  }
-
-  private refuse(socket: Socket, refused: Exclude<Admittance, { backend: AttemptPicker }>): void {
-    sendRawError(socket, refused.refused);
   }
 
   /** Starts, restarts or stops active health checks to match the config. */

@@ -14,8 +14,10 @@ import { forwardHttp } from '../proxy/http-forwarder.ts';
 import { accessLayer, accessRefusal, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
 import { headerModifierLayer } from '../routing/header-modifier.ts';
 import { RouteTable, type RouteRequest } from '../routing/route-table.ts';
+import { redirectHandler, redirectLocation, rewrittenHead, urlRewriteLayer } from '../routing/url-rewrite.ts';
 import type { Admission } from '../stack/admission.ts';
 import type { AttemptPicker } from '../stack/attempt.ts';
+import type { RequestHead } from '../stack/exchange.ts';
 import { buildRouteLayers, buildServiceLayers } from '../stack/build.ts';
 import type { Handler, Layer } from '../stack/layer.ts';
 import type { InFlightCount } from '../stack/layers.ts';
@@ -69,8 +71,27 @@ interface CompiledRoute {
   readonly limiter: RateLimiter | undefined;
 }
 
+interface Selected {
+  readonly route: CompiledRoute;
+  /** What the route's PathPrefix match matched ("/" without one). */
+  readonly prefix: string;
+}
+
+/** Where an admitted WebSocket handshake or TCP connection goes; `head`: the handshake as URLRewrite made it. */
+export interface Admitted {
+  readonly backend: AttemptPicker;
+  readonly route: string | undefined;
+  readonly head?: RequestHead | undefined;
+}
+export interface Refused {
+  readonly refused: MeshError;
+}
+/** A handshake whose route answers with RequestRedirect. */
+export interface Redirected {
+  readonly redirect: { readonly status: number; readonly location: string };
+}
 /** What a WebSocket handshake or a TCP connection is allowed, and where it goes. */
-export type Admittance = { readonly backend: AttemptPicker; readonly route: string | undefined } | { readonly refused: MeshError };
+export type Admittance = Admitted | Refused | Redirected;
 
 export class TrafficPolicy {
   readonly handler: Handler;
@@ -107,34 +128,42 @@ export class TrafficPolicy {
         ...(deps.witnesses === undefined ? {} : { witnesses: { to: deps.witnesses, kind: 'outbound' as const } }),
       },
       (ex) => {
-        const route = this.select({ head: ex.head, caller: ex.caller });
+        const { route, prefix } = this.select({ head: ex.head, caller: ex.caller });
         // Counted by the observe layer once the status is final: a 429 or 502 of this route is not a 2xx.
         if (route.rule !== undefined) ex.route = route.rule.name;
+        ex.routePrefix = prefix;
         return route.handler(ex);
       },
     );
   }
 
   /** The route a request takes (its rule undefined: the service's defaults). */
-  private select(request: RouteRequest): CompiledRoute {
-    return this.table.select(request)?.value ?? this.fallback;
+  private select(request: RouteRequest): Selected {
+    const selected = this.table.select(request);
+    return selected === undefined ? { route: this.fallback, prefix: '/' } : { route: selected.value, prefix: selected.prefix };
   }
 
   /** The decisions of the HTTP stack for a WebSocket handshake (`request`) or a TCP connection (undefined). */
+  admit(request: undefined): Admitted | Refused;
+  admit(request: RouteRequest): Admittance;
   admit(request: RouteRequest | undefined): Admittance {
     const { config, traffic } = this.deps;
     const caller = request?.caller;
     const target = request === undefined ? undefined : { method: request.head.method, target: request.head.path };
     const forbidden = accessRefusal(this.access, target, caller, config.name, traffic);
     if (forbidden !== undefined) return { refused: forbidden };
-    const route = request === undefined ? this.fallback : this.select(request);
-    const answer = route.rule?.answer;
-    if (answer !== undefined) return { refused: answerError(answer, config.name, route.rule?.name ?? '') };
+    const { route, prefix } = request === undefined ? { route: this.fallback, prefix: '/' } : this.select(request);
+    const rule = route.rule;
+    if (rule?.answer !== undefined) return { refused: answerError(rule.answer, config.name, rule.name) };
     const limited =
-      rateLimitRefusal(this.limiter, caller, config.name, undefined, traffic) ??
-      rateLimitRefusal(route.limiter, caller, config.name, route.rule?.name, traffic);
+      rateLimitRefusal(this.limiter, caller, config.name, undefined, traffic) ?? rateLimitRefusal(route.limiter, caller, config.name, rule?.name, traffic);
     if (limited !== undefined) return { refused: limited };
-    return { backend: route.backend, route: route.rule?.name };
+    // A handshake is an HTTP request: its route may redirect it or rewrite its path and Host.
+    if (request !== undefined && rule?.redirect !== undefined) {
+      return { redirect: { status: rule.redirect.statusCode, location: redirectLocation(rule.redirect, request.head, prefix, config.name) } };
+    }
+    const head = request !== undefined && rule?.rewrite !== undefined ? rewrittenHead(request.head, rule.rewrite, prefix) : undefined;
+    return { backend: route.backend, route: rule?.name, head };
   }
 
   state(): unknown {
@@ -156,7 +185,13 @@ export class TrafficPolicy {
     const filters: Layer[] = [];
     const limiter = rule?.rateLimit === undefined ? undefined : this.deps.limiters.get(`route:${rule.name}`, rule.rateLimit);
     if (limiter !== undefined) filters.push(rateLimitLayer(limiter, config.name, rule?.name, traffic));
+    if (rule?.rewrite !== undefined) filters.push(urlRewriteLayer(rule.rewrite));
     if (rule?.requestHeaders !== undefined || rule?.responseHeaders !== undefined) filters.push(headerModifierLayer(rule.requestHeaders, rule.responseHeaders));
+    if (rule?.redirect !== undefined) {
+      // Answered here: its rate limit and response header modifier apply; nothing is forwarded.
+      const answer = redirectHandler(rule.redirect, config.name);
+      return { rule, handler: filters.reduceRight<Handler>((next, layer) => layer(next), answer), backend, limiter };
+    }
     if (rule?.mirror !== undefined) {
       this.subsetKeys.add(subsetKey(rule.mirror.subset));
       filters.push(

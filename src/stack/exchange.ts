@@ -135,6 +135,8 @@ export class Exchange {
   caller: string | undefined = undefined;
   /** The route the exchange took (metrics, logs, faults); undefined: the service's defaults. */
   route: string | undefined = undefined;
+  /** The prefix the route's PathPrefix match matched ("/" without one): URLRewrite and RequestRedirect replace it. */
+  routePrefix = '/';
   /** The span of this hop when tracing is on (stack/trace.ts). */
   span: HopSpan | undefined = undefined;
   /** Retries sent for this exchange. */

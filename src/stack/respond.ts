@@ -61,6 +61,16 @@ export function respondError(sink: ResponseSink, audience: ErrorAudience, err: M
   sink.end(audience.method === 'HEAD' ? undefined : body);
 }
 
+/** Answers a WebSocket handshake whose route redirects (RequestRedirect), and closes the socket. */
+export function sendRawRedirect(socket: Socket, status: number, location: string): void {
+  if (!socket.writable || socket.destroyed) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Redirect'}\r\nlocation: ${location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+  socket.setTimeout(5_000, () => socket.destroy());
+}
+
 /** Answers on a raw socket (malformed input, upgrades: no ServerResponse exists) and closes it. */
 export function sendRawError(socket: Socket, err: MeshError): void {
   if (!socket.writable || socket.destroyed) {

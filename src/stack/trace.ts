@@ -89,6 +89,8 @@ export function accessLogLayer(log: Logger, service: string, access: () => Acces
   return (next) => async (ex) => {
     const settings = access();
     if (settings === undefined) return next(ex);
+    // The request as the caller sent it: a route's URLRewrite replaces ex.head on the way.
+    const head = ex.head;
     try {
       await next(ex);
     } finally {
@@ -98,12 +100,12 @@ export function accessLogLayer(log: Logger, service: string, access: () => Acces
         log.info(
           {
             access: true,
-            caller: ex.caller ?? ex.head.remoteAddress,
+            caller: ex.caller ?? head.remoteAddress,
             service,
             route: ex.route,
             endpoint: ex.attempt.endpoint?.address,
-            method: ex.head.method,
-            path: ex.head.path.split('?')[0],
+            method: head.method,
+            path: head.path.split('?')[0],
             status,
             bytes: ex.response.bytesSent,
             durationMs: Math.round((clock() - ex.startedAt) * 1000) / 1000,

@@ -74,18 +74,22 @@ export class FakeResponse implements ResponseSink {
   }
 }
 
-export function fakeExchange(request: FakeRequest = {}, startedAt = 0): { ex: Exchange; response: FakeResponse } {
+/** A request head from a plain object of fields (lowercase names), from 127.0.0.1. */
+export function fakeHead(request: FakeRequest = {}): RequestHead {
   const values = request.fields ?? {};
-  const list = Object.entries(values).flat();
-  const head: RequestHead = {
+  return {
     method: request.method ?? 'GET',
     path: request.path ?? '/',
     authority: request.authority,
-    fields: list,
+    fields: Object.entries(values).flat(),
     field: (name) => values[name],
     hasBody: request.body !== undefined,
     remoteAddress: '127.0.0.1',
   };
+}
+
+export function fakeExchange(request: FakeRequest = {}, startedAt = 0): { ex: Exchange; response: FakeResponse } {
+  const head = fakeHead(request);
   const response = new FakeResponse();
   const body =
     request.body === undefined

@@ -25,7 +25,7 @@ const server = createServer((req, res) => {
   req.once('end', () =>
     setTimeout(() => {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ pod, headers: req.headers }));
+      res.end(JSON.stringify({ pod, path: req.url, headers: req.headers }));
     }, delayMs),
   );
 });

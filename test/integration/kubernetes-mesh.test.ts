@@ -465,7 +465,7 @@ services:
     assert.match((await curlIn('c1', 'users')).out, /\n200$/);
   });
 
-  it('routes a Service by the HTTPRoutes attached to it (GAMMA): pinning, weighted Services, 404 when no rule matches, live changes', async (t) => {
+  it('routes a Service by the HTTPRoutes attached to it (GAMMA): pinning, weighted Services, rewrites, redirects, 404 when no rule matches, live changes', async (t) => {
     const route = (v2Weight: number): { name: string; namespace: string; spec: Record<string, unknown> } => ({
       name: 'catalog-split',
       namespace: 'shop',
@@ -486,11 +486,28 @@ services:
               { name: 'catalog-v2', port: 8080, weight: v2Weight },
             ],
           },
-          // Not supported by meshd: left out whole, logged.
           {
             name: 'rewrite',
             matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
-            filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplaceFullPath', replaceFullPath: '/new' } } }],
+            filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'catalog.internal', path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' } } }],
+            backendRefs: [{ name: 'catalog-v1', port: 8080 }],
+          },
+          {
+            name: 'moved',
+            matches: [{ path: { type: 'PathPrefix', value: '/moved' } }],
+            filters: [
+              {
+                type: 'RequestRedirect',
+                requestRedirect: { hostname: 'catalog.shop', path: { type: 'ReplaceFullPath', replaceFullPath: '/here' }, statusCode: 301 },
+              },
+            ],
+          },
+          // Not supported by meshd: left out whole, logged.
+          {
+            name: 'cors',
+            matches: [{ path: { type: 'PathPrefix', value: '/cors' } }],
+            filters: [{ type: 'CORS', cors: { allowOrigins: ['https://example.com'] } }],
+            backendRefs: [{ name: 'catalog-v1', port: 8080 }],
           },
         ],
       },
@@ -506,12 +523,33 @@ services:
       assert.ok(share > 0.1 && share < 0.3, `share to catalog-v2: ${share}`);
       const header = await run([...lab.exec('c1'), 'curl', '-sS', '-m', '10', '-H', 'Host: catalog', `http://${nodeIp(1)}:4140/api/x`]);
       assert.equal((JSON.parse(header.out) as { headers: Record<string, string> }).headers['x-route'], 'api');
+      // URLRewrite: the pod on the other node gets the rewritten path (query kept) and Host.
+      const rewritten = await run([...lab.exec('c1'), 'curl', '-sS', '-m', '10', '-H', 'Host: catalog', `http://${nodeIp(1)}:4140/old/items?page=2`]);
+      const seen = JSON.parse(rewritten.out) as { pod: string; path: string; headers: Record<string, string> };
+      assert.ok(['u2a', 'u2b'].includes(seen.pod), rewritten.out);
+      assert.deepEqual([seen.path, seen.headers['host']], ['/new/items?page=2', 'catalog.internal'], rewritten.out);
+      // RequestRedirect: answered by the caller's meshd, nothing forwarded.
+      const redirect = await run([
+        ...lab.exec('c1'),
+        'curl',
+        '-sS',
+        '-m',
+        '10',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code} %{redirect_url}',
+        '-H',
+        'Host: catalog',
+        `http://${nodeIp(1)}:4140/moved/x?a=1`,
+      ]);
+      assert.equal(redirect.out, '301 http://catalog.shop/here?a=1', redirect.out + redirect.err);
       // No rule matches: 404 (Gateway API), and the unsupported rule was left out rather than half-applied.
-      for (const path of ['/other', '/old/thing']) {
+      for (const path of ['/other', '/cors/thing']) {
         const miss = await curlIn('c1', 'catalog', path);
         assert.match(miss.out, /"error":"no_route"[\s\S]*\n404$/, `${path}: ${miss.out}`);
       }
-      await meshds.get(1)?.waitForLog((l) => l.msg.startsWith('HTTPRoute rules left out') && JSON.stringify(l['skipped']).includes('URLRewrite'));
+      await meshds.get(1)?.waitForLog((l) => l.msg.startsWith('HTTPRoute rules left out') && JSON.stringify(l['skipped']).includes('CORS'));
       // A change to the HTTPRoute applies at once, without a restart: all of /api to catalog-v2.
       api.applyHttpRoute(route(100));
       const deadline = Date.now() + 10_000;

@@ -139,6 +139,71 @@ services:
   });
 });
 
+describe('redirects and rewrites (RequestRedirect, URLRewrite)', () => {
+  it('answers redirects itself and rewrites the path and Host upstream, on HTTP/1.1, h2c and WebSocket handshakes', async () => {
+    const backend = await startBackend(echo);
+    const handshakes: { url: string | undefined; host: string | undefined }[] = [];
+    serveWebSocketEcho(backend.server as import('node:http').Server, (req) => handshakes.push({ url: req.url, host: req.headers.host }));
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+log: { access: { enabled: true } }
+services:
+  users:
+    endpoints: [ { address: ${backend.address} } ]
+    routes:
+      - name: moved
+        matches: [ { path: { type: PathPrefix, value: /old } } ]
+        filters:
+          - { type: RequestRedirect, requestRedirect: { scheme: https, hostname: users.example, statusCode: 301, path: { type: ReplacePrefixMatch, replacePrefixMatch: /new } } }
+          - { type: ResponseHeaderModifier, responseHeaderModifier: { set: [ { name: x-moved, value: "1" } ] } }
+      - name: v1
+        matches: [ { path: { type: PathPrefix, value: /v1 } } ]
+        filters: [ { type: URLRewrite, urlRewrite: { hostname: users.internal, path: { type: ReplacePrefixMatch, replacePrefixMatch: /api/v2 } } } ]
+`);
+    try {
+      const before = backend.hits;
+      // curl, HTTP/1.1 and h2c: 301 with the Location Gateway API describes, the route's response modifier, no body, nothing forwarded.
+      for (const http of ['--http1.1', '--http2-prior-knowledge']) {
+        const { stdout } = await run('curl', ['-s', http, '-D', '-', '-o', '/dev/null', '-H', 'Host: users:4140', `http://${meshd.outbound}/old/a/b?x=1`]);
+        assert.match(stdout, /^HTTP\/[12](\.1)? 301/, stdout);
+        assert.match(stdout, /^location: https:\/\/users\.example\/new\/a\/b\?x=1\r$/im, stdout);
+        assert.match(stdout, /^x-moved: 1\r$/im, stdout);
+        assert.match(stdout, /^content-length: 0\r$/im, stdout);
+      }
+      assert.equal(backend.hits, before, 'a redirect forwards nothing');
+      // URLRewrite: the endpoint sees the new path (query kept) and Host; the caller's spelling of a dot path is judged first.
+      for (const [http, path] of [
+        ['--http1.1', '/v1/items?page=2'],
+        ['--http2-prior-knowledge', '/v1/items?page=2'],
+        ['--http1.1', '/x/../v1/items?page=2'],
+      ] as const) {
+        const { stdout } = await run('curl', ['-s', http, '--path-as-is', '-H', 'Host: users', `http://${meshd.outbound}${path}`]);
+        const seen = JSON.parse(stdout) as { url: string; headers: Record<string, string> };
+        assert.deepEqual([seen.url, seen.headers['host']], ['/api/v2/items?page=2', 'users.internal'], `${http} ${path}: ${stdout}`);
+      }
+      // The access log shows the request as the caller sent it.
+      await meshd.waitForLog((l) => l['access'] === true && l['route'] === 'v1' && l['path'] === '/v1/items');
+      // WebSocket handshakes: redirected the same way, and rewritten on their way to the endpoint.
+      const redirected = await openWebSocket(meshd.outbound, 'users', '/old/socket');
+      assert.equal(redirected.status, 301);
+      assert.match(redirected.responseHead, /^location: https:\/\/users\.example\/new\/socket\r$/im);
+      redirected.close();
+      const ws = await openWebSocket(meshd.outbound, 'users', '/v1/socket?room=1');
+      assert.equal(ws.status, 101);
+      ws.send('hi');
+      assert.equal(await ws.receive(), 'echo:hi');
+      ws.close();
+      assert.deepEqual(handshakes, [{ url: '/api/v2/socket?room=1', host: 'users.internal' }]);
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'moved', code: '3xx' }), 2);
+    } finally {
+      await meshd.stop();
+      await backend.close();
+    }
+  });
+});
+
 describe('access rules and rate limits', () => {
   it('denies DELETE and /admin however the path is spelled, and answers 429 with Retry-After over the limit', async () => {
     const backend = await startBackend(echo);

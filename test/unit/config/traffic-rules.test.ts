@@ -40,6 +40,12 @@ describe('traffic policy config', () => {
     retry: { attempts: 2, codes: [ 503 ], backoff: 50ms }
     rateLimit: { requestsPerSecond: 50, per: caller }
   - matches: [ { path: { type: RegularExpression, value: "/u/[0-9]+" }, queryParams: [ { name: q, value: x } ] } ]
+  - name: moved
+    matches: [ { path: { value: /old } }, { path: { type: PathPrefix, value: /older } } ]
+    filters: [ { type: RequestRedirect, requestRedirect: { scheme: https, hostname: users.example, port: 8443, statusCode: 308, path: { type: ReplacePrefixMatch, replacePrefixMatch: /new } } } ]
+  - name: rewritten
+    matches: [ { path: { type: Exact, value: /v1 } } ]
+    filters: [ { type: URLRewrite, urlRewrite: { hostname: users.internal, path: { type: ReplaceFullPath, replaceFullPath: /v2 } } } ]
 access: [ { action: deny, methods: [ DELETE ], paths: [ /admin/* ] } ]
 rateLimit: { requestsPerSecond: 1000, burst: 2000 }
 faults: [ { name: slow, match: { subset: { version: v2 }, route: pinned }, delay: { duration: 100ms, percent: 5 }, duration: 10m } ]
@@ -68,6 +74,34 @@ canary: { stable: { version: v1 }, canary: { version: v2 }, steps: [ 5, 25, 100 
       'a filter whose key does not match its type',
       `routes: [ { filters: [ { type: RequestMirror, requestHeaderModifier: { remove: [ x ] } } ] } ]`,
       ['services.users.routes[0].filters[0]'],
+    ],
+    [
+      'RequestRedirect with backends, a mirror or URLRewrite',
+      `routes: [ { backendRefs: [ { subset: { version: v1 } } ], filters: [ { type: RequestRedirect, requestRedirect: {} }, { type: URLRewrite, urlRewrite: { hostname: a } }, { type: RequestMirror, requestMirror: { backendRef: { subset: { version: v2 } } } } ] } ]`,
+      ['services.users.routes[0].filters', 'services.users.routes[0].backendRefs', 'services.users.routes[0].filters'],
+    ],
+    [
+      'ReplacePrefixMatch beside a match that is not a PathPrefix',
+      `routes: [ { matches: [ { path: { value: /a } }, { path: { type: Exact, value: /b } } ], filters: [ { type: URLRewrite, urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: /c } } } ] } ]`,
+      ['services.users.routes[0].matches'],
+    ],
+    [
+      'a path modifier without its value, or with the other one',
+      `routes: [ { filters: [ { type: URLRewrite, urlRewrite: { path: { type: ReplaceFullPath, replacePrefixMatch: /x } } } ] }, { filters: [ { type: RequestRedirect, requestRedirect: { path: { type: ReplacePrefixMatch } } } ] } ]`,
+      [
+        'services.users.routes[0].filters[0].urlRewrite.path.replaceFullPath',
+        'services.users.routes[0].filters[0].urlRewrite.path.replacePrefixMatch',
+        'services.users.routes[1].filters[0].requestRedirect.path.replacePrefixMatch',
+      ],
+    ],
+    [
+      'a redirect status, hostname or path Gateway API does not allow',
+      `routes: [ { filters: [ { type: RequestRedirect, requestRedirect: { statusCode: 200, hostname: "*.example", path: { type: ReplaceFullPath, replaceFullPath: "/a?b" } } } ] } ]`,
+      [
+        'services.users.routes[0].filters[0].requestRedirect.hostname',
+        'services.users.routes[0].filters[0].requestRedirect.path.replaceFullPath',
+        'services.users.routes[0].filters[0].requestRedirect.statusCode',
+      ],
     ],
     ['duplicate route names', `routes: [ { name: a }, { name: a } ]`, ['services.users.routes[1].name']],
     ['all backend weights zero', `routes: [ { backendRefs: [ { subset: { version: v1 }, weight: 0 } ] } ]`, ['services.users.routes[0].backendRefs']],

@@ -38,7 +38,13 @@ describe('GAMMA HTTPRoutes', () => {
               timeouts: { request: '1m30s' },
             },
             { name: 'nobackend', matches: [{ method: 'DELETE' }] },
+            {
+              name: 'moved',
+              matches: [{ path: { type: 'PathPrefix', value: '/old' } }],
+              filters: [{ type: 'RequestRedirect', requestRedirect: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/new' }, statusCode: 301 } }],
+            },
             { name: 'rewrite', filters: [{ type: 'URLRewrite' }], backendRefs: [{ name: 'users' }] },
+            { name: 'cors', filters: [{ type: 'CORS' }], backendRefs: [{ name: 'users' }] },
             { name: 'elsewhere', backendRefs: [{ name: 'users', namespace: 'other' }] },
             { name: 'badregex', matches: [{ path: { type: 'RegularExpression', value: '(' } }], backendRefs: [{ name: 'users' }] },
             { name: 'unknownfield', matches: [{ path: { type: 'PathPrefix', value: '/x' }, extra: 1 }], backendRefs: [{ name: 'users' }] },
@@ -62,6 +68,8 @@ describe('GAMMA HTTPRoutes', () => {
           ],
         ],
         ['older/nobackend', 'no_backend', []],
+        // A redirect answers by itself: no backends is not a 500.
+        ['older/moved', undefined, []],
         ['newer/rule-1', undefined, [['service.meshd.io/users', 1]]],
         ['no-match', 'no_route', []],
       ],
@@ -70,8 +78,17 @@ describe('GAMMA HTTPRoutes', () => {
     assert.deepEqual(out.backends, ['users-v1', 'users-v2']);
     assert.deepEqual(
       out.skipped.map((s) => s.slice(0, s.indexOf(':'))),
-      ['older/rewrite', 'older/elsewhere', 'older/badregex', 'older/unknownfield'],
+      ['older/rewrite', 'older/cors', 'older/elsewhere', 'older/badregex', 'older/unknownfield'],
     );
+    assert.match(out.skipped[0] ?? '', /type URLRewrite takes exactly the key urlRewrite/);
+    assert.match(out.skipped[1] ?? '', /filter CORS is not supported/);
+    assert.deepEqual(out.rules[2]?.redirect, {
+      scheme: undefined,
+      hostname: undefined,
+      path: { type: 'ReplacePrefixMatch', value: '/new' },
+      port: undefined,
+      statusCode: 301,
+    });
   });
 
   it('a Service without HTTPRoutes has no routes from the cluster', () => {

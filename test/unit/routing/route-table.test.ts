@@ -5,17 +5,10 @@ import { compileAccess } from '../../../src/routing/access.ts';
 import { matchPath, queryParams } from '../../../src/routing/match-path.ts';
 import { RouteTable } from '../../../src/routing/route-table.ts';
 import type { RequestHead } from '../../../src/stack/exchange.ts';
+import { fakeHead } from '../../helpers/fake-exchange.ts';
 
 function head(path: string, method = 'GET', fields: Record<string, string> = {}): RequestHead {
-  return {
-    method,
-    path,
-    authority: undefined,
-    hasBody: false,
-    remoteAddress: '127.0.0.1',
-    fields: Object.entries(fields).flat(),
-    field: (name) => fields[name],
-  };
+  return fakeHead({ path, method, fields });
 }
 
 function rule(name: string, ...matches: Partial<RouteMatch>[]): RouteRule {
@@ -25,6 +18,8 @@ function rule(name: string, ...matches: Partial<RouteMatch>[]): RouteRule {
     requestHeaders: undefined,
     responseHeaders: undefined,
     mirror: undefined,
+    redirect: undefined,
+    rewrite: undefined,
     backendRefs: [],
     timeoutMs: undefined,
     backendTimeoutMs: undefined,
