@@ -167,6 +167,7 @@ export class Daemon implements ChangeTarget {
             httpRoutes: mesh.httpRoutes,
           });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
+    metrics.setAttemptCountSource(() => this.services.attemptCounts());
     metrics.setDiscoveryStalenessSource(() => this.services.discoveryStaleness());
     this.tcp = new ServiceTcpListeners({
       log: deps.log,

@@ -10,6 +10,7 @@ import type { EndpointRecorder } from '../balancer/endpoint.ts';
 import type { DecisionRecorder } from '../feedback/controller.ts';
 import type { DataPathObserver, ServiceRecorder } from '../stack/observer.ts';
 import type { TrafficRecorder } from '../service/traffic-policy.ts';
+import type { AttemptCount } from '../service/runtime.ts';
 import type { CanaryRecorder } from '../canary/canary-controller.ts';
 import type { MirrorResult } from '../traffic/mirror.ts';
 import { DecisionLog } from './decision-log.ts';
@@ -31,6 +32,13 @@ const SUPERVISOR_OWNED: ReadonlySet<string> = new Set([
   'meshd_tls_rotations_total',
   'meshd_certificate_expiry_seconds',
 ]);
+
+/**
+ * With several workers, what only the workers count: the supervisor records the attempts their
+ * samples report on its own endpoints (for its decisions), and samples flow only while a feedback
+ * loop runs, so its copy would both repeat and miss some.
+ */
+const WORKER_OWNED: ReadonlySet<string> = new Set(['meshd_endpoint_attempts_total']);
 
 /** prom-client's runtime gauges with a counter's suffix; `meshd_nodejs_active_handles{type}` and its kin carry the same numbers. */
 const GAUGES_NAMED_TOTAL = ['meshd_nodejs_active_handles_total', 'meshd_nodejs_active_requests_total', 'meshd_nodejs_active_resources_total'];
@@ -62,6 +70,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
   private readonly connectionsRefused: Counter<'listener'>;
   private readonly clientErrors: Counter<'listener' | 'code'>;
   private endpointCounts: () => EndpointCount[] = () => [];
+  private attemptCounts: () => AttemptCount[] = () => [];
   private certificate: (() => { identity: string; notAfter: Date }) | undefined;
   private readonly handshakeErrors: Counter<'listener' | 'reason'>;
   private readonly authorizations: Counter<'service' | 'result'>;
@@ -90,6 +99,18 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
     );
     register(this.series.durationCollector('meshd_request_duration_seconds', 'Time from request arrival to the end of the response.'));
     register(this.series.inFlightCollector('meshd_inflight_requests', 'Requests in progress.'));
+    // Per attempt, where meshd_requests_total is per exchange: a failure a retry hid still shows on its endpoint.
+    register({
+      name: 'meshd_endpoint_attempts_total',
+      get: () =>
+        Promise.resolve({
+          name: 'meshd_endpoint_attempts_total',
+          help: 'Attempts sent to each endpoint, by outcome (retries, WebSocket handshakes and TCP connects included).',
+          type: 'counter',
+          aggregator: 'sum',
+          values: this.attemptCounts().map(({ service, endpoint, outcome, count }) => ({ value: count, labels: { service, endpoint, outcome } })),
+        }),
+    });
     this.resets = new Counter({
       name: 'meshd_resets_total',
       help: 'Exchanges cut short: the caller went away (client) or the response stream broke after it started (upstream).',
@@ -192,7 +213,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
     });
     this.connectionsRefused = new Counter({
       name: 'meshd_connections_refused_total',
-      help: 'Connections closed at accept because a listener was at its connection cap.',
+      help: 'Connections closed at accept: a listener at its connection cap, or a source outside its allowFrom (listener *_source).',
       labelNames: ['listener'],
       registers,
     });
@@ -307,6 +328,11 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
     this.endpointCounts = source;
   }
 
+  /** Supplies every endpoint's attempts by outcome, read at each scrape. */
+  setAttemptCountSource(source: () => AttemptCount[]): void {
+    this.attemptCounts = source;
+  }
+
   forService(service: string): ServiceRecorder {
     const inflight = this.series.inFlightCell(service);
     const finish = this.series.bind(service, 'none');
@@ -381,7 +407,7 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
   /** The supervisor's exposition: its own metrics plus its workers' (counters, histograms and in-flight summed). */
   async renderAggregated(workers: readonly unknown[]): Promise<{ contentType: string; body: string }> {
     type MetricList = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
-    const own = await this.registry.getMetricsAsJSON();
+    const own = (await this.registry.getMetricsAsJSON()).filter((m) => !WORKER_OWNED.has(m.name));
     const theirs = workers.filter((w): w is MetricList => Array.isArray(w)).map((list) => list.filter((m) => !SUPERVISOR_OWNED.has(m.name)));
     const merged = AggregatorRegistry.aggregate([own, ...theirs]);
     return { contentType: merged.contentType, body: await merged.metrics() };

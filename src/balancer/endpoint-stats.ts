@@ -36,17 +36,17 @@ export class EndpointStats {
   private readonly window: SlidingCounters;
   private consecutive = 0;
   private last: Outcome | undefined;
-  private readonly totals: Record<Outcome, number>;
+  private readonly totalsByOutcome: Record<Outcome, number>;
 
   constructor(options: EndpointStatsOptions = DEFAULT_STATS_OPTIONS) {
     this.options = options;
     this.window = new SlidingCounters(options.windowMs, options.buckets, 2);
-    this.totals = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
+    this.totalsByOutcome = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>;
   }
 
   /** Records one finished attempt that took `latencyMs`, observed at `now`. */
   record(outcome: Outcome, latencyMs: number, now: number): void {
-    this.totals[outcome]++;
+    this.totalsByOutcome[outcome]++;
     this.last = outcome;
     if (outcome === 'client_abort') return;
     if (isEndpointFailure(outcome)) {
@@ -65,6 +65,11 @@ export class EndpointStats {
     this.ewmaAt = now;
   }
 
+  /** Attempts by outcome since the endpoint appeared (read at scrape; not a copy). */
+  get totals(): Readonly<Record<Outcome, number>> {
+    return this.totalsByOutcome;
+  }
+
   snapshot(now: number): EndpointStatsSnapshot {
     const ok = this.window.sum(SUCCESSES, now);
     const failed = this.window.sum(FAILURES, now);
@@ -74,7 +79,7 @@ export class EndpointStats {
       windowRequests: requests,
       windowSuccessRate: requests === 0 ? undefined : ok / requests,
       consecutiveFailures: this.consecutive,
-      total: { ...this.totals },
+      total: { ...this.totalsByOutcome },
       lastOutcome: this.last,
     };
   }

@@ -8,7 +8,7 @@
 import type { MeshConfig, ServiceConfig } from '../config/types.ts';
 import type { AvailabilityUpdate } from '../feedback/loop.ts';
 import type { Sample } from '../feedback/remote.ts';
-import { ServiceRuntime, type ServiceDeps, type ServiceState } from './runtime.ts';
+import { ServiceRuntime, type AttemptCount, type ServiceDeps, type ServiceState } from './runtime.ts';
 
 /** A service's config from the daemon's; undefined when it no longer has one (mesh mode turned off). */
 export type ConfigFor = (config: MeshConfig) => ServiceConfig | undefined;
@@ -160,6 +160,12 @@ export class ServiceRegistry {
       const seconds = s.discoveryStaleness();
       if (seconds !== undefined) out.push({ service: s.name, seconds });
     }
+    return out;
+  }
+
+  attemptCounts(): AttemptCount[] {
+    const out: AttemptCount[] = [];
+    for (const s of this.all()) s.attemptCounts(out);
     return out;
   }
 

@@ -23,6 +23,7 @@ import type { AvailabilityUpdate, FeedbackLoop } from '../feedback/loop.ts';
 import type { EndpointHealthView } from '../feedback/outlier.ts';
 import { RemoteFeedback, type Sample } from '../feedback/remote.ts';
 import type { Logger } from '../log.ts';
+import { OUTCOMES, type Outcome } from '../protocol/outcome.ts';
 import { upstreamOptions } from '../proxy/http-upstream.ts';
 import { relayTcp } from '../proxy/tcp-relay.ts';
 import { handshakeFields, type UpgradeForwarder } from '../proxy/upgrade-forwarder.ts';
@@ -400,6 +401,17 @@ export class ServiceRuntime implements AttemptSink {
   }
 
   /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */
+  /** Every endpoint's attempts by outcome (retries, WebSocket handshakes and TCP connects included). */
+  attemptCounts(out: AttemptCount[]): void {
+    for (const e of this.endpoints.all()) {
+      const totals = e.stats.totals;
+      for (const outcome of OUTCOMES) {
+        const count = totals[outcome];
+        if (count > 0) out.push({ service: this.name, endpoint: e.address, outcome, count });
+      }
+    }
+  }
+
   countByState(): Map<string, number> {
     const counts = new Map<string, number>([
       ['active', 0],
@@ -614,6 +626,14 @@ function handshakeHead(req: IncomingMessage): RequestHead {
     remoteAddress: req.socket.remoteAddress,
     fields: req.rawHeaders,
   };
+}
+
+/** One endpoint's attempts with one outcome (meshd_endpoint_attempts_total). */
+export interface AttemptCount {
+  readonly service: string;
+  readonly endpoint: string;
+  readonly outcome: Outcome;
+  readonly count: number;
 }
 
 /** How long a new service waits for its discovery sources' first answers. */

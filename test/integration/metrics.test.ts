@@ -11,7 +11,7 @@ import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startBackend } from '../helpers/backend.ts';
 import { startDaemon } from '../helpers/daemon.ts';
-import { metricValue, request } from '../helpers/http.ts';
+import { metricValue, request, sleep } from '../helpers/http.ts';
 
 const run = promisify(execFile);
 
@@ -55,6 +55,57 @@ services:
       } finally {
         await meshd.stop();
         await backend.close();
+      }
+    });
+  }
+});
+
+describe('attempts per endpoint', () => {
+  for (const workers of [1, 2]) {
+    it(`count the failures a retry hid, on the endpoint that failed (workers: ${workers})`, async () => {
+      const good = await startBackend();
+      const bad = await startBackend((_req, res) => {
+        res.writeHead(503);
+        res.end('down');
+      });
+      const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+workers: ${workers}
+services:
+  users:
+    endpoints: [ { address: ${good.address} }, { address: ${bad.address} } ]
+    balancer: { algorithm: round-robin }
+    retries: { attempts: 3, retryOn: [ 503 ] }
+`);
+      try {
+        for (let i = 0; i < 20; i++) assert.equal((await request(meshd.outbound, { headers: { host: 'users' } })).status, 200);
+        const attempts = (text: string, endpoint: string, outcome: string): number =>
+          metricValue(text, 'meshd_endpoint_attempts_total', { service: 'users', endpoint, outcome });
+        // With workers, each counts its own attempts (the supervisor's copy, from their samples for the outlier
+        // detector, is left out); give a scrape that races the last answers a moment.
+        let text = '';
+        for (let waited = 0; waited < 3_000; waited += 100) {
+          text = (await request(meshd.admin, { path: '/metrics' })).body;
+          if (attempts(text, good.address, 'success') === 20) break;
+          await sleep(100);
+        }
+        assert.equal(
+          attempts(text, good.address, 'success'),
+          20,
+          text
+            .split('\n')
+            .filter((l) => l.includes('attempts'))
+            .join('\n'),
+        );
+        assert.ok(bad.hits >= 1 && attempts(text, bad.address, 'http_5xx') === bad.hits, `${bad.hits} hits`);
+        // Every caller got a 200: per exchange, the failing endpoint answered nothing.
+        assert.equal(metricValue(text, 'meshd_requests_total', { service: 'users', endpoint: bad.address }), 0);
+        assert.equal(metricValue(text, 'meshd_requests_total', { service: 'users', endpoint: good.address, code_class: '2xx' }), 20);
+      } finally {
+        await meshd.stop();
+        await good.close();
+        await bad.close();
       }
     });
   }

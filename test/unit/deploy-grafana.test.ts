@@ -127,6 +127,7 @@ async function exportedMetrics(): Promise<Map<string, Set<string>>> {
   m.connectionRefused('outbound');
   m.clientError('outbound', 'bad_request');
   m.setEndpointCountSource(() => [{ service: 'users', state: 'healthy', count: 2 }]);
+  m.setAttemptCountSource(() => [{ service: 'users', endpoint: '10.0.0.1:8080', outcome: 'http_5xx', count: 3 }]);
   m.setCertificateSource(() => ({ identity: 'spiffe://example.org/ns/default/sa/users', notAfter: new Date(Date.now() + 86_400_000) }));
   m.handshakeError('inbound', 'untrusted_certificate');
   m.handshake('inbound', true);
