@@ -71,8 +71,9 @@ interface CompiledRoute {
   readonly limiter: RateLimiter | undefined;
 }
 
+/** A route table's pick (or the defaults), as it is: nothing is allocated per request. */
 interface Selected {
-  readonly route: CompiledRoute;
+  readonly value: CompiledRoute;
   /** What the route's PathPrefix match matched ("/" without one). */
   readonly prefix: string;
 }
@@ -100,6 +101,7 @@ export class TrafficPolicy {
   private readonly deps: TrafficPolicyDeps;
   private readonly table: RouteTable<CompiledRoute>;
   private readonly fallback: CompiledRoute;
+  private readonly unrouted: Selected;
   private readonly access: AccessCheck | undefined;
   private readonly limiter: RateLimiter | undefined;
   private readonly routeCounts = new Map<string, RouteCounts>();
@@ -112,6 +114,7 @@ export class TrafficPolicy {
     this.subsetKeys.add(subsetKey({}));
     this.table = new RouteTable(config.routes, (rule) => this.compile(rule));
     this.fallback = this.compile(undefined);
+    this.unrouted = { value: this.fallback, prefix: '/' };
     const policy: Layer[] = [];
     if (this.access !== undefined) policy.push(accessLayer(this.access, config.name, traffic));
     if (this.limiter !== undefined) policy.push(rateLimitLayer(this.limiter, config.name, undefined, traffic));
@@ -128,10 +131,12 @@ export class TrafficPolicy {
         ...(deps.witnesses === undefined ? {} : { witnesses: { to: deps.witnesses, kind: 'outbound' as const } }),
       },
       (ex) => {
-        const { route, prefix } = this.select({ head: ex.head, caller: ex.caller });
+        // The exchange is the route request (its head and verified caller).
+        const selected = this.select(ex);
+        const route = selected.value;
         // Counted by the observe layer once the status is final: a 429 or 502 of this route is not a 2xx.
         if (route.rule !== undefined) ex.route = route.rule.name;
-        ex.routePrefix = prefix;
+        ex.routePrefix = selected.prefix;
         return route.handler(ex);
       },
     );
@@ -139,8 +144,7 @@ export class TrafficPolicy {
 
   /** The route a request takes (its rule undefined: the service's defaults). */
   private select(request: RouteRequest): Selected {
-    const selected = this.table.select(request);
-    return selected === undefined ? { route: this.fallback, prefix: '/' } : { route: selected.value, prefix: selected.prefix };
+    return this.table.select(request) ?? this.unrouted;
   }
 
   /** The decisions of the HTTP stack for a WebSocket handshake (`request`) or a TCP connection (undefined). */
@@ -152,7 +156,7 @@ export class TrafficPolicy {
     const target = request === undefined ? undefined : { method: request.head.method, target: request.head.path };
     const forbidden = accessRefusal(this.access, target, caller, config.name, traffic);
     if (forbidden !== undefined) return { refused: forbidden };
-    const { route, prefix } = request === undefined ? { route: this.fallback, prefix: '/' } : this.select(request);
+    const { value: route, prefix } = request === undefined ? this.unrouted : this.select(request);
     const rule = route.rule;
     if (rule?.answer !== undefined) return { refused: answerError(rule.answer, config.name, rule.name) };
     const limited =
