@@ -400,7 +400,6 @@ export class ServiceRuntime implements AttemptSink {
     return worst;
   }
 
-  /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */
   /** Every endpoint's attempts by outcome (retries, WebSocket handshakes and TCP connects included). */
   attemptCounts(out: AttemptCount[]): void {
     for (const e of this.endpoints.all()) {
@@ -412,6 +411,7 @@ export class ServiceRuntime implements AttemptSink {
     }
   }
 
+  /** Endpoint counts by state for the meshd_endpoints gauge; every state appears, even at 0. */
   countByState(): Map<string, number> {
     const counts = new Map<string, number>([
       ['active', 0],
