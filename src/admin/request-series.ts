@@ -62,6 +62,14 @@ export interface Collector {
   get(): Promise<MetricData>;
 }
 
+/** Adds one sample per status class that has counts, each with `labels` and its class under `classLabel`. */
+function pushByClass(values: Sample[], byClass: Float64Array, labels: Readonly<Record<string, string>>, classLabel: string): void {
+  CODE_CLASSES.forEach((code, i) => {
+    const value = byClass[i]!;
+    if (value > 0) values.push({ value, labels: { ...labels, [classLabel]: code } });
+  });
+}
+
 export class RequestSeriesSet {
   private readonly series = new Map<string, RequestSeries>();
   private readonly inFlight = new Map<string, { value: number }>();
@@ -95,12 +103,7 @@ export class RequestSeriesSet {
       name,
       get: () => {
         const values: Sample[] = [];
-        for (const s of this.series.values()) {
-          CODE_CLASSES.forEach((code_class, i) => {
-            const value = s.byClass[i]!;
-            if (value > 0) values.push({ value, labels: { service: s.service, endpoint: s.endpoint, code_class } });
-          });
-        }
+        for (const s of this.series.values()) pushByClass(values, s.byClass, { service: s.service, endpoint: s.endpoint }, 'code_class');
         return Promise.resolve({ name, help, type: 'counter', values, aggregator: 'sum' });
       },
     };
@@ -178,12 +181,7 @@ export class RouteCountSet {
       name,
       get: () => {
         const values: Sample[] = [];
-        for (const c of this.counts.values()) {
-          CODE_CLASSES.forEach((code, i) => {
-            const value = c.byClass[i]!;
-            if (value > 0) values.push({ value, labels: { service: c.service, route: c.route, code } });
-          });
-        }
+        for (const c of this.counts.values()) pushByClass(values, c.byClass, { service: c.service, route: c.route }, 'code');
         return Promise.resolve({ name, help, type: 'counter', values, aggregator: 'sum' });
       },
     };

@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import type { Layer } from './layer.ts';
 import type { EdgeRecorder, ServiceRecorder } from './observer.ts';
 import { respondError } from './respond.ts';
+import { finalStatus } from './trace.ts';
 
 /** Where else an exchange's final status is reported besides its endpoint (or service). */
 export interface ObserveTargets {
@@ -31,9 +32,8 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock, targets: O
     } finally {
       recorder.ended();
       const seconds = (clock() - ex.startedAt) / 1000;
-      // 499: the caller went away before a response (nginx's convention).
       const { attempt, response } = ex;
-      const status = attempt.outcome === 'client_abort' && !response.started ? 499 : response.status;
+      const status = finalStatus(ex);
       if (attempt.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
       else attempt.endpoint.recorder.finished(status, seconds);
       if (ex.route !== undefined) routeFinished?.(ex.route, status);
