@@ -45,6 +45,12 @@ import type { FaultSpec } from './config/types.ts';
 import type { CanaryCommand } from './canary/canary-state.ts';
 import { CanaryStore } from './canary/canary-store.ts';
 
+/**
+ * How long a draining meshd keeps idle connections open for requests already on their way. On one
+ * host a request a caller sent before it saw the drain arrives within milliseconds; a second covers
+ * a loaded machine and is short against a restart.
+ */
+const DRAIN_GRACE_MS = 1_000;
 /** How long a draining meshd waits for its last spans to be exported. */
 const TRACE_FLUSH_ON_EXIT_MS = 2_000;
 
@@ -546,16 +552,21 @@ export class Daemon implements ChangeTarget {
     this.lastReload = { at: new Date().toISOString(), result: success ? 'success' : 'failure', ...(problems === undefined ? {} : { problems }) };
   }
 
-  /** Stops accepting, waits for requests in flight up to `timeoutMs`, then closes everything. */
+  /**
+   * Stops accepting, then serves what already reached meshd: for a grace (DRAIN_GRACE_MS at most)
+   * idle connections stay open so that requests on their way are answered, with `Connection: close`;
+   * then idle connections close and requests in flight get up to `timeoutMs` in all.
+   */
   async drain(timeoutMs: number): Promise<{ abandoned: number }> {
     this.draining = true;
     this.outbound.startDrain();
     this.inbound?.startDrain();
     this.tcp.stopAccepting();
-    const deadline = this.deps.clock() + timeoutMs;
-    while (this.inFlight > 0 && this.deps.clock() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    const start = this.deps.clock();
+    await this.waitUntil(() => this.inFlight === 0 && this.openConnections === 0, start + Math.min(DRAIN_GRACE_MS, timeoutMs));
+    this.outbound.closeIdle();
+    this.inbound?.closeIdle();
+    await this.waitUntil(() => this.inFlight === 0, start + timeoutMs);
     const abandoned = this.inFlight;
     this.outbound.closeAll();
     this.inbound?.closeAll();
@@ -578,6 +589,16 @@ export class Daemon implements ChangeTarget {
     this.mesh?.namespaces.close();
     this.mesh?.httpRoutes?.close();
     this.mesh?.view.stop();
+  }
+
+  /** Polls `done` until it holds or the clock passes `until`. */
+  private async waitUntil(done: () => boolean, until: number): Promise<void> {
+    while (!done() && this.deps.clock() < until) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** HTTP connections still open on the outbound and inbound listeners, busy or idle. */
+  private get openConnections(): number {
+    return this.outbound.openConnections + (this.inbound?.openConnections ?? 0);
   }
 
   /** HTTP exchanges, WebSocket tunnels and TCP connections still open. */

@@ -49,7 +49,10 @@ export class InboundListener {
   private readonly http: HttpServer;
   private readonly identities = new WeakMap<Socket, string>();
   private readonly streams = new Set<Socket>();
+  /** Verified peer connections handed to the HTTP server, until they close. */
+  private readonly connections = new Set<Socket>();
   private readonly deps: InboundDeps;
+  private draining = false;
   active = 0;
 
   constructor(tls: TlsState, settings: { maxConnections: number; handshakeTimeoutMs: number }, deps: InboundDeps) {
@@ -117,10 +120,20 @@ export class InboundListener {
     return address;
   }
 
+  /** Stops accepting; responses from now on carry `Connection: close`, idle connections stay open until closeIdle() (see the outbound listener). */
   startDrain(): void {
+    this.draining = true;
     this.server.close();
-    this.http.close();
-    this.http.closeIdleConnections();
+  }
+
+  /** Peer connections handed to the HTTP server and still open, busy or idle. */
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
+  /** The drain's grace is over: closes connections with no request in progress. */
+  closeIdle(): void {
+    this.http.close(); // also closes its idle connections
   }
 
   /** Kubernetes mesh mode: the pod targets delivered to, for /debug/state. */
@@ -167,6 +180,8 @@ export class InboundListener {
       return;
     }
     this.identities.set(socket, identity);
+    this.connections.add(socket);
+    socket.once('close', () => this.connections.delete(socket));
     this.http.emit('connection', socket);
   }
 
@@ -397,6 +412,7 @@ export class InboundListener {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const started = this.deps.clock();
+    if (this.draining) res.shouldKeepAlive = false;
     if (onDistrustedConnection(req)) return void res.destroy();
     const framing = framingProblem(req);
     if (framing !== undefined) {

@@ -66,6 +66,10 @@ export class OutboundHttpListener {
   active = 0;
   /** Upgraded connections (WebSocket tunnels); the HTTP server no longer tracks them. */
   private readonly tunnels = new Set<Socket>();
+  /** Every accepted connection until it closes: the drain's grace lasts while any is open. */
+  private readonly connections = new Set<Socket>();
+  /** Connections whose first bytes have not arrived yet: no server owns them, so the drain closes them itself. */
+  private readonly unsniffed = new Set<Socket>();
 
   constructor(settings: MeshConfig['outbound'], maxConnections: number, deps: OutboundDeps) {
     this.deps = deps;
@@ -94,7 +98,8 @@ export class OutboundHttpListener {
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
       session.setTimeout(settings.idleTimeoutMs, () => session.close());
-      if (this.draining) session.close();
+      // A session that opens during the drain has its first stream served, then is told to go.
+      if (this.draining) session.once('stream', () => session.close());
     });
     this.h2.on('sessionError', (err) => deps.log.info({ listener: 'outbound', err: err.message }, 'HTTP/2 session error'));
     this.sniffTimeoutMs = settings.headersTimeoutMs;
@@ -149,9 +154,16 @@ export class OutboundHttpListener {
       socket.destroy();
       return;
     }
+    this.connections.add(socket);
+    this.unsniffed.add(socket);
+    socket.once('close', () => {
+      this.connections.delete(socket);
+      this.unsniffed.delete(socket);
+    });
     // A connection that never speaks is closed like one that never finishes its headers.
     socket.setTimeout(this.sniffTimeoutMs, () => socket.destroy());
     socket.once('data', (chunk: Buffer) => {
+      this.unsniffed.delete(socket);
       socket.pause();
       socket.setTimeout(0);
       socket.unshift(chunk);
@@ -165,12 +177,27 @@ export class OutboundHttpListener {
     });
   }
 
-  /** Stops accepting, asks callers to reconnect elsewhere (Connection: close, GOAWAY), closes idle connections. */
+  /**
+   * Stops accepting and asks callers to reconnect elsewhere: GOAWAY to HTTP/2 sessions, and
+   * `Connection: close` on every HTTP/1.1 response from now on. Idle connections stay open until
+   * closeIdle(): a request may already be on its way on them (a fresh connection's first, a
+   * keep-alive caller's next), and closing under it would fail a request meshd accepted.
+   */
   startDrain(): void {
     this.draining = true;
     this.acceptor.close();
-    this.server.close(); // closes idle keep-alive connections and stops the timeout checks
-    this.server.closeIdleConnections();
+    for (const session of this.sessions) session.close();
+  }
+
+  /** Connections still open (HTTP/1.1, HTTP/2 and tunnels, busy or idle). */
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
+  /** The drain's grace is over: closes connections with no request in progress (and stops the timeout checks). */
+  closeIdle(): void {
+    this.server.close(); // also closes the HTTP/1.1 server's idle connections
+    for (const socket of this.unsniffed) socket.destroy();
     for (const session of this.sessions) session.close();
   }
 
