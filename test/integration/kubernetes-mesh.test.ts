@@ -79,7 +79,7 @@ function run(argv: string[], timeoutMs = 30_000): Promise<{ code: number; out: s
 interface EndpointView {
   address: string;
   state: string;
-  health?: { lastReason?: string };
+  health?: { lastReason?: string; lastDetail?: Record<string, number>; windowRequests?: number };
 }
 
 interface LoadReport {
@@ -132,9 +132,10 @@ kubernetes:
       outlier:
         enabled: true
         consecutiveGatewayFailures: 5
-        # P2C + peak-EWMA already sends a slow pod little: judge it on a few samples over a longer window;
-        # the floor keeps this shared, noisy machine's jitter from counting as slowness.
-        latency: { factor: 3, percentile: 0.9, floor: 150ms, minRequests: 5, minHosts: 2 }
+        # P2C + peak-EWMA sends a pod that turns slow about concurrency/endpoints requests before its
+        # first slow answer, then (almost) nothing: judge it on those few; the floor keeps this
+        # shared, noisy machine's jitter from counting as slowness.
+        latency: { factor: 3, percentile: 0.9, floor: 150ms, minRequests: 3, minHosts: 2 }
         window: 5s
         baseEjection: 5s
         maxEjectionShare: 0.5
@@ -583,14 +584,19 @@ services:
     await waitForEndpoints(1, (endpoints) => endpoints.length === USERS.length);
   });
 
-  it('ejects a slow pod from the caller’s node meshd', async () => {
-    // From a clean state: noise on this shared machine may have ejected someone for a while.
-    await waitForEndpoints(1, (endpoints) => endpoints.length === USERS.length && endpoints.every((e) => e.state === 'active'));
+  it('ejects a slow pod from the caller’s node meshd', async (t) => {
+    // From a clean state: noise on this shared machine may have ejected someone for a while, and the
+    // earlier tests' fast samples, still in the outlier window, would outnumber the slow ones.
+    await waitForEndpoints(
+      1,
+      (endpoints) => endpoints.length === USERS.length && endpoints.every((e) => e.state === 'active' && e.health?.windowRequests === 0),
+    );
     const slow = await fetch(`http://${pod('u2b').ip}:8080/_control/delay?ms=400`, { method: 'POST' });
     assert.equal(slow.status, 200);
     try {
-      // Load until the caller's meshd ejects it (bounded): P2C + peak-EWMA sends a slow pod only a trickle to judge.
-      const running = startLoad('c1', 'users', 15_000, 8);
+      // Load until the caller's meshd ejects it (bounded). P2C + peak-EWMA sends the pod about 16/3
+      // requests before its first slow answer and then only a trickle: those are what is judged.
+      const running = startLoad('c1', 'users', 15_000, 16);
       await running.started;
       await waitForEndpoints(
         1,
@@ -602,6 +608,8 @@ services:
       );
       running.stop();
       const report = await running.report;
+      const u2b = (await debugState(1)).services.find((s) => s.name === 'users.shop')?.endpoints.find((e) => e.address === `${pod('u2b').ip}:8080`);
+      t.diagnostic(`ejected for latency: ${JSON.stringify(u2b?.health?.lastDetail)}; load ${JSON.stringify(report.pods)}`);
       assert.equal(report.statuses['200'], report.total, JSON.stringify(report));
       const after = await load('c1', 'users', 1_000, 4);
       assert.equal(after.pods['u2b'], undefined, JSON.stringify(after.pods));
