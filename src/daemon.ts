@@ -35,7 +35,10 @@ import { MeshInbound } from './service/mesh-inbound.ts';
 import { MeshPolicies } from './service/mesh-policy.ts';
 import { MeshRouter } from './service/mesh-router.ts';
 import { FaultRegistry, type FaultTransfer } from './traffic/faults.ts';
-import { HttpRouteView } from './kubernetes/http-routes.ts';
+import { HTTP_ROUTES, type HttpRouteView } from './kubernetes/http-routes.ts';
+import type { HttpRouteObject } from './kubernetes/gamma.ts';
+import { NamespacedObjects } from './kubernetes/namespaced-objects.ts';
+import { SERVICES, type ServiceObject } from './kubernetes/service-ports.ts';
 import { TrafficGraph, type RawEdge } from './admin/traffic-graph.ts';
 import type { ExchangeWitnesses } from './stack/trace.ts';
 import type { OtelHopTracer } from './tracing/otel-tracer.ts';
@@ -171,6 +174,7 @@ export class Daemon implements ChangeTarget {
             now: () => Date.now(),
             config: () => this.config,
             httpRoutes: mesh.httpRoutes,
+            services: mesh.services,
           });
     metrics.setEndpointCountSource(() => this.services.endpointCounts());
     metrics.setAttemptCountSource(() => this.services.attemptCounts());
@@ -225,7 +229,7 @@ export class Daemon implements ChangeTarget {
     const cap = config.outbound.maxConnections;
     this.outboundConnectionCap = cap === 'auto' ? autoConnectionCap(openFileLimit()) : cap;
     this.outbound = new OutboundHttpListener(config.outbound, this.outboundConnectionCap, {
-      route: router === undefined ? (name) => this.services.get(name) ?? unknownService(name) : (name, remote) => router.route(name, remote),
+      route: router === undefined ? (name) => this.services.get(name) ?? unknownService(name) : (name, port, remote) => router.route(name, port, remote),
       callerFields: router === undefined ? () => undefined : (remote) => router.callerFields(remote),
       unknownService: metrics.forService(UNKNOWN_SERVICE_LABEL),
       clientError: (listener, code) => metrics.clientError(listener, code),
@@ -356,12 +360,17 @@ export class Daemon implements ChangeTarget {
     const kubeconfig = config.kubernetes.kubeconfig;
     const listWatch = { log: this.deps.log, random: this.deps.random, now: () => Date.now() };
     const view = new ClusterView({ nodeName, kubeconfig, mesh: settings }, listWatch);
-    const httpRoutes = settings.httpRoutes
-      ? new HttpRouteView({ ...listWatch, kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, changed: (namespace) => this.router?.routesChanged(namespace) })
-      : undefined;
+    const objects = {
+      ...listWatch,
+      kubeconfig,
+      idleTimeoutMs: settings.idleTimeoutMs,
+      changed: (namespace: string) => this.router?.namespaceChanged(namespace),
+    };
+    const httpRoutes = settings.httpRoutes ? new NamespacedObjects<HttpRouteObject>(HTTP_ROUTES, objects) : undefined;
     return {
       view,
       httpRoutes,
+      services: new NamespacedObjects<ServiceObject>(SERVICES, objects),
       namespaces: new HeldNamespaces(informers, { kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, max: 256 }),
       policies: new MeshPolicies(),
       discovery: { view, informers, kubeconfig, idleTimeoutMs: settings.idleTimeoutMs, inboundPort: settings.inboundPort },
@@ -588,6 +597,7 @@ export class Daemon implements ChangeTarget {
     void this.inbound?.closeMesh();
     this.mesh?.namespaces.close();
     this.mesh?.httpRoutes?.close();
+    this.mesh?.services.close();
     this.mesh?.view.stop();
   }
 
@@ -714,6 +724,8 @@ interface MeshParts {
   readonly namespaces: HeldNamespaces;
   /** HTTPRoutes attached to Services (GAMMA); undefined when `kubernetes.mesh.httpRoutes: false`. */
   readonly httpRoutes: HttpRouteView | undefined;
+  /** The Services of the namespaces called: their ports. */
+  readonly services: NamespacedObjects<ServiceObject>;
   readonly policies: MeshPolicies;
   readonly discovery: MeshDiscovery;
 }

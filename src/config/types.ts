@@ -180,6 +180,8 @@ export interface DiscoveryConfig {
     | {
         readonly service: string;
         readonly namespace: string;
+        /** The Service port's name, as its EndpointSlices carry it; undefined: the default port (kubernetes/service-ports.ts). */
+        readonly port?: string | undefined;
         /** Other Services of the namespace its HTTPRoutes send to (their pods are labelled `service.meshd.io/NAME: "true"`). */
         readonly backends?: readonly string[];
       }

@@ -7,6 +7,7 @@
  */
 import type { EndpointSpec } from '../config/types.ts';
 import type { ClusterView } from '../kubernetes/cluster-view.ts';
+import { PREFERRED_PORT_NAMES } from '../kubernetes/service-ports.ts';
 import type { Logger } from '../log.ts';
 import { portProtocol, type SliceInformer, type SliceInformers, type SliceObject, type SliceSubscriber } from './kubernetes-slices.ts';
 import { endpointsOf } from './kubernetes-source.ts';
@@ -30,9 +31,6 @@ export interface MeshSourceDeps {
   changed(): void;
   counted(result: UpdateResult): void;
 }
-
-/** Ports meshd prefers when a Service has several and the caller named none (a Host carries no port). */
-const PREFERRED_PORTS = ['http', 'http2', 'grpc', 'web'];
 
 export class MeshSource implements DiscoverySource, SliceSubscriber {
   readonly name: string;
@@ -141,5 +139,5 @@ export class MeshSource implements DiscoverySource, SliceSubscriber {
 
 function preferredPort(slices: readonly SliceObject[]): string | number | undefined {
   const names = slices.flatMap((s) => (s.ports ?? []).map((p) => p.name));
-  return PREFERRED_PORTS.find((p) => names.includes(p));
+  return PREFERRED_PORT_NAMES.find((p) => names.includes(p));
 }

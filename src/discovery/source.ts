@@ -107,11 +107,11 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
         );
       }
       if (discovery.mesh !== undefined && deps.mesh !== undefined) {
-        const { service, namespace, backends = [] } = discovery.mesh;
+        const { service, namespace, port, backends = [] } = discovery.mesh;
         const meshDeps = { log: deps.log, now: wallClock, mesh: deps.mesh };
         // Labelled with its own name too when HTTPRoutes name other Services: every backend is a subset by label.
         const own = backends.length === 0 ? {} : { labels: backendLabel(service) };
-        sources.push(new MeshSource(config.name, service, namespace, undefined, discovery.acceptEmptyAfterMs, { ...meshDeps, ...hooks('kubernetes') }, own));
+        sources.push(new MeshSource(config.name, service, namespace, port, discovery.acceptEmptyAfterMs, { ...meshDeps, ...hooks('kubernetes') }, own));
         for (const backend of backends) {
           const name = `kubernetes:${backend}`;
           sources.push(

@@ -70,18 +70,27 @@ export interface ServiceRoutes {
 
 const validateRule = compileSchema(ROUTE_RULE_SCHEMA);
 
-/** Whether `route` attaches to Service `service` of `namespace` (a producer route). */
-export function attachesTo(route: HttpRouteObject, service: string, namespace: string): boolean {
+/**
+ * Whether `route` attaches to Service `service` of `namespace` (a producer route) on its port
+ * `servicePort`: a parentRef with a port attaches to that port only (undefined: the Service's
+ * ports are not known, and such a parentRef attaches as one without a port).
+ */
+export function attachesTo(route: HttpRouteObject, service: string, namespace: string, servicePort?: number): boolean {
   if ((route.metadata?.namespace ?? namespace) !== namespace) return false;
   return (route.spec?.parentRefs ?? []).some(
-    (p) => (p.group ?? '') === '' && p.kind === 'Service' && p.name === service && (p.namespace === undefined || p.namespace === namespace),
+    (p) =>
+      (p.group ?? '') === '' &&
+      p.kind === 'Service' &&
+      p.name === service &&
+      (p.namespace === undefined || p.namespace === namespace) &&
+      (p.port === undefined || servicePort === undefined || p.port === servicePort),
   );
 }
 
-/** The routes of Service `service`, from the namespace's HTTPRoutes (oldest first, then by name, as Gateway API breaks ties). */
-export function serviceRoutes(routes: readonly HttpRouteObject[], service: string, namespace: string): ServiceRoutes | undefined {
+/** The routes of Service `service` on port `servicePort`, from the namespace's HTTPRoutes (oldest first, then by name, as Gateway API breaks ties). */
+export function serviceRoutes(routes: readonly HttpRouteObject[], service: string, namespace: string, servicePort?: number): ServiceRoutes | undefined {
   const attached = routes
-    .filter((r) => attachesTo(r, service, namespace))
+    .filter((r) => attachesTo(r, service, namespace, servicePort))
     .sort((a, b) => {
       const ta = a.metadata?.creationTimestamp ?? '';
       const tb = b.metadata?.creationTimestamp ?? '';

@@ -28,7 +28,8 @@ import { SourceFilter } from './source-filter.ts';
 export type Route = ServiceRuntime | MeshError | Promise<ServiceRuntime | MeshError>;
 
 export interface OutboundDeps {
-  route(service: string, remoteAddress: string | undefined): Route;
+  /** `port` is the one the Host names (undefined: none). */
+  route(service: string, port: number | undefined, remoteAddress: string | undefined): Route;
   /** Kubernetes mesh mode: the fields naming the calling pod, sent to the next hop; undefined when the caller is no known pod. */
   callerFields(remoteAddress: string | undefined): readonly string[] | undefined;
   /** Recorder for requests that name no configured service. */
@@ -230,7 +231,7 @@ export class OutboundHttpListener {
       this.answerWithoutService(res, target, started);
       return;
     }
-    const route = this.deps.route(target.service, req.socket.remoteAddress);
+    const route = this.deps.route(target.service, target.port, req.socket.remoteAddress);
     if (route instanceof Promise) {
       this.active++; // a request waiting for its service to start is in flight: drain waits for it
       route.then(
@@ -295,7 +296,7 @@ export class OutboundHttpListener {
       sendRawError(socket, target);
       return;
     }
-    const route = this.deps.route(target.service, socket.remoteAddress);
+    const route = this.deps.route(target.service, target.port, socket.remoteAddress);
     if (route instanceof Promise) {
       socket.pause();
       this.active++;

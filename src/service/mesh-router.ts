@@ -2,9 +2,11 @@
  * Kubernetes mesh mode, outbound: which Service a pod's request is for, and
  * who the caller is. The Host names the Service as cluster DNS would; a short
  * name resolves in the caller's namespace, known from the caller's pod
- * address. A Service gets its runtime (balancer, feedback, pools) on its
- * first call, from the `kubernetes.mesh.service` template, and gives it back
- * after a quiet period. A name that is no Service of the cluster is refused
+ * address; a port in the Host names one of the Service's ports
+ * (kubernetes/service-ports.ts). A Service port gets its runtime (balancer,
+ * feedback, pools) on its first call, from the `kubernetes.mesh.service`
+ * template, and gives it back after a quiet period: `users.shop` for the
+ * default port, `users.shop:9090` for another. A name that is no Service of the cluster is refused
  * without building anything: one caller cannot make meshd watch or hold
  * state for names it invents.
  */
@@ -20,6 +22,8 @@ import type { ServiceRegistry } from './registry.ts';
 import type { ServiceRuntime } from './runtime.ts';
 import type { HttpRouteView } from '../kubernetes/http-routes.ts';
 import { serviceRoutes } from '../kubernetes/gamma.ts';
+import type { NamespacedObjects } from '../kubernetes/namespaced-objects.ts';
+import { chooseServicePort, defaultServicePort, type ChosenPort, type ServiceObject } from '../kubernetes/service-ports.ts';
 
 export type RouteResult = ServiceRuntime | MeshError;
 
@@ -36,16 +40,30 @@ export interface MeshRouterDeps {
   config(): MeshConfig;
   /** HTTPRoutes attached to Services (GAMMA); undefined: not read. */
   readonly httpRoutes?: HttpRouteView | undefined;
+  /** The Services themselves: their ports. */
+  readonly services: NamespacedObjects<ServiceObject>;
+}
+
+/** What a running Service port holds: its namespace's HTTPRoute and Service watches. */
+interface Holds {
+  readonly ref: ServiceRef;
+  /** The Service port asked for; undefined for the default runtime. */
+  readonly port: number | undefined;
+  readonly release: () => void;
 }
 
 /** A Service nobody called for this long gives its runtime back. */
 export const IDLE_SERVICE_MS = 10 * 60_000;
+/** How long a call naming a port the Service lacks keeps its namespace's watches. */
+const REFUSED_PORT_HOLD_MS = 60_000;
 
 export class MeshRouter {
   private readonly deps: MeshRouterDeps;
   private readonly lastUsed = new Map<string, number>();
-  /** Each running Service's hold on its namespace's HTTPRoute watch, and its namespace. */
-  private readonly routeHolds = new Map<string, { namespace: string; release: () => void }>();
+  /** Each running Service port's holds on its namespace's watches, by runtime label. */
+  private readonly holds = new Map<string, Holds>();
+  /** "users.shop:80" → "users.shop" when port 80 is the Service's default: one runtime per port, however it is named. */
+  private readonly aliases = new Map<string, string>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: MeshRouterDeps) {
@@ -54,8 +72,8 @@ export class MeshRouter {
     this.sweeper.unref();
   }
 
-  /** Static services (the config's `services`) first, then the cluster's Services. */
-  route(host: string, remoteAddress: string | undefined): RouteResult | Promise<RouteResult> {
+  /** Static services (the config's `services`) first, then the cluster's Services; `port` is the Host's. */
+  route(host: string, port: number | undefined, remoteAddress: string | undefined): RouteResult | Promise<RouteResult> {
     const { registry, view } = this.deps;
     const configured = this.deps.config().services.has(host) ? registry.get(host) : undefined;
     if (configured !== undefined) return configured;
@@ -78,12 +96,16 @@ export class MeshRouter {
         return new MeshError('forbidden', `calls to "${label}" from this identity are not allowed`);
       }
     }
-    const running = registry.get(label);
+    // The port of meshd's own listener is how the caller reached meshd, not a port of the Service.
+    const servicePort = port === undefined || port === this.deps.config().outbound.listen.port ? undefined : port;
+    const asked = servicePort === undefined ? label : `${label}:${String(servicePort)}`;
+    const runtimeLabel = this.aliases.get(asked) ?? asked;
+    const running = registry.get(runtimeLabel);
     if (running !== undefined) {
-      this.lastUsed.set(label, this.deps.now());
+      this.lastUsed.set(runtimeLabel, this.deps.now());
       return running;
     }
-    return this.start(ref, label);
+    return this.start(ref, label, servicePort);
   }
 
   /** The fields that tell the next hop which pod called (its node's meshd observed it by address); undefined for a caller that is no pod of this node. */
@@ -107,18 +129,36 @@ export class MeshRouter {
   }
 
   status(): unknown {
-    return { services: this.deps.registry.onDemandNames(), heldNamespaces: this.deps.namespaces.names(), httpRoutes: this.deps.httpRoutes?.status() };
+    return {
+      services: this.deps.registry.onDemandNames(),
+      heldNamespaces: this.deps.namespaces.names(),
+      httpRoutes: this.deps.httpRoutes?.status(),
+      serviceObjects: this.deps.services.status(),
+    };
   }
 
-  /** The HTTPRoutes of `namespace` changed: its running Services take their new routes. */
-  routesChanged(namespace: string): void {
-    for (const [label, hold] of this.routeHolds) {
-      if (hold.namespace !== namespace) continue;
-      this.deps.registry.refresh(label).catch((err: unknown) => this.deps.log.error({ err, service: label }, 'applying changed HTTPRoutes failed'));
+  /** The HTTPRoutes or Services of `namespace` changed: its running Service ports take their new routes and ports. */
+  namespaceChanged(namespace: string): void {
+    for (const [asked, actual] of this.aliases) if (parseServiceLabelNamespace(actual) === namespace) this.aliases.delete(asked);
+    for (const [label, hold] of this.holds) {
+      if (hold.ref.namespace !== namespace) continue;
+      const chosen = hold.port === undefined ? undefined : this.choosePort(hold.ref, serviceLabel(hold.ref), hold.port);
+      if (chosen instanceof MeshError || chosen?.isDefault === true) {
+        // The port is gone, or is the default now: the next call finds its runtime afresh.
+        this.stopRuntime(label, 'Service port changed');
+        continue;
+      }
+      this.deps.registry.refresh(label).catch((err: unknown) => this.deps.log.error({ err, service: label }, 'applying changed HTTPRoutes or ports failed'));
     }
   }
 
-  private async start(ref: ServiceRef, label: string): Promise<ServiceRuntime | MeshError> {
+  private choosePort(ref: ServiceRef, label: string, port: number): ChosenPort | MeshError {
+    const { services } = this.deps;
+    return chooseServicePort(services.get(ref.namespace, ref.name), label, port, services.problem(ref.namespace));
+  }
+
+  private async start(ref: ServiceRef, serviceLabelText: string, port: number | undefined): Promise<ServiceRuntime | MeshError> {
+    const label = port === undefined ? serviceLabelText : `${serviceLabelText}:${String(port)}`;
     const informer = await this.deps.namespaces.hold(ref.namespace);
     if (!informer.synced) {
       return new MeshError('no_endpoints', `the Kubernetes API has not listed the EndpointSlices of namespace "${ref.namespace}" yet`, {
@@ -128,17 +168,52 @@ export class MeshRouter {
     if (informer.slicesOf(ref.name).length === 0) {
       return new MeshError('unknown_service', `no Service "${ref.name}" with endpoints in namespace "${ref.namespace}"`);
     }
-    this.lastUsed.set(label, this.deps.now());
-    const httpRoutes = this.deps.httpRoutes;
-    if (httpRoutes !== undefined && !this.routeHolds.has(label)) {
-      const release = await httpRoutes.hold(ref.namespace);
-      if (this.routeHolds.has(label)) release();
-      else this.routeHolds.set(label, { namespace: ref.namespace, release });
+    const release = await this.hold(ref.namespace);
+    const chosen = port === undefined ? undefined : this.choosePort(ref, serviceLabelText, port);
+    if (chosen instanceof MeshError) {
+      // Held a while longer: a caller repeating a wrong port costs the API server no list each time.
+      setTimeout(release, REFUSED_PORT_HOLD_MS).unref();
+      return chosen;
     }
-    const runtime = await this.deps.registry.ensure(label, (config) => meshServiceConfig(config, ref, label, httpRoutes, this.deps.log));
+    if (chosen?.isDefault === true) {
+      // `users.shop:80` where 80 is the default port: the same runtime as `users.shop`.
+      this.aliases.set(label, serviceLabelText);
+      const runtime = await this.start(ref, serviceLabelText, undefined);
+      release();
+      return runtime;
+    }
+    if (this.holds.has(label)) release();
+    else this.holds.set(label, { ref, port, release });
+    this.lastUsed.set(label, this.deps.now());
+    const { httpRoutes, services, log } = this.deps;
+    const runtime = await this.deps.registry.ensure(label, (config) => {
+      // A refresh reads the Service again: a renamed port follows.
+      const now = port === undefined ? undefined : this.choosePort(ref, serviceLabelText, port);
+      if (now instanceof MeshError) return undefined;
+      const servicePort = now?.port ?? defaultServicePort(services.get(ref.namespace, ref.name)?.spec?.ports ?? [])?.port;
+      return meshServiceConfig(config, ref, label, { httpRoutes, log, port: now?.name, servicePort });
+    });
     if (runtime === undefined) return new MeshError('unknown_service', `Kubernetes mesh mode is off; no service named "${label}"`);
     this.deps.log.info({ service: label }, 'mesh service started on its first call');
     return runtime;
+  }
+
+  /** Holds the namespace's HTTPRoute and Service watches (each resolves once listed, bounded); returns the release of both. */
+  private async hold(namespace: string): Promise<() => void> {
+    const [routes, services] = await Promise.all([this.deps.httpRoutes?.hold(namespace), this.deps.services.hold(namespace)]);
+    return () => {
+      routes?.();
+      services();
+    };
+  }
+
+  private stopRuntime(label: string, why: string): void {
+    this.lastUsed.delete(label);
+    this.deps.registry.remove(label);
+    this.holds.get(label)?.release();
+    this.holds.delete(label);
+    for (const [asked, actual] of this.aliases) if (actual === label) this.aliases.delete(asked);
+    this.deps.log.info({ service: label, why }, 'mesh service stopped');
   }
 
   /** Gives back the runtimes of Services nobody called for IDLE_SERVICE_MS. */
@@ -147,30 +222,44 @@ export class MeshRouter {
     for (const [label, at] of this.lastUsed) {
       if (now - at < IDLE_SERVICE_MS) continue;
       if (this.deps.registry.get(label)?.busy === true) continue;
-      this.lastUsed.delete(label);
-      this.deps.registry.remove(label);
-      this.routeHolds.get(label)?.release();
-      this.routeHolds.delete(label);
-      this.deps.log.info({ service: label, idleMs: now - at }, 'idle mesh service stopped');
+      this.stopRuntime(label, `idle for ${String(Math.round((now - at) / 1000))} s`);
     }
   }
 }
 
+/** Where a Service port's config comes from besides the template. */
+export interface MeshServiceSources {
+  readonly httpRoutes?: HttpRouteView | undefined;
+  readonly log?: Logger | undefined;
+  /** The EndpointSlice port by name; undefined: the default. */
+  readonly port?: string | undefined;
+  /** The Service port's number, which HTTPRoutes name in `parentRefs[].port`; undefined when the Service is not known. */
+  readonly servicePort?: number | undefined;
+}
+
 /**
- * A Service's config: the template's settings under the Service's label, its endpoints from the
+ * A Service port's config: the template's settings under its label, its endpoints from the
  * cluster, and its routes from the HTTPRoutes attached to it (kubernetes/gamma.ts).
  */
-export function meshServiceConfig(config: MeshConfig, ref: ServiceRef, label: string, httpRoutes?: HttpRouteView, log?: Logger): ServiceConfig | undefined {
+export function meshServiceConfig(config: MeshConfig, ref: ServiceRef, label: string, sources: MeshServiceSources = {}): ServiceConfig | undefined {
   const mesh = config.kubernetes.mesh;
   if (mesh === undefined) return undefined;
   const template = mesh.service;
-  const gamma = httpRoutes === undefined ? undefined : serviceRoutes(httpRoutes.routes(ref.namespace), ref.name, ref.namespace);
+  const { httpRoutes, log, port, servicePort } = sources;
+  const gamma = httpRoutes === undefined ? undefined : serviceRoutes(httpRoutes.all(ref.namespace), ref.name, ref.namespace, servicePort);
   if (gamma !== undefined && gamma.skipped.length > 0)
     log?.warn({ service: label, skipped: gamma.skipped }, 'HTTPRoute rules left out (unsupported or invalid)');
   return {
     ...template,
     name: label,
     routes: gamma?.rules ?? template.routes,
-    discovery: { ...template.discovery, mesh: { service: ref.name, namespace: ref.namespace, backends: gamma?.backends ?? [] } },
+    discovery: { ...template.discovery, mesh: { service: ref.name, namespace: ref.namespace, port, backends: gamma?.backends ?? [] } },
   };
+}
+
+/** "users.shop:9090" → "shop". */
+function parseServiceLabelNamespace(label: string): string {
+  const dot = label.indexOf('.');
+  const colon = label.indexOf(':');
+  return label.slice(dot + 1, colon < 0 ? undefined : colon);
 }

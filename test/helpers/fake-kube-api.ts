@@ -1,7 +1,7 @@
 /**
  * A stand-in for the Kubernetes API server, over HTTPS with bearer-token
  * authentication, speaking the real wire format for what meshd reads: Node
- * objects, and EndpointSlices with list and watch (label selectors,
+ * objects, and EndpointSlices, Pods, Services and HTTPRoutes with list and watch (label selectors,
  * resourceVersion, JSON watch events one per line, bookmarks, 410 Gone for a
  * version that fell out of the window, the server-side watch timeout), plus
  * the discovery documents kubectl asks for first, so that the real kubectl
@@ -54,6 +54,9 @@ export interface FakeKubeApi {
   /** Creates or replaces a pod (ADDED or MODIFIED to every matching watch). */
   applyPod(pod: FakePod): void;
   deletePod(name: string, namespace?: string): void;
+  /** Creates or replaces a Service (v1): its ports, as `spec.ports`. */
+  applyService(service: { name: string; namespace: string; ports: { name?: string; port: number; targetPort?: number | string; protocol?: string }[] }): void;
+  deleteService(name: string, namespace: string): void;
   /** Creates or replaces an HTTPRoute (gateway.networking.k8s.io/v1): metadata.name and .namespace, and spec as given. */
   applyHttpRoute(route: { name: string; namespace: string; spec: Record<string, unknown> }): void;
   deleteHttpRoute(name: string, namespace: string): void;
@@ -322,6 +325,7 @@ export async function startFakeKubeApi(nodes: FakeNode[] = [], host = '127.0.0.1
         resources: [
           { name: 'nodes', singularName: 'node', namespaced: false, kind: 'Node', verbs: ['get', 'list', 'watch'], shortNames: ['no'] },
           { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['get', 'list', 'watch'], shortNames: ['po'] },
+          { name: 'services', singularName: 'service', namespaced: true, kind: 'Service', verbs: ['get', 'list', 'watch'], shortNames: ['svc'] },
         ],
       });
       return;
@@ -358,6 +362,11 @@ export async function startFakeKubeApi(nodes: FakeNode[] = [], host = '127.0.0.1
         'v1',
         url,
       );
+      return;
+    }
+    const servicesPath = /^\/api\/v1\/namespaces\/([^/]+)\/services$/.exec(path);
+    if (servicesPath !== null) {
+      collection(res, { kind: 'Service', namespace: decodeURIComponent(servicesPath[1]!), selector, field }, 'ServiceList', 'v1', url);
       return;
     }
     const routesPath = /^\/apis\/gateway\.networking\.k8s\.io\/v1\/namespaces\/([^/]+)\/httproutes$/.exec(path);
@@ -440,6 +449,14 @@ export async function startFakeKubeApi(nodes: FakeNode[] = [], host = '127.0.0.1
         spec: route.spec,
       })),
     deleteHttpRoute: (name, namespace) => remove('HTTPRoute', namespace, name),
+    applyService: (service) =>
+      put('Service', service.namespace, service.name, (rv) => ({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: service.name, namespace: service.namespace, resourceVersion: String(rv), uid: `uid-svc-${service.name}` },
+        spec: { type: 'ClusterIP', ports: service.ports.map((p) => ({ protocol: 'TCP', targetPort: p.port, ...p })) },
+      })),
+    deleteService: (name, namespace) => remove('Service', namespace, name),
     deletePod: (name, namespace = 'default') => remove('Pod', namespace, name),
     compact: () => {
       events = [];

@@ -76,6 +76,26 @@ describe('Kubernetes EndpointSlice discovery', () => {
       items: { metadata: { name: string } }[];
     };
     assert.deepEqual(listed.items.map((i) => i.metadata.name).sort(), ['users-a', 'users-b']);
+    // Services (mesh mode reads their ports) as kubectl shows them.
+    api.applyService({
+      name: 'multi',
+      namespace: 'default',
+      ports: [
+        { name: 'http', port: 80, targetPort: 8080 },
+        { name: 'admin', port: 9090 },
+      ],
+    });
+    const services = await kubectl([
+      'get',
+      'services',
+      '-n',
+      'default',
+      '-o',
+      'custom-columns=NAME:.metadata.name,PORTS:.spec.ports[*].port,TARGETS:.spec.ports[*].targetPort',
+      '--no-headers',
+    ]);
+    assert.match(services, /^multi\s+80,9090\s+8080,9090\s*$/);
+    api.deleteService('multi', 'default');
     // kubectl's watch: the events it prints are the ones the stand-in sends.
     const watch = spawn('kubectl', [
       `--kubeconfig=${api.kubeconfig}`,

@@ -263,6 +263,25 @@ services:
         endpoints: pods.map((name) => ({ ip: pod(name).ip, nodeName: pod(name).node, pod: name })),
       });
     }
+    // A multi-port Service: HTTP on Service port 80 (pods' 8080), gRPC on 9090.
+    api.applyService({
+      name: 'multi',
+      namespace: 'shop',
+      ports: [
+        { name: 'grpc', port: 9090, targetPort: 9090 },
+        { name: 'http', port: 80, targetPort: 8080 },
+      ],
+    });
+    api.applySlice({
+      name: 'multi-1',
+      namespace: 'shop',
+      service: 'multi',
+      ports: [
+        { name: 'grpc', port: 9090, appProtocol: 'kubernetes.io/h2c' },
+        { name: 'http', port: 8080 },
+      ],
+      endpoints: USERS.map((p) => ({ ip: p.ip, nodeName: p.node, pod: p.name })),
+    });
     api.applySlice({
       name: 'cache-1',
       namespace: 'shop',
@@ -342,6 +361,29 @@ services:
     const ws = await run([...lab.exec('c1'), '/usr/bin/python3', helper('ws-client.py'), `${nodeIp(1)}:4140`, 'users.shop', 'hello', 'again']);
     assert.equal(ws.code, 0, ws.err);
     assert.deepEqual(ws.out.trim().split('\n'), ['echo:hello', 'echo:again']);
+  });
+
+  it('reaches each port of a multi-port Service by the Service port in Host, as through its cluster IP', async () => {
+    // HTTP, the default port: by name alone, by its Service port, and by meshd's own port (a caller
+    // that reached meshd by the Service's name).
+    for (const host of ['multi.shop', 'multi.shop:80', 'multi.shop:4140']) {
+      const { out } = await curlIn('c1', host);
+      const [body = '', status] = out.split('\n');
+      assert.equal(status, '200', `${host}: ${out}`);
+      assert.ok(USERS.some((p) => p.name === (JSON.parse(body) as { pod: string }).pod));
+    }
+    // gRPC on Service port 9090, across nodes, with @grpc/grpc-js naming it in :authority.
+    const grpc = await run([...lab.exec('c1'), process.execPath, helper('pod-grpc.ts'), `${nodeIp(1)}:4140`, 'multi.shop:9090']);
+    const answer = JSON.parse(grpc.out) as { unary?: string; collected?: string; error?: string };
+    assert.equal(answer.error, undefined, grpc.out + grpc.err);
+    assert.match(answer.unary ?? '', /^u[23][ab]:hi:/);
+    assert.equal(answer.collected, 'a,b,c');
+    // A port the Service does not have: refused, naming the ports it has.
+    const { out } = await curlIn('c1', 'multi.shop:8080');
+    assert.match(out, /has no TCP port 8080; its ports: 9090 \(grpc\), 80 \(http\)"[\s\S]*\n404$/);
+    // One runtime per Service port, whatever the caller called it.
+    const names = (await debugState(1)).services.map((svc) => svc.name).filter((n) => n.startsWith('multi.'));
+    assert.deepEqual(names.sort(), ['multi.shop', 'multi.shop:9090']);
   });
 
   it('carries raw TCP to pods on other nodes over mTLS, and holds it to the Service’s policy', async () => {

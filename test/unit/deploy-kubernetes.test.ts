@@ -212,7 +212,7 @@ describe('Kubernetes manifests', () => {
     const role = all.find((m) => m.doc['kind'] === 'ClusterRole')!.doc as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
     assert.deepEqual(role.rules, [
       { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
-      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+      { apiGroups: [''], resources: ['pods', 'services'], verbs: ['list', 'watch'] },
       { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
       { apiGroups: ['gateway.networking.k8s.io'], resources: ['httproutes'], verbs: ['list', 'watch'] },
     ]);

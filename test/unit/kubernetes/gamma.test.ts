@@ -13,6 +13,13 @@ describe('GAMMA HTTPRoutes', () => {
     assert.equal(attachesTo(route('a', { parentRefs: [parent] }), 'users', 'shop'), true);
     assert.equal(attachesTo(route('a', { parentRefs: [{ ...parent, name: 'other' }] }), 'users', 'shop'), false);
     assert.equal(attachesTo(route('a', { parentRefs: [{ ...parent, kind: 'Gateway', group: 'gateway.networking.k8s.io' }] }), 'users', 'shop'), false);
+    // A parentRef with a port attaches to that Service port only; without the Service's ports known, to all.
+    const onPort = route('a', { parentRefs: [{ ...parent, port: 9090 }] });
+    assert.deepEqual(
+      [attachesTo(onPort, 'users', 'shop', 9090), attachesTo(onPort, 'users', 'shop', 80), attachesTo(onPort, 'users', 'shop')],
+      [true, false, true],
+    );
+    assert.equal(attachesTo(route('a', { parentRefs: [parent] }), 'users', 'shop', 80), true);
     // A consumer route (in another namespace) is not applied.
     assert.equal(attachesTo(route('a', { parentRefs: [{ ...parent, namespace: 'shop' }] }, 'web'), 'users', 'shop'), false);
   });

@@ -2,18 +2,25 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MeshError } from '../../../src/errors.ts';
 import { autoConnectionCap, fdReserve, openFileLimit } from '../../../src/listeners/connection-cap.ts';
-import { parseRequestTarget, serviceName } from '../../../src/listeners/request-target.ts';
+import { parseRequestTarget, portOf, serviceName } from '../../../src/listeners/request-target.ts';
 
 describe('request target', () => {
-  it('routes origin-form requests by the Host header, ignoring port and case', () => {
-    assert.deepEqual(parseRequestTarget('/a?b=1', 'Users:8080'), { service: 'users', path: '/a?b=1', authority: undefined });
-    assert.deepEqual(parseRequestTarget('/', 'users.'), { service: 'users', path: '/', authority: undefined });
+  it('routes origin-form requests by the Host header, ignoring case, with the port apart', () => {
+    assert.deepEqual(parseRequestTarget('/a?b=1', 'Users:8080'), { service: 'users', path: '/a?b=1', authority: undefined, port: 8080 });
+    assert.deepEqual(parseRequestTarget('/', 'users.'), { service: 'users', path: '/', authority: undefined, port: undefined });
   });
 
   it('routes absolute-form requests by their authority and rewrites the path', () => {
-    assert.deepEqual(parseRequestTarget('http://users/x?y', 'ignored'), { service: 'users', path: '/x?y', authority: 'users' });
-    assert.deepEqual(parseRequestTarget('HTTP://users:81', undefined), { service: 'users', path: '/', authority: 'users:81' });
-    assert.deepEqual(parseRequestTarget('http://users?q=1', undefined), { service: 'users', path: '/?q=1', authority: 'users' });
+    assert.deepEqual(parseRequestTarget('http://users/x?y', 'ignored:9'), { service: 'users', path: '/x?y', authority: 'users', port: undefined });
+    assert.deepEqual(parseRequestTarget('HTTP://users:81', undefined), { service: 'users', path: '/', authority: 'users:81', port: 81 });
+    assert.deepEqual(parseRequestTarget('http://users?q=1', undefined), { service: 'users', path: '/?q=1', authority: 'users', port: undefined });
+  });
+
+  it('reads a port of 1–65535 and nothing else', () => {
+    assert.deepEqual(
+      ['users:1', 'users:65535', 'users:65536', 'users:0', 'users:', 'users:8o', 'users:080', 'users:999999', '[::1]', '[::1]:80', 'users'].map(portOf),
+      [1, 65535, undefined, undefined, undefined, undefined, 80, undefined, undefined, 80, undefined],
+    );
   });
 
   it('refuses what it cannot route, with bad_request', () => {
