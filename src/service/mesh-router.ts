@@ -64,6 +64,8 @@ export class MeshRouter {
   private readonly holds = new Map<string, Holds>();
   /** "users.shop:80" → "users.shop" when port 80 is the Service's default: one runtime per port, however it is named. */
   private readonly aliases = new Map<string, string>();
+  /** Namespaces kept watched after a refused port, until their timer fires. */
+  private readonly lingering = new Map<string, NodeJS.Timeout>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(deps: MeshRouterDeps) {
@@ -126,6 +128,8 @@ export class MeshRouter {
 
   close(): void {
     clearInterval(this.sweeper);
+    for (const timer of this.lingering.values()) clearTimeout(timer);
+    this.lingering.clear();
   }
 
   status(): unknown {
@@ -171,8 +175,7 @@ export class MeshRouter {
     const release = await this.hold(ref.namespace);
     const chosen = port === undefined ? undefined : this.choosePort(ref, serviceLabelText, port);
     if (chosen instanceof MeshError) {
-      // Held a while longer: a caller repeating a wrong port costs the API server no list each time.
-      setTimeout(release, REFUSED_PORT_HOLD_MS).unref();
+      this.linger(ref.namespace, release);
       return chosen;
     }
     if (chosen?.isDefault === true) {
@@ -205,6 +208,23 @@ export class MeshRouter {
       routes?.();
       services();
     };
+  }
+
+  /**
+   * Keeps a namespace's watches a while after a refused port (one hold per namespace, whatever the
+   * number of refusals): a caller repeating a wrong port costs the API server no list each time.
+   */
+  private linger(namespace: string, release: () => void): void {
+    if (this.lingering.has(namespace)) {
+      release();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.lingering.delete(namespace);
+      release();
+    }, REFUSED_PORT_HOLD_MS);
+    timer.unref();
+    this.lingering.set(namespace, timer);
   }
 
   private stopRuntime(label: string, why: string): void {

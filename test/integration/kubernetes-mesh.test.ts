@@ -272,6 +272,14 @@ services:
         { name: 'http', port: 80, targetPort: 8080 },
       ],
     });
+    api.applyService({ name: 'lone', namespace: 'lab', ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
+    api.applySlice({
+      name: 'lone-1',
+      namespace: 'lab',
+      service: 'lone',
+      ports: [{ name: 'http', port: 8080 }],
+      endpoints: [{ ip: pod('u2a').ip, nodeName: 'node2', pod: 'u2a' }],
+    });
     api.applySlice({
       name: 'multi-1',
       namespace: 'shop',
@@ -381,6 +389,10 @@ services:
     // A port the Service does not have: refused, naming the ports it has.
     const { out } = await curlIn('c1', 'multi.shop:8080');
     assert.match(out, /has no TCP port 8080; its ports: 9090 \(grpc\), 80 \(http\)"[\s\S]*\n404$/);
+    // Repeated in a namespace nothing else holds: one list of its Services, not one per call.
+    const listsOfLab = (): number => api.requests.filter((r) => r.startsWith('/api/v1/namespaces/lab/services') && !r.includes('watch=true')).length;
+    for (let i = 0; i < 3; i++) assert.match((await curlIn('c1', 'lone.lab:1')).out, /has no TCP port 1; its ports: 80 \(http\)"[\s\S]*\n404$/);
+    assert.equal(listsOfLab(), 1);
     // One runtime per Service port, whatever the caller called it.
     const names = (await debugState(1)).services.map((svc) => svc.name).filter((n) => n.startsWith('multi.'));
     assert.deepEqual(names.sort(), ['multi.shop', 'multi.shop:9090']);
