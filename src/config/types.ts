@@ -174,6 +174,13 @@ export interface KubernetesDiscoveryConfig {
   readonly idleTimeoutMs: number;
 }
 
+/** Kubernetes mesh mode: a Service an HTTPRoute sends to, on one of its ports. */
+export interface MeshBackend {
+  readonly service: string;
+  /** The Service port's name; undefined: its default port. */
+  readonly port?: string | undefined;
+}
+
 export interface DiscoveryConfig {
   /** Kubernetes mesh mode: a Service of the cluster, by name and namespace (set by meshd, not the config file). */
   readonly mesh?:
@@ -183,7 +190,7 @@ export interface DiscoveryConfig {
         /** The Service port's name, as its EndpointSlices carry it; undefined: the default port (kubernetes/service-ports.ts). */
         readonly port?: string | undefined;
         /** Other Services of the namespace its HTTPRoutes send to (their pods are labelled `service.meshd.io/NAME: "true"`). */
-        readonly backends?: readonly string[];
+        readonly backends?: readonly MeshBackend[];
       }
     | undefined;
   readonly dns: DnsDiscoveryConfig | undefined;

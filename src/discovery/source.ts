@@ -109,20 +109,20 @@ export function discoverySources(config: ServiceConfig, events: DiscoveryEvents,
       if (discovery.mesh !== undefined && deps.mesh !== undefined) {
         const { service, namespace, port, backends = [] } = discovery.mesh;
         const meshDeps = { log: deps.log, now: wallClock, mesh: deps.mesh };
-        // Labelled with its own name too when HTTPRoutes name other Services: every backend is a subset by label.
-        const own = backends.length === 0 ? {} : { labels: backendLabel(service) };
+        // Labelled with its own name and port: an HTTPRoute's backendRef to the Service itself is the subset of that label.
+        const own = { labels: backendLabel(service, port) };
         sources.push(new MeshSource(config.name, service, namespace, port, discovery.acceptEmptyAfterMs, { ...meshDeps, ...hooks('kubernetes') }, own));
         for (const backend of backends) {
-          const name = `kubernetes:${backend}`;
+          const name = `kubernetes:${backend.service}${backend.port === undefined ? '' : `:${backend.port}`}`;
           sources.push(
             new MeshSource(
               config.name,
-              backend,
+              backend.service,
               namespace,
-              undefined,
+              backend.port,
               discovery.acceptEmptyAfterMs,
               { ...meshDeps, ...hooks(name) },
-              { name, labels: backendLabel(backend) },
+              { name, labels: backendLabel(backend.service, backend.port) },
             ),
           );
         }

@@ -4,9 +4,10 @@
  * translated into meshd's own rule shape (which is HTTPRoute's), then goes
  * through the config's schema and rules, so a route reads and behaves the
  * same whether it came from YAML or from the cluster. A backendRef names a
- * Service of the namespace; its ready pods carry the label
- * `service.meshd.io/NAME: "true"` in the calling Service's endpoint set, and
- * the backend is that subset. As Gateway API requires, a request that
+ * Service of the namespace, and a port of it (its default port without one);
+ * its ready pods carry the label `service.meshd.io/NAME: "true"` (or
+ * `service.meshd.io/NAME.PORTNAME` for another port) in the calling Service's
+ * endpoint set, and the backend is that subset. As Gateway API requires, a request that
  * matches no rule is answered 404, and a rule without backends 500.
  *
  * Supported: producer routes (in the Service's namespace); backendRefs to
@@ -21,11 +22,29 @@ import { normaliseRoutes } from '../config/normalise-traffic.ts';
 import type { RawRouteRule } from '../config/raw.ts';
 import { ROUTE_RULE_SCHEMA } from '../config/traffic-schema.ts';
 import { routeRuleProblems } from '../config/traffic-rules.ts';
-import type { RouteRule } from '../config/types.ts';
+import type { MeshBackend, RouteRule } from '../config/types.ts';
 
-/** The label that puts a pod in the subset of one backend Service. */
-export function backendLabel(service: string): Record<string, string> {
-  return { [`service.meshd.io/${service}`]: 'true' };
+/** The label that puts a pod in the subset of one backend Service, on its port `port` (by name; undefined: its default port). */
+export function backendLabel(service: string, port?: string): Record<string, string> {
+  return { [`service.meshd.io/${service}${port === undefined ? '' : `.${port}`}`]: 'true' };
+}
+
+/**
+ * Maps a backendRef's port number to the Service port's name: `{ name: undefined }` for the
+ * default port (or when the Service's ports are not known), a reason when the Service lacks it.
+ */
+export type BackendPortName = (service: string, port: number) => { readonly name: string | undefined } | string;
+
+/** Which Service port the routes are for, and how backendRef ports are read. */
+export interface RoutesFor {
+  readonly service: string;
+  readonly namespace: string;
+  /** The Service port's number (parentRefs[].port); undefined: not known. */
+  readonly servicePort?: number | undefined;
+  /** The Service port's name as its runtime calls it; undefined: the default port. */
+  readonly portName?: string | undefined;
+  /** Undefined: backendRef ports are not read (every backend on its default port). */
+  readonly portNameOf?: BackendPortName | undefined;
 }
 
 interface BackendRefObject {
@@ -64,7 +83,7 @@ export interface HttpRouteObject {
 /** One Service's routes from the cluster, the backend Services they name, and what was left out. */
 export interface ServiceRoutes {
   readonly rules: readonly RouteRule[];
-  readonly backends: readonly string[];
+  readonly backends: readonly MeshBackend[];
   readonly skipped: readonly string[];
 }
 
@@ -87,8 +106,9 @@ export function attachesTo(route: HttpRouteObject, service: string, namespace: s
   );
 }
 
-/** The routes of Service `service` on port `servicePort`, from the namespace's HTTPRoutes (oldest first, then by name, as Gateway API breaks ties). */
-export function serviceRoutes(routes: readonly HttpRouteObject[], service: string, namespace: string, servicePort?: number): ServiceRoutes | undefined {
+/** The routes of one Service port, from the namespace's HTTPRoutes (oldest first, then by name, as Gateway API breaks ties). */
+export function serviceRoutes(routes: readonly HttpRouteObject[], target: RoutesFor): ServiceRoutes | undefined {
+  const { service, namespace, servicePort } = target;
   const attached = routes
     .filter((r) => attachesTo(r, service, namespace, servicePort))
     .sort((a, b) => {
@@ -99,13 +119,13 @@ export function serviceRoutes(routes: readonly HttpRouteObject[], service: strin
     });
   if (attached.length === 0) return undefined;
   const rules: RouteRule[] = [];
-  const backends = new Set<string>();
+  const backends = new Map<string, MeshBackend>();
   const skipped: string[] = [];
   for (const route of attached) {
     const routeName = route.metadata?.name ?? 'unnamed';
     (route.spec?.rules ?? []).forEach((rule, i) => {
       const label = `${routeName}/${rule.name ?? `rule-${i + 1}`}`;
-      const translated = translateRule(rule, namespace);
+      const translated = translateRule(rule, target);
       if (typeof translated === 'string') {
         skipped.push(`${label}: ${translated}`);
         return;
@@ -117,7 +137,7 @@ export function serviceRoutes(routes: readonly HttpRouteObject[], service: strin
         skipped.push(`${label}: ${problems.join('; ')}`);
         return;
       }
-      for (const b of translated.backends) if (b !== service) backends.add(b);
+      for (const b of translated.backends) backends.set(Object.keys(backendLabel(b.service, b.port))[0] ?? '', b);
       // Gateway API: a rule without backends answers 500, unless it redirects (it answers itself).
       const noBackend = translated.raw.backendRefs?.length === 0 && normalised.redirect === undefined;
       rules.push({ ...normalised, name: label, ...(noBackend ? { answer: 'no_backend' as const } : {}) });
@@ -125,20 +145,25 @@ export function serviceRoutes(routes: readonly HttpRouteObject[], service: strin
   }
   // Gateway API: a request that matches none of the Service's rules is answered 404.
   rules.push({ ...(normaliseRoutes([{}])[0] as RouteRule), name: 'no-match', answer: 'no_route' });
-  return { rules, backends: [...backends].sort(), skipped };
+  return { rules, backends: [...backends].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, b]) => b), skipped };
 }
 
 /** A rule in meshd's shape and the Services it names, or why it cannot be applied. */
-function translateRule(rule: HttpRouteRuleObject, namespace: string): { raw: RawRouteRule; backends: string[] } | string {
-  const backends: string[] = [];
+function translateRule(rule: HttpRouteRuleObject, target: RoutesFor): { raw: RawRouteRule; backends: MeshBackend[] } | string {
+  const { namespace, portNameOf } = target;
+  const backends: MeshBackend[] = [];
   const backendOf = (ref: BackendRefObject | undefined): Record<string, string> | string => {
     if (ref?.name === undefined) return 'a backendRef without a name';
     if ((ref.group ?? '') !== '' || (ref.kind ?? 'Service') !== 'Service')
       return `backendRef kind ${ref.group ?? ''}/${ref.kind ?? ''} is not supported (Services only)`;
     if (ref.namespace !== undefined && ref.namespace !== namespace)
       return `backendRef to namespace ${ref.namespace} (other namespaces need a ReferenceGrant, not supported)`;
-    backends.push(ref.name);
-    return backendLabel(ref.name);
+    const port = ref.port === undefined || portNameOf === undefined ? { name: undefined } : portNameOf(ref.name, ref.port);
+    if (typeof port === 'string') return `backendRef ${ref.name} port ${String(ref.port)}: ${port}`;
+    // The Service itself on the port being routed: its own endpoints, not a backend of their own.
+    if (ref.name === target.service && port.name === target.portName) return backendLabel(ref.name, port.name);
+    backends.push({ service: ref.name, port: port.name });
+    return backendLabel(ref.name, port.name);
   };
   const filters: NonNullable<RawRouteRule['filters']> = [];
   for (const f of rule.filters ?? []) {

@@ -21,7 +21,7 @@ import type { MeshPolicies } from './mesh-policy.ts';
 import type { ServiceRegistry } from './registry.ts';
 import type { ServiceRuntime } from './runtime.ts';
 import type { HttpRouteView } from '../kubernetes/http-routes.ts';
-import { serviceRoutes } from '../kubernetes/gamma.ts';
+import { serviceRoutes, type BackendPortName } from '../kubernetes/gamma.ts';
 import type { NamespacedObjects } from '../kubernetes/namespaced-objects.ts';
 import { chooseServicePort, defaultServicePort, type ChosenPort, type ServiceObject } from '../kubernetes/service-ports.ts';
 
@@ -194,7 +194,13 @@ export class MeshRouter {
       const now = port === undefined ? undefined : this.choosePort(ref, serviceLabelText, port);
       if (now instanceof MeshError) return undefined;
       const servicePort = now?.port ?? defaultServicePort(services.get(ref.namespace, ref.name)?.spec?.ports ?? [])?.port;
-      return meshServiceConfig(config, ref, label, { httpRoutes, log, port: now?.name, servicePort });
+      const portNameOf: BackendPortName = (backend, backendPort) => {
+        const chosen = chooseServicePort(services.get(ref.namespace, backend), `${backend}.${ref.namespace}`, backendPort, undefined);
+        // A backend whose Service is not known (yet) takes its default port, as before Services were read.
+        if (chosen instanceof MeshError) return services.get(ref.namespace, backend) === undefined ? { name: undefined } : chosen.message;
+        return { name: chosen.isDefault ? undefined : chosen.name };
+      };
+      return meshServiceConfig(config, ref, label, { httpRoutes, log, port: now?.name, servicePort, portNameOf });
     });
     if (runtime === undefined) return new MeshError('unknown_service', `Kubernetes mesh mode is off; no service named "${label}"`);
     this.deps.log.info({ service: label }, 'mesh service started on its first call');
@@ -255,6 +261,8 @@ export interface MeshServiceSources {
   readonly port?: string | undefined;
   /** The Service port's number, which HTTPRoutes name in `parentRefs[].port`; undefined when the Service is not known. */
   readonly servicePort?: number | undefined;
+  /** Reads backendRef ports; undefined: every backend on its default port. */
+  readonly portNameOf?: BackendPortName | undefined;
 }
 
 /**
@@ -265,8 +273,11 @@ export function meshServiceConfig(config: MeshConfig, ref: ServiceRef, label: st
   const mesh = config.kubernetes.mesh;
   if (mesh === undefined) return undefined;
   const template = mesh.service;
-  const { httpRoutes, log, port, servicePort } = sources;
-  const gamma = httpRoutes === undefined ? undefined : serviceRoutes(httpRoutes.all(ref.namespace), ref.name, ref.namespace, servicePort);
+  const { httpRoutes, log, port, servicePort, portNameOf } = sources;
+  const gamma =
+    httpRoutes === undefined
+      ? undefined
+      : serviceRoutes(httpRoutes.all(ref.namespace), { service: ref.name, namespace: ref.namespace, servicePort, portName: port, portNameOf });
   if (gamma !== undefined && gamma.skipped.length > 0)
     log?.warn({ service: label, skipped: gamma.skipped }, 'HTTPRoute rules left out (unsupported or invalid)');
   return {

@@ -67,6 +67,9 @@ function meshdPod(n: number, ready = true): FakePod {
   };
 }
 
+/** Status and port of an answer, for comparing. */
+const pick = (a: { status: string; port: number }): [string, number] => [a.status, a.port];
+
 function run(argv: string[], timeoutMs = 30_000): Promise<{ code: number; out: string; err: string }> {
   const [cmd, ...args] = argv;
   return new Promise((resolve) => {
@@ -154,13 +157,14 @@ services:
     return daemon;
   };
 
-  const curlIn = (podName: string, host: string, path = '/'): Promise<{ code: number; out: string; err: string }> =>
+  const curlIn = (podName: string, host: string, path = '/', headers: string[] = []): Promise<{ code: number; out: string; err: string }> =>
     run([
       ...lab.exec(podName),
       'curl',
       '-sS',
       '-m',
       '10',
+      ...headers.flatMap((h) => ['-H', h]),
       '-H',
       `Host: ${host}`,
       '-w',
@@ -263,13 +267,14 @@ services:
         endpoints: pods.map((name) => ({ ip: pod(name).ip, nodeName: pod(name).node, pod: name })),
       });
     }
-    // A multi-port Service: HTTP on Service port 80 (pods' 8080), gRPC on 9090.
+    // A multi-port Service: HTTP on Service port 80 (pods' 8080), gRPC on 9090, HTTP admin on 9100 (pods' 8081).
     api.applyService({
       name: 'multi',
       namespace: 'shop',
       ports: [
         { name: 'grpc', port: 9090, targetPort: 9090 },
         { name: 'http', port: 80, targetPort: 8080 },
+        { name: 'admin', port: 9100, targetPort: 8081 },
       ],
     });
     api.applyService({ name: 'lone', namespace: 'lab', ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
@@ -287,6 +292,7 @@ services:
       ports: [
         { name: 'grpc', port: 9090, appProtocol: 'kubernetes.io/h2c' },
         { name: 'http', port: 8080 },
+        { name: 'admin', port: 8081 },
       ],
       endpoints: USERS.map((p) => ({ ip: p.ip, nodeName: p.node, pod: p.name })),
     });
@@ -304,7 +310,7 @@ services:
       PODS.filter((p) => p.app).map(
         (p) =>
           new Promise<void>((resolve, reject) => {
-            const child = lab.spawn(p.name, process.execPath, [helper('pod-server.ts'), p.name, p.ip, '8080', '9090', '7000']);
+            const child = lab.spawn(p.name, process.execPath, [helper('pod-server.ts'), p.name, p.ip, '8080', '9090', '7000', '8081']);
             const timer = setTimeout(() => reject(new Error(`pod ${p.name} did not start`)), 15_000);
             child.stdout?.once('data', () => {
               clearTimeout(timer);
@@ -372,30 +378,92 @@ services:
   });
 
   it('reaches each port of a multi-port Service by the Service port in Host, as through its cluster IP', async () => {
+    const answer = async (host: string, headers: string[] = []): Promise<{ status: string; pod: string; port: number }> => {
+      const { out } = await curlIn('c1', host, '/', headers);
+      const [body = '', status = ''] = out.split('\n');
+      const parsed = JSON.parse(body) as { pod: string; port: number };
+      assert.ok(
+        USERS.some((p) => p.name === parsed.pod),
+        out,
+      );
+      return { status, pod: parsed.pod, port: parsed.port };
+    };
     // HTTP, the default port: by name alone, by its Service port, and by meshd's own port (a caller
-    // that reached meshd by the Service's name).
-    for (const host of ['multi.shop', 'multi.shop:80', 'multi.shop:4140']) {
-      const { out } = await curlIn('c1', host);
-      const [body = '', status] = out.split('\n');
-      assert.equal(status, '200', `${host}: ${out}`);
-      assert.ok(USERS.some((p) => p.name === (JSON.parse(body) as { pod: string }).pod));
-    }
+    // that reached meshd by the Service's name); the admin port by its Service port 9100.
+    for (const host of ['multi.shop', 'multi.shop:80', 'multi.shop:4140']) assert.deepEqual(pick(await answer(host)), ['200', 8080], host);
+    assert.deepEqual(pick(await answer('multi.shop:9100')), ['200', 8081]);
     // gRPC on Service port 9090, across nodes, with @grpc/grpc-js naming it in :authority.
     const grpc = await run([...lab.exec('c1'), process.execPath, helper('pod-grpc.ts'), `${nodeIp(1)}:4140`, 'multi.shop:9090']);
-    const answer = JSON.parse(grpc.out) as { unary?: string; collected?: string; error?: string };
-    assert.equal(answer.error, undefined, grpc.out + grpc.err);
-    assert.match(answer.unary ?? '', /^u[23][ab]:hi:/);
-    assert.equal(answer.collected, 'a,b,c');
+    const reply = JSON.parse(grpc.out) as { unary?: string; collected?: string; error?: string };
+    assert.equal(reply.error, undefined, grpc.out + grpc.err);
+    assert.match(reply.unary ?? '', /^u[23][ab]:hi:/);
+    assert.equal(reply.collected, 'a,b,c');
     // A port the Service does not have: refused, naming the ports it has.
     const { out } = await curlIn('c1', 'multi.shop:8080');
-    assert.match(out, /has no TCP port 8080; its ports: 9090 \(grpc\), 80 \(http\)"[\s\S]*\n404$/);
+    assert.match(out, /has no TCP port 8080; its ports: 9090 \(grpc\), 80 \(http\), 9100 \(admin\)"[\s\S]*\n404$/);
     // Repeated in a namespace nothing else holds: one list of its Services, not one per call.
     const listsOfLab = (): number => api.requests.filter((r) => r.startsWith('/api/v1/namespaces/lab/services') && !r.includes('watch=true')).length;
     for (let i = 0; i < 3; i++) assert.match((await curlIn('c1', 'lone.lab:1')).out, /has no TCP port 1; its ports: 80 \(http\)"[\s\S]*\n404$/);
     assert.equal(listsOfLab(), 1);
     // One runtime per Service port, whatever the caller called it.
     const names = (await debugState(1)).services.map((svc) => svc.name).filter((n) => n.startsWith('multi.'));
-    assert.deepEqual(names.sort(), ['multi.shop', 'multi.shop:9090']);
+    assert.deepEqual(names.sort(), ['multi.shop', 'multi.shop:9090', 'multi.shop:9100']);
+
+    // GAMMA on one port: an HTTPRoute for port 80 sends `x-admin: yes` to the Service's own port
+    // 9100 and everything else to itself (a route that only sets a timeout, as is common); port 9100
+    // is untouched by it.
+    api.applyHttpRoute({
+      name: 'multi-admin',
+      namespace: 'shop',
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'multi', port: 80 }],
+        rules: [
+          { matches: [{ headers: [{ name: 'x-admin', value: 'yes' }] }], backendRefs: [{ name: 'multi', port: 9100 }] },
+          { backendRefs: [{ name: 'multi', port: 80 }], timeouts: { request: '5s' } },
+        ],
+      },
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      while ((await answer('multi.shop', ['x-admin: yes'])).port !== 8081) {
+        assert.ok(Date.now() < deadline, 'the HTTPRoute never applied');
+        await sleep(100);
+      }
+      assert.deepEqual(pick(await answer('multi.shop')), ['200', 8080], 'the rule sending to the Service itself');
+      assert.deepEqual(pick(await answer('multi.shop:9100', ['x-admin: yes'])), ['200', 8081]);
+      const { out: unmatched } = await curlIn('c1', 'multi.shop:9100', '/', ['x-admin: no']);
+      assert.match(unmatched, /\n200$/, 'port 9100 has no HTTPRoute: no 404 catch-all there');
+    } finally {
+      api.deleteHttpRoute('multi-admin', 'shop');
+    }
+    // An HTTPRoute whose only backend is the Service itself (to set headers, timeouts, retries).
+    api.applyHttpRoute({
+      name: 'cache-self',
+      namespace: 'shop',
+      spec: {
+        parentRefs: [{ group: '', kind: 'Service', name: 'cache' }],
+        rules: [
+          {
+            filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-route', value: 'cache-self' }] } }],
+            backendRefs: [{ name: 'cache', port: 8080 }],
+          },
+        ],
+      },
+    });
+    try {
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { out: routed } = await curlIn('c1', 'cache');
+        if (routed.includes('"x-route":"cache-self"')) {
+          assert.match(routed, /\n200$/);
+          break;
+        }
+        assert.ok(Date.now() < deadline, `the HTTPRoute never applied: ${routed}`);
+        await sleep(100);
+      }
+    } finally {
+      api.deleteHttpRoute('cache-self', 'shop');
+    }
   });
 
   it('carries raw TCP to pods on other nodes over mTLS, and holds it to the Service’s policy', async () => {

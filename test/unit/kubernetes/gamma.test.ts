@@ -59,8 +59,7 @@ describe('GAMMA HTTPRoutes', () => {
         }),
         route('unrelated', { parentRefs: [{ ...parent, name: 'orders' }], rules: [{ backendRefs: [{ name: 'orders' }] }] }),
       ],
-      'users',
-      'shop',
+      { service: 'users', namespace: 'shop' },
     );
     assert.ok(out !== undefined);
     assert.deepEqual(
@@ -82,7 +81,10 @@ describe('GAMMA HTTPRoutes', () => {
       ],
     );
     assert.equal(out.rules[0]?.timeoutMs, 90_000);
-    assert.deepEqual(out.backends, ['users-v1', 'users-v2']);
+    assert.deepEqual(out.backends, [
+      { service: 'users-v1', port: undefined },
+      { service: 'users-v2', port: undefined },
+    ]);
     assert.deepEqual(
       out.skipped.map((s) => s.slice(0, s.indexOf(':'))),
       ['older/rewrite', 'older/cors', 'older/elsewhere', 'older/badregex', 'older/unknownfield'],
@@ -98,7 +100,68 @@ describe('GAMMA HTTPRoutes', () => {
     });
   });
 
+  it('reads backendRef ports: another port of a Service is a subset of its own, the routed port itself is the Service’s endpoints', () => {
+    const ports: Record<string, Record<number, string | undefined>> = { users: { 80: undefined, 9100: 'admin' }, orders: { 80: undefined, 7000: 'grpc' } };
+    const portNameOf = (service: string, port: number): { name: string | undefined } | string => {
+      const known = ports[service] ?? {};
+      return port in known ? { name: known[port] } : `no TCP port ${String(port)}`;
+    };
+    const spec = {
+      parentRefs: [parent],
+      rules: [
+        { name: 'admin', backendRefs: [{ name: 'users', port: 9100 }] },
+        { name: 'self', backendRefs: [{ name: 'users', port: 80 }] },
+        { name: 'orders', backendRefs: [{ name: 'orders', port: 7000 }, { name: 'orders' }] },
+        { name: 'wrong', backendRefs: [{ name: 'orders', port: 1 }] },
+      ],
+    };
+    const out = serviceRoutes([route('r', spec)], { service: 'users', namespace: 'shop', servicePort: 80, portNameOf });
+    assert.ok(out !== undefined);
+    assert.deepEqual(
+      out.rules.map((r) => [r.name, r.backendRefs.map((b) => Object.keys(b.subset)[0])]),
+      [
+        ['r/admin', ['service.meshd.io/users.admin']],
+        ['r/self', ['service.meshd.io/users']],
+        ['r/orders', ['service.meshd.io/orders.grpc', 'service.meshd.io/orders']],
+        ['no-match', []],
+      ],
+    );
+    assert.deepEqual(out.backends, [
+      { service: 'orders', port: undefined },
+      { service: 'orders', port: 'grpc' },
+      { service: 'users', port: 'admin' },
+    ]);
+    assert.deepEqual(out.skipped, ['r/wrong: backendRef orders port 1: no TCP port 1']);
+    // Routed on its port 9100, the Service's own subset is that port's endpoints (labelled with the port), and port 80 is a backend.
+    const onAdmin = serviceRoutes(
+      [
+        route('r', {
+          parentRefs: [parent],
+          rules: [
+            {
+              backendRefs: [
+                { name: 'users', port: 9100 },
+                { name: 'users', port: 80 },
+              ],
+            },
+          ],
+        }),
+      ],
+      {
+        service: 'users',
+        namespace: 'shop',
+        servicePort: 9100,
+        portName: 'admin',
+        portNameOf,
+      },
+    );
+    assert.deepEqual(
+      onAdmin?.rules[0]?.backendRefs.map((b) => Object.keys(b.subset)[0]),
+      ['service.meshd.io/users.admin', 'service.meshd.io/users'],
+    );
+  });
+
   it('a Service without HTTPRoutes has no routes from the cluster', () => {
-    assert.equal(serviceRoutes([], 'users', 'shop'), undefined);
+    assert.equal(serviceRoutes([], { service: 'users', namespace: 'shop' }), undefined);
   });
 });
