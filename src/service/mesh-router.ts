@@ -6,9 +6,9 @@
  * (kubernetes/service-ports.ts). A Service port gets its runtime (balancer,
  * feedback, pools) on its first call, from the `kubernetes.mesh.service`
  * template, and gives it back after a quiet period: `users.shop` for the
- * default port, `users.shop:9090` for another. A name that is no Service of the cluster is refused
- * without building anything: one caller cannot make meshd watch or hold
- * state for names it invents.
+ * default port, `users.shop:9090` for another. A name that is no Service of
+ * the cluster, or a port it lacks, is refused without building anything: one
+ * caller cannot make meshd watch or hold state for names it invents.
  */
 import type { MeshConfig, ServiceConfig } from '../config/types.ts';
 import { MeshError } from '../errors.ts';
