@@ -5,6 +5,7 @@
  * must match their type, faults that must do something, a canary whose
  * steps climb to 100 %. Shared by the config and the admin API's faults.
  */
+import { wholeValueRegex } from '../routing/linear-regex.ts';
 import { identityPatternProblem } from '../identity/spiffe.ts';
 import type { RawFault, RawPathModifier, RawRouteRule } from './raw.ts';
 import type { ServiceRule, Report } from './rules.ts';
@@ -36,10 +37,12 @@ function protectedFieldProblem(name: string): string | undefined {
 
 function regexProblem(pattern: string): string | undefined {
   try {
-    new RegExp(pattern, 'u');
+    wholeValueRegex(pattern);
     return undefined;
   } catch (err) {
-    return `not a valid regular expression: ${(err as Error).message}`;
+    const message = (err as Error).message;
+    if (message.includes('linear time')) return 'needs backreferences or lookaround, which route patterns do not have (RE2 syntax, as Envoy)';
+    return `not a valid regular expression: ${message}`;
   }
 }
 

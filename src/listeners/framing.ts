@@ -18,6 +18,9 @@ export interface FramingProblem {
 
 /** What is wrong with the framing of `req`, or undefined. HTTP/2 frames its messages itself. */
 export function framingProblem(req: IncomingMessage): FramingProblem | undefined {
+  // A fragment never travels in a request (RFC 9110 §4.2.4): judged by rules as part of the path,
+  // it would reach an app that parses it away as the path the rules refused ("/admin#x").
+  if (req.url?.includes('#') === true) return { error: new MeshError('bad_request', 'a request target cannot carry a fragment (#)'), close: false };
   if (req.httpVersionMajor !== 1) return undefined;
   const raw = req.rawHeaders;
   let hosts = 0;

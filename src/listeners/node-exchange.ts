@@ -7,18 +7,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MeshError } from '../errors.ts';
 import { http2ResponseHeaders, type HeaderObject } from '../proxy/headers.ts';
+import { grpcStatusOf } from '../protocol/grpc.ts';
 import { requestHasBody } from '../protocol/request-body.ts';
 import { Exchange, type RequestHead, type ResponseSink } from '../stack/exchange.ts';
 import { respondError } from '../stack/respond.ts';
 
 class NodeRequestHead implements RequestHead {
   private readonly req: IncomingMessage;
+  /** Held apart: node:http lets go of `req.socket` once a large request's connection is handed back. */
+  private readonly socket: IncomingMessage['socket'];
   readonly path: string;
   readonly authority: string | undefined;
   readonly hasBody: boolean;
 
   constructor(req: IncomingMessage, path: string, authority: string | undefined) {
     this.req = req;
+    this.socket = req.socket;
     this.path = path;
     // An HTTP/2 caller names the service in :authority, which has no HTTP/1.1 Host to copy.
     this.authority =
@@ -40,7 +44,7 @@ class NodeRequestHead implements RequestHead {
   }
 
   get remoteAddress(): string | undefined {
-    return this.req.socket.remoteAddress;
+    return this.socket.remoteAddress;
   }
 }
 
@@ -48,6 +52,7 @@ class NodeResponseSink implements ResponseSink {
   private readonly res: ServerResponse;
   private readonly http2: boolean;
   bytesSent = 0;
+  grpcStatus: number | undefined = undefined;
 
   constructor(res: ServerResponse, http2: boolean) {
     this.res = res;
@@ -96,6 +101,7 @@ class NodeResponseSink implements ResponseSink {
   }
 
   trailers(fields: Readonly<Record<string, string>>): void {
+    this.grpcStatus = grpcStatusOf(fields) ?? this.grpcStatus;
     this.res.addTrailers(fields);
   }
 

@@ -56,6 +56,8 @@ export class OutboundHttpListener {
   readonly h2: Http2Server;
   private readonly sessions = new Set<Http2Session>();
   private readonly sniffTimeoutMs: number;
+  /** HTTP/1.1's header limit, applied to HTTP/2 header lists too (node:http2 only advertises it). */
+  private readonly maxHeaderSizeBytes: number;
   /**
    * Callers allowed by source address; undefined allows all (loopback listeners). Ranges read at
    * start (the node's pod ranges) are set by the daemon before it binds; until then nobody.
@@ -104,6 +106,7 @@ export class OutboundHttpListener {
     });
     this.h2.on('sessionError', (err) => deps.log.info({ listener: 'outbound', err: err.message }, 'HTTP/2 session error'));
     this.sniffTimeoutMs = settings.headersTimeoutMs;
+    this.maxHeaderSizeBytes = settings.maxHeaderSizeBytes;
     this.allowFrom = settings.allowFrom === undefined ? undefined : new SourceFilter([]);
     this.acceptor = createTcpServer({ noDelay: true }, (socket) => this.route(socket));
     this.acceptor.maxConnections = maxConnections;
@@ -217,6 +220,11 @@ export class OutboundHttpListener {
       return;
     }
     if (onDistrustedConnection(req)) return void res.destroy();
+    if (req.httpVersionMajor === 2 && headerListSize(req.rawHeaders) > this.maxHeaderSizeBytes) {
+      this.deps.clientError('outbound', 'headers_too_large');
+      this.answerWithoutService(res, new MeshError('headers_too_large', 'request headers exceed the size limit'), started);
+      return;
+    }
     const framing = framingProblem(req);
     if (framing !== undefined) {
       this.deps.clientError('outbound', framing.error.code);
@@ -224,8 +232,8 @@ export class OutboundHttpListener {
       this.answerWithoutService(res, framing.error, started, framing.close);
       return;
     }
-    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
-    const target = parseRequestTarget(req.url ?? '/', host);
+    const host = requestAuthority(req);
+    const target = host instanceof MeshError ? host : parseRequestTarget(req.url ?? '/', host);
     if (target instanceof MeshError) {
       this.deps.clientError('outbound', target.code);
       this.answerWithoutService(res, target, started);
@@ -354,6 +362,29 @@ export class OutboundHttpListener {
     this.deps.log.info({ listener: 'outbound', code, reason: err.code ?? err.message, remote: socket.remoteAddress }, 'malformed request refused');
     sendRawError(socket, new MeshError(code, CLIENT_ERROR_MESSAGES[code] ?? 'malformed request'));
   }
+}
+
+/** An HTTP/2 header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: names, values and 32 bytes each (RFC 9113 §6.5.2). */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (const item of raw) size += item.length + 16;
+  return size;
+}
+
+/**
+ * The authority a request names: Host for HTTP/1.1, `:authority` for HTTP/2 (RFC 9113 §8.3.1; a
+ * Host field, which HTTP/2 clients should not send, is the fallback). An HTTP/2 request whose two
+ * disagree is malformed: routing by one while the app reads the other would let a caller pick
+ * its service behind a policy's back.
+ */
+function requestAuthority(req: IncomingMessage): string | undefined | MeshError {
+  if (req.httpVersionMajor !== 2) return req.headers.host;
+  const authority = req.headers[':authority'] as string | undefined;
+  const host = req.headers.host;
+  if (authority !== undefined && host !== undefined && authority !== host) {
+    return new MeshError('bad_request', ':authority and Host name different services (RFC 9113 §8.3.1)');
+  }
+  return authority ?? host;
 }
 
 const EXCHANGE = Symbol('meshd.exchange');

@@ -28,3 +28,14 @@ export function parseGrpcTimeout(value: string | undefined): number | undefined 
   if (match === null) return undefined;
   return Number(match[1]) * GRPC_UNIT_MS[match[2] as string]!;
 }
+
+/**
+ * The HTTP status a gRPC status stands for (the mapping grpc-gateway and Envoy's gRPC-JSON bridge
+ * use): what metrics, the dependency map and access logs classify a gRPC answer by, since its HTTP
+ * status is 200 whatever happened. UNAVAILABLE is a 503, NOT_FOUND a 404, OK a 200.
+ */
+export function httpStatusOfGrpc(code: number): number {
+  return GRPC_HTTP_STATUS[code] ?? 500;
+}
+
+const GRPC_HTTP_STATUS: readonly number[] = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];

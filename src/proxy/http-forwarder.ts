@@ -146,7 +146,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
     if (!response.started) {
       this.reject(failure);
     } else {
-      // The caller already has a status line: the only honest signal left is a reset.
+      // The caller already has a status line: the only honest signal left is a reset. The access
+      // line and the span still name what happened.
+      if (attempt.outcome !== 'client_abort') this.ex.errorCode ??= failure.code;
       response.reset();
       this.resolve();
     }

@@ -96,6 +96,9 @@ class ModifyingSink implements ResponseSink {
   get bytesSent(): number | undefined {
     return this.inner.bytesSent;
   }
+  get grpcStatus(): number | undefined {
+    return this.inner.grpcStatus;
+  }
   setField(name: string, value: string): void {
     // Held until the status line, so that the modifier sees (and may remove) meshd's own fields too.
     this.early[name.toLowerCase()] = value;

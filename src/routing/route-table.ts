@@ -8,6 +8,7 @@
  * (Regular expressions, which Gateway API leaves to implementations, rank
  * after exact paths and before prefixes, longer patterns first.)
  */
+import { wholeValueRegex } from './linear-regex.ts';
 import type { RouteMatch, RouteRule, ValueMatch } from '../config/types.ts';
 import { identityPattern } from '../identity/spiffe.ts';
 import type { RequestHead } from '../stack/exchange.ts';
@@ -122,7 +123,7 @@ function compileMatch(m: RouteMatch): Test {
 function pathTest(type: 'Exact' | 'PathPrefix' | 'RegularExpression', value: string): Test {
   if (type === 'Exact') return (_r, path) => path === value;
   if (type === 'RegularExpression') {
-    const regex = new RegExp(`^(?:${value})$`, 'u');
+    const regex = wholeValueRegex(value);
     return (_r, path) => regex.test(path);
   }
   // Gateway API prefixes match whole segments: "/foo" matches "/foo" and "/foo/bar", not "/foobar".
@@ -134,6 +135,6 @@ function pathTest(type: 'Exact' | 'PathPrefix' | 'RegularExpression', value: str
 /** Exact or whole-value regular expression; an absent value never matches. */
 export function valueTest(m: ValueMatch): (value: string | undefined) => boolean {
   if (m.type === 'Exact') return (v) => v === m.value;
-  const regex = new RegExp(`^(?:${m.value})$`, 'u');
+  const regex = wholeValueRegex(m.value);
   return (v) => v !== undefined && regex.test(v);
 }

@@ -64,6 +64,8 @@ export interface ResponseSink {
   reset(): void;
   /** Body bytes written so far (access logs); undefined where not counted. */
   readonly bytesSent?: number | undefined;
+  /** The `grpc-status` the caller was sent (in trailers, or a trailers-only answer); undefined: none. */
+  readonly grpcStatus: number | undefined;
 }
 
 /** Whatever holds upstream work for the exchange and can stop it. */

@@ -12,7 +12,7 @@ import type { Logger } from '../log.ts';
 import type { Layer } from './layer.ts';
 import type { EdgeRecorder, ServiceRecorder } from './observer.ts';
 import { respondError } from './respond.ts';
-import { finalStatus } from './trace.ts';
+import { classifiedStatus } from './trace.ts';
 
 /** Where else an exchange's final status is reported besides its endpoint (or service). */
 export interface ObserveTargets {
@@ -33,7 +33,7 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock, targets: O
       recorder.ended();
       const seconds = (clock() - ex.startedAt) / 1000;
       const { attempt, response } = ex;
-      const status = finalStatus(ex);
+      const status = classifiedStatus(ex);
       if (attempt.endpoint === undefined) recorder.finishedWithoutEndpoint(status, seconds);
       else attempt.endpoint.recorder.finished(status, seconds);
       if (ex.route !== undefined) routeFinished?.(ex.route, status);

@@ -9,11 +9,14 @@ import type { Clock, Random } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Exchange, FieldReader, HopSpan } from './exchange.ts';
 import type { Layer } from './layer.ts';
+import { httpStatusOfGrpc } from '../protocol/grpc.ts';
 
 /** How one hop ended, as its span records it. */
 export interface HopOutcome {
   /** The status the caller got; undefined for a TCP connection that went through (TCP has none). */
   readonly status: number | undefined;
+  /** The `grpc-status` the caller got; undefined when the answer carried none. */
+  readonly grpcStatus?: number | undefined;
   readonly endpoint: string | undefined;
   readonly route: string | undefined;
   readonly retries: number;
@@ -54,6 +57,17 @@ export function finalStatus(ex: Exchange): number {
   return ex.attempt.outcome === 'client_abort' && !ex.response.started ? 499 : ex.response.status;
 }
 
+/**
+ * The status an exchange is counted and judged by: its final status, or for a gRPC answer (HTTP
+ * 200 whatever happened) the HTTP status its `grpc-status` stands for: an UNAVAILABLE call is a
+ * failure on every dashboard, alert and log, not a 2xx.
+ */
+export function classifiedStatus(ex: Exchange): number {
+  const status = finalStatus(ex);
+  const grpc = ex.response.grpcStatus;
+  return grpc === undefined || grpc === 0 || status !== 200 ? status : httpStatusOfGrpc(grpc);
+}
+
 /** `tracer` is read per exchange (tracing follows reloads); undefined passes the exchange through. */
 export function traceLayer(tracer: () => HopTracer | undefined, kind: 'outbound' | 'inbound', service: string): Layer {
   return (next) => async (ex) => {
@@ -66,6 +80,7 @@ export function traceLayer(tracer: () => HopTracer | undefined, kind: 'outbound'
     } finally {
       span.end({
         status: finalStatus(ex),
+        grpcStatus: ex.response.grpcStatus,
         endpoint: ex.attempt.endpoint?.address,
         route: ex.route,
         retries: ex.retries,
@@ -95,7 +110,8 @@ export function accessLogLayer(log: Logger, service: string, access: () => Acces
       await next(ex);
     } finally {
       const status = finalStatus(ex);
-      const error = status >= 500 || ex.errorCode !== undefined;
+      const grpcStatus = ex.response.grpcStatus;
+      const error = classifiedStatus(ex) >= 500 || ex.errorCode !== undefined;
       if (error || settings.sampleRatio >= 1 || random() < settings.sampleRatio) {
         log.info(
           {
@@ -107,6 +123,7 @@ export function accessLogLayer(log: Logger, service: string, access: () => Acces
             method: head.method,
             path: head.path.split('?')[0],
             status,
+            grpcStatus,
             bytes: ex.response.bytesSent,
             durationMs: Math.round((clock() - ex.startedAt) * 1000) / 1000,
             retries: ex.retries,

@@ -10,6 +10,7 @@
  * OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER_ARG,
  * OTEL_BSP_* (the queue) and OTEL_SDK_DISABLED.
  */
+import { httpStatusOfGrpc } from '../protocol/grpc.ts';
 import { SpanKind, SpanStatusCode, TraceFlags, ROOT_CONTEXT, trace, type Attributes, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -142,12 +143,16 @@ export class OtelHopTracer implements HopTracer {
 /** Whether a hop's outcome is an error (exported whatever the sampling). */
 function failed(outcome: HopOutcome): boolean {
   const status = outcome.status ?? 0;
-  return status >= 500 || (outcome.errorCode !== undefined && status !== 499);
+  // A gRPC answer is judged by its grpc-status (its HTTP status is 200 whatever happened).
+  const grpc = outcome.grpcStatus;
+  const judged = grpc === undefined || grpc === 0 || status !== 200 ? status : httpStatusOfGrpc(grpc);
+  return judged >= 500 || (outcome.errorCode !== undefined && status !== 499);
 }
 
 /** Sets the outcome's attributes and status on an SDK span and ends it. */
 function finish(span: Span, outcome: HopOutcome): void {
   if (outcome.status !== undefined) span.setAttribute('http.response.status_code', outcome.status);
+  if (outcome.grpcStatus !== undefined) span.setAttribute('rpc.grpc.status_code', outcome.grpcStatus);
   span.setAttribute('meshd.retries', outcome.retries);
   if (outcome.bytesSent !== undefined) span.setAttribute('meshd.bytes_sent', outcome.bytesSent);
   if (outcome.bytesReceived !== undefined) span.setAttribute('meshd.bytes_received', outcome.bytesReceived);
@@ -155,7 +160,10 @@ function finish(span: Span, outcome: HopOutcome): void {
   if (outcome.route !== undefined) span.setAttribute('meshd.route', outcome.route);
   if (outcome.fault !== undefined) span.setAttribute('meshd.fault', outcome.fault);
   if (outcome.errorCode !== undefined) span.setAttribute('meshd.error', outcome.errorCode);
-  if (failed(outcome)) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.errorCode ?? `HTTP ${outcome.status}` });
+  if (failed(outcome)) {
+    const what = outcome.grpcStatus !== undefined && outcome.grpcStatus !== 0 ? `grpc-status ${String(outcome.grpcStatus)}` : `HTTP ${String(outcome.status)}`;
+    span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.errorCode ?? what });
+  }
   span.end();
 }
 

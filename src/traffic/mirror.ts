@@ -114,6 +114,7 @@ class DiscardingSink implements ResponseSink {
   ended = false;
   closed = false;
   status = 0;
+  readonly grpcStatus = undefined;
   setField(): void {}
   start(status: number): void {
     this.started = true;

@@ -3,6 +3,7 @@
  * plain object of fields, a response sink that records what it was told, and
  * a body stream when one is given. No sockets, no codec.
  */
+import { grpcStatusOf } from '../../src/protocol/grpc.ts';
 import { Readable } from 'node:stream';
 import { Exchange, type FieldReader, type RequestHead, type ResponseSink } from '../../src/stack/exchange.ts';
 
@@ -59,6 +60,9 @@ export class FakeResponse implements ResponseSink {
   }
   trailers(fields: Readonly<Record<string, string>>): void {
     Object.assign(this.trailerFields, fields);
+  }
+  get grpcStatus(): number | undefined {
+    return grpcStatusOf(this.trailerFields);
   }
   end(body?: string): void {
     this.ended = true;

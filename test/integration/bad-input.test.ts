@@ -3,6 +3,7 @@
  * reset) and the daemon keeps serving afterwards.
  */
 import assert from 'node:assert/strict';
+import { connect as h2connect } from 'node:http2';
 import { request as httpRequest, Agent } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -86,6 +87,31 @@ services:
     assert.match(reply, /^HTTP\/1\.1 400 /);
     assert.match(reply, /x-meshd-error: bad_request/);
     assert.match(reply, /"error":"bad_request"/);
+    await assertStillServing(meshd);
+  });
+
+  it('refuses a request target with a fragment (#) on every path: rules would judge another path than the app serves', async () => {
+    for (const bytes of [
+      'GET /admin#x HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n',
+      'GET http://ok/admin#x HTTP/1.1\r\nHost: ok\r\nConnection: close\r\n\r\n',
+      'GET /admin#x HTTP/1.1\r\nHost: ok\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    ]) {
+      const reply = await rawExchange(meshd.outbound, bytes);
+      assert.match(reply, /^HTTP\/1\.1 400 /, bytes);
+      assert.match(reply, /x-meshd-error: bad_request/);
+    }
+    const session = h2connect(`http://${meshd.outbound}`);
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ':path': '/admin#x', ':authority': 'ok' });
+        stream.on('response', (h) => resolve(Number(h[':status'])));
+        stream.on('error', reject);
+        stream.end();
+      });
+      assert.equal(status, 400);
+    } finally {
+      session.close();
+    }
     await assertStillServing(meshd);
   });
 

@@ -11,9 +11,9 @@ import { connect as h2connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { startBackend } from '../helpers/backend.ts';
+import { closedPort, startBackend } from '../helpers/backend.ts';
 import { startDaemon } from '../helpers/daemon.ts';
-import { request, splitAddress } from '../helpers/http.ts';
+import { metricValue, request, splitAddress } from '../helpers/http.ts';
 import { newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
 import { grpc, grpcClient, startGrpcServer } from '../helpers/grpc.ts';
 
@@ -94,6 +94,50 @@ services:
       assert.ok((state.services[0]?.endpoints[0]?.stats.total['grpc_error'] ?? 0) >= 4, 'UNAVAILABLE counted against the endpoint');
     } finally {
       client.close();
+      await meshd.stop();
+      await server.close();
+    }
+  });
+
+  it('counts, logs and traces a gRPC call by its grpc-status: UNAVAILABLE is a 5xx, NOT_FOUND a 4xx, though both are HTTP 200', async () => {
+    const server = await startGrpcServer((req) => {
+      if (req.text === 'down') return Promise.reject(Object.assign(new Error('down'), { code: grpc.status.INTERNAL, details: 'down' }));
+      if (req.text === 'missing') return Promise.reject(Object.assign(new Error('no such thing'), { code: grpc.status.NOT_FOUND, details: 'no such thing' }));
+      return Promise.resolve({ text: 'ok' });
+    });
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+log: { access: { enabled: true, sampleRatio: 0 } }
+services:
+  greeter: { protocol: h2c, endpoints: [ { address: ${server.address} } ], retries: { attempts: 1 } }
+  dead: { protocol: h2c, endpoints: [ { address: 127.0.0.1:${await closedPort()} } ], retries: { attempts: 1 } }
+`);
+    const greeter = grpcClient(meshd.outbound, 'greeter');
+    const dead = grpcClient(meshd.outbound, 'dead');
+    try {
+      assert.equal((await greeter.say('fine')).text, 'ok');
+      await assert.rejects(greeter.say('down'), (err: grpc.ServiceError) => err.code === grpc.status.INTERNAL);
+      await assert.rejects(greeter.say('missing'), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+      // meshd's own answer (connect_failed as UNAVAILABLE) the same way.
+      await assert.rejects(dead.say('x'), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE);
+      const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
+      const classes = (service: string): Record<string, number> =>
+        Object.fromEntries(['2xx', '4xx', '5xx'].map((c) => [c, metricValue(metrics, 'meshd_requests_total', { service, code_class: c })]));
+      assert.deepEqual(classes('greeter'), { '2xx': 1, '4xx': 1, '5xx': 1 });
+      assert.deepEqual(classes('dead'), { '2xx': 0, '4xx': 0, '5xx': 1 });
+      // Sampled at 0, the failures are logged anyway, with their grpc-status.
+      const access = await meshd.waitForLog((l) => l['access'] === true && l['grpcStatus'] === grpc.status.INTERNAL);
+      assert.equal(access['status'], 200);
+      await meshd.waitForLog((l) => l['access'] === true && l['service'] === 'dead' && l['grpcStatus'] === grpc.status.UNAVAILABLE);
+      assert.equal(
+        meshd.logs.filter((l) => l['access'] === true && l['service'] === 'greeter').length,
+        1,
+        'only the server failure is logged at ratio 0; OK and NOT_FOUND are sampled',
+      );
+    } finally {
+      greeter.close();
+      dead.close();
       await meshd.stop();
       await server.close();
     }

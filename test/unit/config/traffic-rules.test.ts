@@ -103,6 +103,11 @@ canary: { stable: { version: v1 }, canary: { version: v2 }, steps: [ 5, 25, 100 
         'services.users.routes[0].filters[0].requestRedirect.statusCode',
       ],
     ],
+    [
+      'patterns that need backreferences or lookaround (no linear-time engine runs them)',
+      `routes: [ { matches: [ { path: { type: RegularExpression, value: "/(a)\\\\1" }, headers: [ { type: RegularExpression, name: x, value: "(?=a)a" } ] } ] } ]`,
+      ['services.users.routes[0].matches[0].path.value', 'services.users.routes[0].matches[0].headers[0].value'],
+    ],
     ['duplicate route names', `routes: [ { name: a }, { name: a } ]`, ['services.users.routes[1].name']],
     ['all backend weights zero', `routes: [ { backendRefs: [ { subset: { version: v1 }, weight: 0 } ] } ]`, ['services.users.routes[0].backendRefs']],
     ['backendRequest over request', `routes: [ { timeouts: { request: 1s, backendRequest: 2s } } ]`, ['services.users.routes[0].timeouts.backendRequest']],

@@ -64,6 +64,21 @@ describe('route table (Gateway API precedence)', () => {
   ];
   for (const [what, h, want, caller] of cases) it(what, () => assert.equal(pick(table, h, caller), want));
 
+  it('matches patterns in linear time: a caller cannot stall meshd with a crafted header or path', () => {
+    // On a backtracking engine each of these takes about 2^64 steps: the test could never finish.
+    const hostile = new RouteTable(
+      [
+        rule('hdr', { headers: [{ type: 'RegularExpression', name: 'x-user', value: '(\\w+\\s?)*' }] }),
+        rule('path', { path: { type: 'RegularExpression', value: '/items/([a-z0-9]+)+/details' } }),
+      ],
+      (r) => r.name,
+    );
+    assert.equal(pick(hostile, head('/', 'GET', { 'x-user': `${'a'.repeat(64)}!` })), undefined);
+    assert.equal(pick(hostile, head(`/items/${'a'.repeat(64)}!`)), undefined);
+    assert.equal(pick(hostile, head('/', 'GET', { 'x-user': 'ab cd' })), 'hdr');
+    assert.equal(pick(hostile, head('/items/a1/details')), 'path');
+  });
+
   it('without a catch-all, an unmatched request takes no route', () => {
     const t = new RouteTable([rule('only', { path: { type: 'Exact', value: '/a' } })], (r) => r.name);
     assert.equal(pick(t, head('/b')), undefined);
