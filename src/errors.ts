@@ -16,6 +16,8 @@ export const ERROR_STATUS = {
   misdirected: 421,
   request_timeout: 408,
   headers_too_large: 431,
+  // The caller went away before its answer (nginx's and Envoy's 499); it is recorded, never sent.
+  client_closed: 499,
   // A local token-bucket rate limit (service, route or caller) is spent; Retry-After says when a token returns.
   rate_limited: 429,
   internal: 500,

@@ -364,7 +364,7 @@ export class OutboundHttpListener {
   }
 }
 
-/** An HTTP/2 header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: names, values and 32 bytes each (RFC 9113 §6.5.2). */
+/** An HTTP/2 header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: each field's name and value plus 32 bytes (RFC 9113 §6.5.2). */
 function headerListSize(raw: readonly string[]): number {
   let size = 0;
   for (const item of raw) size += item.length + 16;

@@ -138,7 +138,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, Cancellable {
       failure = cancelled;
     } else if (cancelled instanceof ClientGone || response.closed) {
       attempt.outcome = 'client_abort';
-      failure = new MeshError('bad_request', 'client closed the connection');
+      failure = new MeshError('client_closed', 'client closed the connection');
     } else {
       failure = classify(err, this.endpoint.address);
       attempt.outcome = OUTCOME_OF[failure.code] ?? 'reset';

@@ -27,6 +27,7 @@ const GRPC_STATUS: Record<ErrorCode, number> = {
   overloaded: 14,
   draining: 14,
   upstream_timeout: 4,
+  client_closed: 1,
 };
 
 /** What an error answer depends on in the request: HEAD gets no body, a gRPC caller gets a status in trailers. */

@@ -91,7 +91,7 @@ export function retryLayer(policy: RetryPolicy, budget: RetryBudget, recorder: R
       ex.span?.event('meshd.retry', { reason, endpoint: ex.attempt.endpoint?.address ?? 'none', attempt: attempt + 1 });
       ex.avoid = ex.attempt.endpoint;
       if (pause > 0) await new Promise((r) => setTimeout(r, pause));
-      if (ex.cancelled !== undefined) throw ex.cancelled instanceof MeshError ? ex.cancelled : new MeshError('bad_request', 'client closed the connection');
+      if (ex.cancelled !== undefined) throw ex.cancelled instanceof MeshError ? ex.cancelled : new MeshError('client_closed', 'client closed the connection');
     }
   };
 }

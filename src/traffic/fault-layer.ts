@@ -78,7 +78,7 @@ function delay(ex: Exchange, ms: number): Promise<void> {
         ex.onCancel(undefined);
         if (reason instanceof ClientGone) {
           ex.attempt.outcome = 'client_abort';
-          reject(new MeshError('bad_request', 'client closed the connection'));
+          reject(new MeshError('client_closed', 'client closed the connection'));
         } else {
           ex.attempt.outcome = 'timeout';
           reject(reason);
@@ -88,7 +88,7 @@ function delay(ex: Exchange, ms: number): Promise<void> {
     if (ex.cancelled !== undefined) {
       clearTimeout(timer);
       ex.attempt.outcome = ex.cancelled instanceof ClientGone ? 'client_abort' : 'timeout';
-      reject(ex.cancelled instanceof MeshError ? ex.cancelled : new MeshError('bad_request', 'client closed the connection'));
+      reject(ex.cancelled instanceof MeshError ? ex.cancelled : new MeshError('client_closed', 'client closed the connection'));
     }
   });
 }

@@ -68,6 +68,7 @@ describe('bad input on the outbound listener', () => {
     meshd = await startDaemon(`
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0, maxHeaderSize: 8KiB, headersTimeout: 1s }
+log: { access: { enabled: true, sampleRatio: 0 } }
 services:
   ok: { endpoints: [ { address: ${ok.address} } ] }
   streaming: { endpoints: [ { address: ${streaming.address} } ] }
@@ -109,6 +110,26 @@ services:
         stream.end();
       });
       assert.equal(status, 400);
+    } finally {
+      session.close();
+    }
+    await assertStillServing(meshd);
+  });
+
+  it('HTTP/2: applies the header size limit as HTTP/1.1 does, and refuses an :authority that Host contradicts', async () => {
+    const session = h2connect(`http://${meshd.outbound}`);
+    const ask = (headers: Record<string, string>): Promise<[number, string | undefined]> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ':path': '/', ...headers });
+        stream.on('response', (h) => resolve([Number(h[':status']), h['x-meshd-error'] as string | undefined]));
+        stream.on('error', reject);
+        stream.resume();
+        stream.end();
+      });
+    try {
+      assert.deepEqual(await ask({ ':authority': 'ok', 'x-big': 'a'.repeat(20_000) }), [431, 'headers_too_large']);
+      assert.deepEqual(await ask({ ':authority': 'ok', host: 'streaming' }), [400, 'bad_request']);
+      assert.deepEqual(await ask({ ':authority': 'ok', host: 'ok' }), [200, undefined]);
     } finally {
       session.close();
     }
@@ -165,6 +186,8 @@ services:
     await sleep(200);
     const state = (await request(meshd.admin, { path: '/debug/state' })).json() as { inFlight: number };
     assert.equal(state.inFlight, 0, 'the aborted exchange was released');
+    // Logged as the caller leaving (Envoy's DC, nginx's 499), not as a malformed request.
+    await meshd.waitForLog((l) => l['access'] === true && l['path'] === '/upload' && l['status'] === 499 && l['error'] === 'client_closed');
     await assertStillServing(meshd);
   });
 
@@ -213,6 +236,8 @@ services:
     await sleep(50);
     const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
     assert.ok(metricValue(metrics, 'meshd_resets_total', { service: 'halfway', side: 'upstream' }) >= 1);
+    // The status line said 200; the access line (always written for an error) says what followed.
+    await meshd.waitForLog((l) => l['access'] === true && l['service'] === 'halfway' && l['status'] === 200 && l['error'] === 'upstream_reset');
     await assertStillServing(meshd);
   });
 
