@@ -5,6 +5,8 @@
  * timeout. The tunnel counts in flight on its endpoint and against the
  * service until the client socket closes.
  */
+import type { HeaderModifier } from '../config/types.ts';
+import { modifiedRequestFields } from '../routing/header-modifier.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { HashKeyReader } from '../balancer/create.ts';
@@ -42,6 +44,8 @@ export interface WebSocketRelayContext {
   readonly witness: TunnelWitness;
   /** The Host the handshake goes upstream with (a route's URLRewrite); undefined keeps the caller's. */
   readonly authority?: string | undefined;
+  /** The route's RequestHeaderModifier, applied to the handshake's fields as to an HTTP request's. */
+  readonly requestHeaders?: HeaderModifier | undefined;
 }
 
 /** A fault as a relay applies it: wait first, then answer `status`, cut the connection, or go on. */
@@ -147,7 +151,7 @@ function forwardTunnel(
   };
   const limits = { connectTimeoutMs: ctx.connectTimeoutMs, handshakeTimeoutMs: ctx.timeoutMs };
   const fields = [...(extraFields ?? []), ...(via === undefined ? [] : [MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address])];
-  const headers = upgradeRequestHeaders(req, fields);
+  const headers = modifiedRequestFields(upgradeRequestHeaders(req, fields), ctx.requestHeaders);
   if (ctx.authority !== undefined) headers['host'] = ctx.authority;
   // Tracing: this hop's span is the parent upstream, as on the HTTP path.
   const traceparent = ctx.witness.traceparent;

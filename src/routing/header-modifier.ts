@@ -2,11 +2,12 @@
  * Gateway API's RequestHeaderModifier and ResponseHeaderModifier: set
  * (replace every value), add (append a value) and remove, by
  * case-insensitive name. The request side rewrites the field list the
- * forwarder sends; the response side edits the fields at the status line,
- * whoever answers (the endpoint or meshd).
+ * forwarder sends (a WebSocket handshake's too); the response side edits the
+ * fields at the status line, whoever answers (the endpoint or meshd).
  */
 import type { HeaderModifier } from '../config/types.ts';
 import type { Layer } from '../stack/layer.ts';
+import type { HeaderObject } from '../proxy/headers.ts';
 import type { RequestHead, ResponseSink } from '../stack/exchange.ts';
 
 /** A modifier made ready once per route: the names it drops and touches, so that a request only copies fields. */
@@ -121,6 +122,11 @@ class ModifyingSink implements ResponseSink {
   reset(): void {
     this.inner.reset();
   }
+}
+
+/** A WebSocket handshake's upstream fields with a route's RequestHeaderModifier applied (made per handshake: they are few). */
+export function modifiedRequestFields(fields: HeaderObject, modifier: HeaderModifier | undefined): HeaderObject {
+  return modifier === undefined ? fields : modifiedFields(fields, new CompiledModifier(modifier));
 }
 
 export function headerModifierLayer(requestModifier: HeaderModifier | undefined, responseModifier: HeaderModifier | undefined): Layer {

@@ -273,6 +273,7 @@ export class ServiceRuntime implements AttemptSink {
         fault: (endpoint) => this.injectedFault(endpoint, admitted.route, handshake, caller),
         witness,
         authority: admitted.head?.authority,
+        requestHeaders: admitted.requestHeaders,
       },
       req,
       socket,

@@ -8,7 +8,7 @@
  */
 import type { HashKeyReader } from '../balancer/create.ts';
 import type { Clock, Random } from '../clock.ts';
-import type { RouteRule, ServiceConfig } from '../config/types.ts';
+import type { HeaderModifier, RouteRule, ServiceConfig } from '../config/types.ts';
 import type { Logger } from '../log.ts';
 import { forwardHttp } from '../proxy/http-forwarder.ts';
 import { accessLayer, accessRefusal, compileAccess, type AccessCheck, type AccessRecorder } from '../routing/access.ts';
@@ -83,6 +83,8 @@ export interface Admitted {
   readonly backend: AttemptPicker;
   readonly route: string | undefined;
   readonly head?: RequestHead | undefined;
+  /** The route's RequestHeaderModifier, for a handshake (the HTTP path applies it as a layer). */
+  readonly requestHeaders?: HeaderModifier | undefined;
 }
 export interface Refused {
   readonly refused: MeshError;
@@ -167,7 +169,7 @@ export class TrafficPolicy {
       return { redirect: { status: rule.redirect.statusCode, location: redirectLocation(rule.redirect, request.head, prefix, config.name) } };
     }
     const head = request !== undefined && rule?.rewrite !== undefined ? rewrittenHead(request.head, rule.rewrite, prefix) : undefined;
-    return { backend: route.backend, route: rule?.name, head };
+    return { backend: route.backend, route: rule?.name, head, requestHeaders: rule?.requestHeaders };
   }
 
   state(): unknown {

@@ -487,12 +487,16 @@ services:
 });
 
 describe('the same policy on WebSocket and TCP paths', () => {
-  it('applies routes, access rules and faults to WebSocket handshakes, and faults to TCP connections', async () => {
+  it('applies routes, header modifiers, access rules and faults to WebSocket handshakes, and faults to TCP connections', async () => {
     const v1 = await startBackend(echo);
     const v2 = await startBackend(echo);
     const tunnels: string[] = [];
     serveWebSocketEcho(v1.server as import('node:http').Server, () => tunnels.push('v1'));
-    serveWebSocketEcho(v2.server as import('node:http').Server, () => tunnels.push('v2'));
+    const v2Handshakes: import('node:http').IncomingHttpHeaders[] = [];
+    serveWebSocketEcho(v2.server as import('node:http').Server, (req) => {
+      tunnels.push('v2');
+      v2Handshakes.push(req.headers);
+    });
     const tcpBackend = createTcpServer((socket) => {
       socket.on('data', (d: Buffer) => socket.write(d));
       socket.on('error', () => {});
@@ -510,7 +514,10 @@ services:
     outlier: { enabled: false }
     access: [ { action: deny, paths: [ /admin/* ] } ]
     routes:
-      - { name: v2, matches: [ { path: { type: PathPrefix, value: /v2 } } ], backendRefs: [ { subset: { version: v2 } } ] }
+      - name: v2
+        matches: [ { path: { type: PathPrefix, value: /v2 } } ]
+        filters: [ { type: RequestHeaderModifier, requestHeaderModifier: { set: [ { name: x-route, value: v2 } ], remove: [ x-secret ] } } ]
+        backendRefs: [ { subset: { version: v2 } } ]
       - { name: v1, backendRefs: [ { subset: { version: v1 } } ] }
     faults:
       - { name: ws-abort, match: { route: v2, headers: [ { name: x-chaos, value: "1" } ] }, abort: { status: 503 }, duration: 1h }
@@ -522,8 +529,13 @@ services:
 `);
     try {
       // Route: /v2 tunnels reach v2 (the echo server answers the handshake; the route decided where).
-      const ws = await openWebSocket(meshd.outbound, 'chat', '/v2/socket');
+      const ws = await openWebSocket(meshd.outbound, 'chat', '/v2/socket', { 'x-secret': 'token' });
       assert.equal(ws.status, 101);
+      // The route's RequestHeaderModifier applies to the handshake as to any request.
+      assert.deepEqual(
+        v2Handshakes.map((h) => [h['x-route'], h['x-secret']]),
+        [['v2', undefined]],
+      );
       ws.send('hello');
       assert.equal(await ws.receive(), 'echo:hello');
       ws.close();
