@@ -377,7 +377,7 @@ export class InboundListener {
     const target = { host: local.config.target.host, port: local.config.target.port, tls: undefined };
     const headers = upgradeRequestHeaders(req, fields);
     // Tracing: this hop's span is the parent of the target's, as on the HTTP path.
-    if (witness.traceparent !== undefined) headers['traceparent'] = witness.traceparent;
+    witness.traceFields(headers);
     const limits = { connectTimeoutMs: LOCAL_CONNECT_TIMEOUT_MS, handshakeTimeoutMs: local.config.timeoutMs };
     this.deps.upgrades.forward(req, socket, head, target, headers, limits, started, this.deps.clock, (result) => {
       if (result.error === undefined) {

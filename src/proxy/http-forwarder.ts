@@ -24,7 +24,10 @@ export function forwardHttp(ex: Exchange): Promise<void> {
     const fields = upstreamRequestHeaders(head.fields, head.field('connection'), { clientAddress: head.remoteAddress, authority: head.authority });
     if (ex.extraFields !== undefined) fields.push(...ex.extraFields);
     // Tracing: this hop's span is the parent upstream (the caller's traceparent was its own parent).
-    if (ex.span !== undefined) replaceField(fields, 'traceparent', ex.span.traceparent);
+    if (ex.span !== undefined) {
+      replaceField(fields, 'traceparent', ex.span.traceparent);
+      replaceField(fields, 'tracestate', ex.span.tracestate);
+    }
     // A pod behind its node's meshd: that meshd delivers to the pod this attempt chose.
     const via = endpoint.spec.via;
     if (via !== undefined) fields.push(MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address);
@@ -207,8 +210,8 @@ export function classify(err: Error, endpoint: string): MeshError {
   return new MeshError('upstream_reset', `${endpoint} closed the connection before a complete response`, { cause: err });
 }
 
-/** Sets `name` (lowercase) to `value` in a flat field list, dropping every earlier value. */
-function replaceField(fields: string[], name: string, value: string): void {
+/** Sets `name` (lowercase) to `value` in a flat field list, dropping every earlier value (all of them for undefined). */
+function replaceField(fields: string[], name: string, value: string | undefined): void {
   for (let i = fields.length - 2; i >= 0; i -= 2) if ((fields[i] as string).toLowerCase() === name) fields.splice(i, 2);
-  fields.push(name, value);
+  if (value !== undefined) fields.push(name, value);
 }

@@ -154,8 +154,7 @@ function forwardTunnel(
   const headers = modifiedRequestFields(upgradeRequestHeaders(req, fields), ctx.requestHeaders);
   if (ctx.authority !== undefined) headers['host'] = ctx.authority;
   // Tracing: this hop's span is the parent upstream, as on the HTTP path.
-  const traceparent = ctx.witness.traceparent;
-  if (traceparent !== undefined) headers['traceparent'] = traceparent;
+  ctx.witness.traceFields(headers);
   ctx.upgrades.forward(req, socket, head, target, headers, limits, started, clock, (result) => {
     lease.report(result.outcome, result.status ?? 0);
     const failure =

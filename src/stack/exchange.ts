@@ -17,6 +17,11 @@ import type { BudgetList } from './deadline-timers.ts';
 export interface HopSpan {
   /** The W3C traceparent this hop sends upstream (its own span as the parent). */
   readonly traceparent: string;
+  /**
+   * The W3C tracestate sent upstream with it: the caller's as parsed (at most 32 members), or
+   * undefined when the trace starts here (a tracestate without a valid traceparent is dropped).
+   */
+  readonly tracestate: string | undefined;
   readonly traceId: string;
   /** Something that affected the exchange: a retry, shedding, ejected endpoints passed over. */
   event(name: string, attributes?: Readonly<Record<string, string | number>>): void;

@@ -6,6 +6,7 @@
  * the handshake's, not the tunnel's lifetime), and one access line at the
  * close with the bytes each way.
  */
+import type { HeaderObject } from '../proxy/headers.ts';
 import type { Clock } from '../clock.ts';
 import { ERROR_STATUS, type ErrorCode } from '../errors.ts';
 import type { FieldReader } from './exchange.ts';
@@ -74,6 +75,14 @@ export class TunnelWitness {
   /** The traceparent to send on: in the handshake's fields, or a pod stream's preamble. */
   get traceparent(): string | undefined {
     return this.span?.traceparent;
+  }
+
+  /** Sets the trace context fields a handshake goes upstream with (this hop's span the parent). */
+  traceFields(headers: HeaderObject): void {
+    if (this.span === undefined) return;
+    headers['traceparent'] = this.span.traceparent;
+    if (this.span.tracestate === undefined) delete headers['tracestate'];
+    else headers['tracestate'] = this.span.tracestate;
   }
 
   event(name: string, attributes?: Readonly<Record<string, string | number>>): void {

@@ -118,11 +118,12 @@ export class OtelHopTracer implements HopTracer {
     if (hop.protocol === 'websocket') attributes['network.protocol.name'] = 'websocket';
     else if (hop.protocol === 'tcp') attributes['network.transport'] = 'tcp';
     const options = { kind: hop.kind === 'outbound' ? SpanKind.CLIENT : SpanKind.SERVER, attributes };
-    // A caller's tracestate travels on unchanged (upstream fields are copied); the span inherits it too.
-    if (sampled) return new SampledHop(this.tracer.startSpan(name, options, parent));
+    // The caller's tracestate goes on as parsed (bounded as W3C allows), and only with its trace.
+    const tracestate = parentSpan?.traceState?.serialize() || undefined;
+    if (sampled) return new SampledHop(this.tracer.startSpan(name, options, parent), tracestate);
     const traceId = parentSpan?.traceId ?? this.ids.generateTraceId();
     const spanId = this.ids.generateSpanId();
-    return new UnsampledHop(traceId, spanId, (outcome, events, startTime) => {
+    return new UnsampledHop(traceId, spanId, tracestate, (outcome, events, startTime) => {
       this.presetIds = { traceId, spanId };
       try {
         const span = this.tracer.startSpan(name, { ...options, startTime }, parent);
@@ -169,14 +170,16 @@ function finish(span: Span, outcome: HopOutcome): void {
 
 class SampledHop implements TracedHop {
   readonly traceparent: string;
+  readonly tracestate: string | undefined;
   readonly traceId: string;
   private readonly span: Span;
 
-  constructor(span: Span) {
+  constructor(span: Span, tracestate: string | undefined) {
     this.span = span;
     const ctx = span.spanContext();
     this.traceId = ctx.traceId;
     this.traceparent = `00-${ctx.traceId}-${ctx.spanId}-01`;
+    this.tracestate = tracestate;
   }
 
   event(name: string, attributes?: Readonly<Record<string, string | number>>): void {
@@ -196,14 +199,21 @@ interface HeldEvent {
 
 class UnsampledHop implements TracedHop {
   readonly traceparent: string;
+  readonly tracestate: string | undefined;
   readonly traceId: string;
   private readonly startTime = Date.now();
   private events: HeldEvent[] | undefined;
   private readonly late: (outcome: HopOutcome, events: readonly HeldEvent[], startTime: number) => void;
 
-  constructor(traceId: string, spanId: string, late: (outcome: HopOutcome, events: readonly HeldEvent[], startTime: number) => void) {
+  constructor(
+    traceId: string,
+    spanId: string,
+    tracestate: string | undefined,
+    late: (outcome: HopOutcome, events: readonly HeldEvent[], startTime: number) => void,
+  ) {
     this.traceId = traceId;
     this.traceparent = `00-${traceId}-${spanId}-00`;
+    this.tracestate = tracestate;
     this.late = late;
   }
 

@@ -88,7 +88,7 @@ describe('distributed tracing', () => {
     dir = mkdtempSync(join(tmpdir(), 'meshd-tracing-'));
     receiver = await startReceiver();
     app = await startBackend((req, res) => {
-      seenByApp.push({ traceparent: req.headers.traceparent as string | undefined, tracestate: req.headers.tracestate as string | undefined });
+      seenByApp.push({ path: req.url, traceparent: req.headers.traceparent as string | undefined, tracestate: req.headers.tracestate as string | undefined });
       res.statusCode = req.url === '/fail' ? 500 : 200;
       res.end('ok');
     });
@@ -224,6 +224,25 @@ services:
     );
     // The app saw the unsampled flag kept.
     assert.ok(seenByApp.some((s) => s.traceparent?.startsWith(`00-${unsampledTrace}-`) === true && s.traceparent.endsWith('-00')));
+  });
+
+  it('drops a tracestate that comes without a valid traceparent, and passes on at most 32 members (W3C Trace Context)', async () => {
+    await request(A.outbound, { path: '/orphan-state', headers: { host: 'web', tracestate: 'vendorx=opaque' } });
+    await request(A.outbound, { path: '/bad-parent-state', headers: { host: 'web', traceparent: 'garbage', tracestate: 'vendorx=opaque' } });
+    const members = Array.from({ length: 40 }, (_, i) => `v${String(i)}=x`).join(',');
+    await request(A.outbound, {
+      path: '/many-state',
+      headers: { host: 'web', traceparent: '00-2af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', tracestate: members },
+    });
+    const at = (path: string): Record<string, string | undefined> | undefined => seenByApp.find((s) => s['path'] === path);
+    for (const path of ['/orphan-state', '/bad-parent-state']) {
+      const seen = at(path);
+      assert.ok(seen?.['traceparent'] !== undefined, `${path} reached the app, with a new trace`);
+      assert.equal(seen['tracestate'], undefined, path);
+    }
+    const passed = at('/many-state')?.['tracestate']?.split(',') ?? [];
+    assert.ok(passed.length > 0 && passed.length <= 32, `${String(passed.length)} members passed on`);
+    assert.equal(passed[0], 'v0=x');
   });
 
   it('traces WebSocket tunnels and TCP connections on both hops, maps them, and logs them with their bytes', async () => {
