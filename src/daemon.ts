@@ -206,6 +206,7 @@ export class Daemon implements ChangeTarget {
         upgrades: this.upgrades,
         log: deps.log,
         clock: deps.clock,
+        witnesses: this.witnesses,
         mesh:
           mesh === undefined
             ? undefined
@@ -238,6 +239,7 @@ export class Daemon implements ChangeTarget {
       clock: deps.clock,
       maxInFlight: () => this.config.limits.maxInFlight,
       inFlight: () => this.inFlight,
+      witnesses: this.witnesses,
     });
     const adminSources = {
       metrics: () => (role.workers === undefined ? metrics.render() : this.clusterMetrics(role.workers)),

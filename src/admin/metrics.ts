@@ -16,6 +16,16 @@ import type { MirrorResult } from '../traffic/mirror.ts';
 import { DecisionLog } from './decision-log.ts';
 import type { SpanQueueRecorder } from '../tracing/span-queue.ts';
 
+/**
+ * Process metrics that are one process's facts, not amounts to add up over workers: the descriptor
+ * limit is each process's own (summed, 3 processes of 20,000 read 60,000), and the start time is
+ * the supervisor's (the oldest), which prom-client would leave out.
+ */
+const PER_PROCESS_AGGREGATOR: Readonly<Record<string, 'max' | 'min'>> = {
+  meshd_process_max_fds: 'max',
+  meshd_process_start_time_seconds: 'min',
+};
+
 /** Seconds; from 0.5 ms (a loopback hop) to 30 s (a long deadline). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -409,7 +419,10 @@ export class Metrics implements DataPathObserver, DecisionRecorder, TrafficRecor
     type MetricList = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
     const own = (await this.registry.getMetricsAsJSON()).filter((m) => !WORKER_OWNED.has(m.name));
     const theirs = workers.filter((w): w is MetricList => Array.isArray(w)).map((list) => list.filter((m) => !SUPERVISOR_OWNED.has(m.name)));
-    const merged = AggregatorRegistry.aggregate([own, ...theirs]);
+    const lists = [own, ...theirs].map((list) =>
+      list.map((m) => (m.name in PER_PROCESS_AGGREGATOR ? { ...m, aggregator: PER_PROCESS_AGGREGATOR[m.name] } : m)),
+    );
+    const merged = AggregatorRegistry.aggregate(lists);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
 }

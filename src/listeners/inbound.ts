@@ -7,6 +7,7 @@
  * and the identity goes to the log, not the body. Any identity header the
  * client sent is dropped and the verified one set.
  */
+import { logRefusedRequest, type ExchangeWitnesses } from '../stack/trace.ts';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -42,6 +43,8 @@ export interface InboundDeps {
   readonly clock: Clock;
   /** Kubernetes mesh mode: deliveries to this node's pods asked by other nodes' meshds; undefined otherwise. */
   readonly mesh?: MeshInbound | undefined;
+  /** Access logs of requests no local service took; undefined: none written. */
+  readonly witnesses?: ExchangeWitnesses | undefined;
 }
 
 export class InboundListener {
@@ -417,7 +420,7 @@ export class InboundListener {
     const framing = framingProblem(req);
     if (framing !== undefined) {
       if (framing.close) distrustConnection(req, res);
-      sendError(res, framing.error, framing.close);
+      this.refuse(req, res, framing.error, started, framing.close);
       return;
     }
     const admitted = this.admit(req);
@@ -426,16 +429,33 @@ export class InboundListener {
         req.socket,
         admitted,
         (delivery) => this.deliver(req, res, delivery, started),
-        (err) => sendError(res, err),
+        (err) => this.refuse(req, res, err, started),
       );
       return;
     }
     this.deliver(req, res, admitted, started);
   }
 
+  /** Answers a request no local service takes (unknown, forbidden, misdirected), and writes its access line. */
+  private refuse(req: IncomingMessage, res: ServerResponse, err: MeshError, started: number, closeConnection = false): void {
+    sendError(res, err, closeConnection);
+    const { witnesses } = this.deps;
+    if (witnesses === undefined) return;
+    logRefusedRequest(witnesses, {
+      listener: 'inbound',
+      service: serviceName(req.headers.host ?? ''),
+      method: req.method,
+      path: req.url,
+      caller: this.identities.get(req.socket) ?? req.socket.remoteAddress,
+      status: err.status,
+      error: err.code,
+      durationMs: this.deps.clock() - started,
+    });
+  }
+
   private deliver(req: IncomingMessage, res: ServerResponse, admitted: Delivery | MeshError, started: number): void {
     if (admitted instanceof MeshError) {
-      sendError(res, admitted);
+      this.refuse(req, res, admitted, started);
       return;
     }
     const { target: local, fields } = admitted;

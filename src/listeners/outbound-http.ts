@@ -21,7 +21,8 @@ import { sendRawError } from '../stack/respond.ts';
 import { nodeExchange, sendError } from './node-exchange.ts';
 import { bindServer, listenTarget } from './bind.ts';
 import { distrustConnection, framingProblem, isDistrusted, onDistrustedConnection } from './framing.ts';
-import { parseRequestTarget, type RequestTarget } from './request-target.ts';
+import { parseRequestTarget, serviceName, type RequestTarget } from './request-target.ts';
+import { logRefusedRequest, type ExchangeWitnesses } from '../stack/trace.ts';
 import { SourceFilter } from './source-filter.ts';
 
 /** The service a request is for, or why there is none; a promise while a service starts on its first call (Kubernetes mesh mode). */
@@ -40,6 +41,8 @@ export interface OutboundDeps {
   readonly clock: Clock;
   /** The daemon's global in-flight ceiling, read per request (it follows reloads). */
   maxInFlight(): number;
+  /** Access logs of requests no service took; undefined: none written. */
+  readonly witnesses?: ExchangeWitnesses | undefined;
   /** Everything in flight in the daemon (HTTP, tunnels, TCP). */
   inFlight(): number;
 }
@@ -349,7 +352,22 @@ export class OutboundHttpListener {
     recorder.started();
     sendError(res, err, closeConnection);
     recorder.ended();
-    recorder.finishedWithoutEndpoint(err.status, (this.deps.clock() - started) / 1000);
+    const seconds = (this.deps.clock() - started) / 1000;
+    recorder.finishedWithoutEndpoint(err.status, seconds);
+    const { witnesses } = this.deps;
+    if (witnesses === undefined) return;
+    const req = res.req;
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
+    logRefusedRequest(witnesses, {
+      listener: 'outbound',
+      service: host === undefined ? undefined : serviceName(host),
+      method: req.method,
+      path: req.url,
+      caller: req.socket.remoteAddress,
+      status: err.status,
+      error: err.code,
+      durationMs: seconds * 1000,
+    });
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {

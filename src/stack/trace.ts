@@ -145,3 +145,39 @@ export interface ExchangeWitnesses {
   readonly log: Logger;
   readonly random: Random;
 }
+
+/** A request meshd answered itself before any service stack took it. */
+export interface RefusedRequest {
+  readonly listener: 'outbound' | 'inbound';
+  /** The service named, when one was (the Host of an unknown one included). */
+  readonly service: string | undefined;
+  readonly method: string | undefined;
+  readonly path: string | undefined;
+  readonly caller: string | undefined;
+  readonly status: number;
+  readonly error: string;
+  readonly durationMs: number;
+}
+
+/**
+ * The access line of a request no service took (unknown service, malformed, refused at the door):
+ * written whenever access logs are on, as every error is, so that a 404 or 403 a caller got is
+ * never missing from the log.
+ */
+export function logRefusedRequest(witnesses: ExchangeWitnesses, refused: RefusedRequest): void {
+  if (witnesses.accessLog() === undefined) return;
+  witnesses.log.info(
+    {
+      access: true,
+      listener: refused.listener,
+      caller: refused.caller,
+      service: refused.service,
+      method: refused.method,
+      path: refused.path?.split('?')[0],
+      status: refused.status,
+      durationMs: Math.round(refused.durationMs * 1000) / 1000,
+      error: refused.error,
+    },
+    'access',
+  );
+}

@@ -136,6 +136,13 @@ services:
     await assertStillServing(meshd);
   });
 
+  it('writes an access line for a request no service takes', async () => {
+    const reply = await request(meshd.outbound, { path: '/x?token=secret', headers: { host: 'nosuch' } });
+    assert.equal(reply.status, 404);
+    const line = await meshd.waitForLog((l) => l['access'] === true && l['service'] === 'nosuch');
+    assert.deepEqual([line['listener'], line['status'], line['error'], line['path']], ['outbound', 404, 'unknown_service', '/x']);
+  });
+
   it('answers oversized headers with 431 headers_too_large', async () => {
     const reply = await rawExchange(meshd.outbound, `GET / HTTP/1.1\r\nHost: ok\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
     assert.match(reply, /^HTTP\/1\.1 431 /);

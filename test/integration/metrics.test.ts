@@ -6,6 +6,7 @@
  * sources of its allowFrom only, following reloads; curl is the scraper.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { execFile, spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -44,6 +45,10 @@ services:
         const body = (await request(meshd.admin, { path: '/metrics' })).body;
         assert.match(body, /^meshd_requests_total\{/m);
         assert.match(body, /^meshd_nodejs_active_handles\{/m, 'the by-type runtime gauges stay');
+        // Facts of one process are not added up over workers: the descriptor limit is each process's, the start time the oldest.
+        const fdLimit = Number((await readFile(`/proc/${String(meshd.proc.pid)}/limits`, 'utf8')).match(/Max open files\s+(\d+)/)?.[1]);
+        assert.equal(metricValue(body, 'meshd_process_max_fds'), fdLimit);
+        assert.ok(metricValue(body, 'meshd_process_start_time_seconds') > 1_700_000_000, 'the start time is there');
         const { code, out } = await promtoolCheck(body);
         assert.equal(out.trim(), '', out);
         assert.equal(code, 0);

@@ -54,6 +54,7 @@ describe('mTLS between hosts', () => {
 admin: { listen: 127.0.0.1:0 }
 outbound: { listen: 127.0.0.1:0 }
 inbound: { listen: 127.0.0.1:0 }
+log: { access: { enabled: true, sampleRatio: 0 } }
 ${tlsBlock(hostB.dir)}
 local:
   web: { target: ${web.address}, allow: [ "spiffe://${DOMAIN}/host/*" ] }
@@ -134,6 +135,9 @@ services:
     assert.ok(!reply.body.includes(hostA.identity), 'the identity is not in the body');
     const line = await B.waitForLog((l) => l['event'] === 'forbidden');
     assert.equal(line['identity'], hostA.identity);
+    // The refusal is on B's access log too, with the verified caller.
+    const access = await B.waitForLog((l) => l['access'] === true && l['error'] === 'forbidden');
+    assert.deepEqual([access['listener'], access['service'], access['status'], access['caller']], ['inbound', 'secret', 403, hostA.identity]);
   });
 
   it('treats a server with the wrong identity as a failed connect', async () => {
