@@ -63,10 +63,10 @@ export interface Collector {
 }
 
 /** Adds one sample per status class that has counts, each with `labels` and its class under `classLabel`. */
-function pushByClass(values: Sample[], byClass: Float64Array, labels: Readonly<Record<string, string>>, classLabel: string): void {
+function pushByClass(values: Sample[], byClass: Float64Array, labels: Readonly<Record<string, string>>): void {
   CODE_CLASSES.forEach((code, i) => {
     const value = byClass[i]!;
-    if (value > 0) values.push({ value, labels: { ...labels, [classLabel]: code } });
+    if (value > 0) values.push({ value, labels: { ...labels, code_class: code } });
   });
 }
 
@@ -103,7 +103,7 @@ export class RequestSeriesSet {
       name,
       get: () => {
         const values: Sample[] = [];
-        for (const s of this.series.values()) pushByClass(values, s.byClass, { service: s.service, endpoint: s.endpoint }, 'code_class');
+        for (const s of this.series.values()) pushByClass(values, s.byClass, { service: s.service, endpoint: s.endpoint });
         return Promise.resolve({ name, help, type: 'counter', values, aggregator: 'sum' });
       },
     };
@@ -181,7 +181,7 @@ export class RouteCountSet {
       name,
       get: () => {
         const values: Sample[] = [];
-        for (const c of this.counts.values()) pushByClass(values, c.byClass, { service: c.service, route: c.route }, 'code');
+        for (const c of this.counts.values()) pushByClass(values, c.byClass, { service: c.service, route: c.route });
         return Promise.resolve({ name, help, type: 'counter', values, aggregator: 'sum' });
       },
     };

@@ -157,7 +157,14 @@ function finish(span: Span, outcome: HopOutcome): void {
   span.setAttribute('meshd.retries', outcome.retries);
   if (outcome.bytesSent !== undefined) span.setAttribute('meshd.bytes_sent', outcome.bytesSent);
   if (outcome.bytesReceived !== undefined) span.setAttribute('meshd.bytes_received', outcome.bytesReceived);
-  if (outcome.endpoint !== undefined) span.setAttribute('server.address', outcome.endpoint);
+  if (outcome.endpoint !== undefined) {
+    // OTel keeps host and port apart: "10.0.0.5:8080" is server.address 10.0.0.5 and server.port 8080.
+    const colon = outcome.endpoint.lastIndexOf(':');
+    const port = Number(outcome.endpoint.slice(colon + 1));
+    const host = colon > 0 && Number.isInteger(port) ? outcome.endpoint.slice(0, colon).replace(/^\[(.*)\]$/, '$1') : outcome.endpoint;
+    span.setAttribute('server.address', host);
+    if (host !== outcome.endpoint) span.setAttribute('server.port', port);
+  }
   if (outcome.route !== undefined) span.setAttribute('meshd.route', outcome.route);
   if (outcome.fault !== undefined) span.setAttribute('meshd.fault', outcome.fault);
   if (outcome.errorCode !== undefined) span.setAttribute('meshd.error', outcome.errorCode);

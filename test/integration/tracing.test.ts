@@ -284,7 +284,11 @@ services:
     assert.equal(attr(tcpOut.span, 'http.response.status_code'), undefined);
     assert.equal(attr(tcpOut.span, 'meshd.bytes_received'), 12);
     assert.equal(attr(tcpOut.span, 'meshd.bytes_sent'), 12);
-    assert.equal(attr(tcpIn.span, 'server.address'), tcpApp.address);
+    assert.equal(
+      `${String(attr(tcpIn.span, 'server.address'))}:${String(attr(tcpIn.span, 'server.port'))}`,
+      tcpApp.address,
+      'host and port apart, as OTel names them',
+    );
 
     // The dependency maps: the tunnels are edges that say what they carried.
     const graphA = (await request(A.admin, { path: '/debug/graph' })).json() as { edges: { from: string; to: string; protocols: string[] }[] };

@@ -131,7 +131,7 @@ services:
       // 20 % ± 5 points (binomial sd at n = 1000 is 1.3 points).
       assert.ok(toV2 > 0.15 && toV2 < 0.25, `share to v2 ${toV2}`);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
-      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'api', code: '2xx' }), 1_000);
+      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'api', code_class: '2xx' }), 1_000);
     } finally {
       await meshd.stop();
       await Promise.all([v1.close(), v2.close()]);
@@ -196,7 +196,7 @@ services:
       ws.close();
       assert.deepEqual(handshakes, [{ url: '/api/v2/socket?room=1', host: 'users.internal' }]);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
-      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'moved', code: '3xx' }), 2);
+      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'moved', code_class: '3xx' }), 2);
     } finally {
       await meshd.stop();
       await backend.close();
@@ -258,7 +258,7 @@ services:
       const limited = metricValue(metrics, 'meshd_rate_limited_total', { service: 'users', route: 'search' });
       assert.ok(limited >= 1);
       // The route counts the status the caller got: its 429s are 4xx, not the 2xx of a request that never went upstream.
-      const routeCount = (code: string) => metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'search', code });
+      const routeCount = (code: string) => metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'search', code_class: code });
       assert.deepEqual([routeCount('2xx'), routeCount('4xx')], [statuses.filter((s) => s === 200).length, limited]);
     } finally {
       await meshd.stop();
