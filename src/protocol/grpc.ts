@@ -39,3 +39,9 @@ export function httpStatusOfGrpc(code: number): number {
 }
 
 const GRPC_HTTP_STATUS: readonly number[] = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
+
+/** `grpc-timeout` for `ms` milliseconds (at least 1), in milliseconds while 8 digits hold it, else seconds. */
+export function formatGrpcTimeout(ms: number): string {
+  const whole = Math.max(1, Math.floor(ms));
+  return whole <= 99_999_999 ? `${String(whole)}m` : `${String(Math.min(99_999_999, Math.ceil(whole / 1000)))}S`;
+}

@@ -9,7 +9,7 @@ import { MeshError } from '../errors.ts';
 import { ClientGone, type Cancellable, type Exchange } from '../stack/exchange.ts';
 import { RetryableStatus } from '../protocol/retryable-status.ts';
 import { MESH_SERVICE_HEADER, MESH_TARGET_HEADER, OVERLOADED_HEADER, TIMEOUT_HEADER } from '../protocol/fields.ts';
-import { GRPC_SERVER_FAILURES, GRPC_TRAILER_FIELDS, grpcStatusOf } from '../protocol/grpc.ts';
+import { GRPC_SERVER_FAILURES, GRPC_TRAILER_FIELDS, formatGrpcTimeout, grpcStatusOf } from '../protocol/grpc.ts';
 import { downstreamResponseHeaders, hasFields, upstreamRequestHeaders, withoutFields, type HeaderObject } from './headers.ts';
 import type { Outcome } from '../protocol/outcome.ts';
 import type { HttpUpstream } from './http-upstream.ts';
@@ -31,8 +31,13 @@ export function forwardHttp(ex: Exchange): Promise<void> {
     // A pod behind its node's meshd: that meshd delivers to the pod this attempt chose.
     const via = endpoint.spec.via;
     if (via !== undefined) fields.push(MESH_SERVICE_HEADER, via.service, MESH_TARGET_HEADER, endpoint.address);
-    // Tell the next hop how long this caller will still wait (deadline propagation).
-    if (Number.isFinite(ex.deadline)) fields.push(TIMEOUT_HEADER, String(Math.max(1, Math.floor(ex.deadline - performance.now()))));
+    // Tell the next hop how long this caller will still wait (deadline propagation); a gRPC server
+    // reads it in grpc-timeout, which is the tighter of the caller's and the service's.
+    if (Number.isFinite(ex.deadline)) {
+      const remainingMs = Math.max(1, Math.floor(ex.deadline - performance.now()));
+      fields.push(TIMEOUT_HEADER, String(remainingMs));
+      if (head.field('content-type')?.startsWith('application/grpc') === true) replaceField(fields, 'grpc-timeout', formatGrpcTimeout(remainingMs));
+    }
     try {
       endpoint.upstream.pool.dispatch(
         { path: head.path, method: head.method, headers: fields, body: ex.attempt.body ?? ex.body ?? null, upgrade: null },

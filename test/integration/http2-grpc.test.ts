@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { connect as h2connect } from 'node:http2';
+import { connect as h2connect, createServer as createH2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -15,7 +16,7 @@ import { closedPort, startBackend } from '../helpers/backend.ts';
 import { startDaemon } from '../helpers/daemon.ts';
 import { metricValue, request, splitAddress } from '../helpers/http.ts';
 import { newCa, tlsBlock, writeHost } from '../helpers/pki.ts';
-import { grpc, grpcClient, startGrpcServer } from '../helpers/grpc.ts';
+import { SAY, grpc, grpcClient, startGrpcServer } from '../helpers/grpc.ts';
 
 function h2get(address: string, authority: string, path: string): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
@@ -140,6 +141,53 @@ services:
       dead.close();
       await meshd.stop();
       await server.close();
+    }
+  });
+
+  it('sends a gRPC server the tighter deadline in grpc-timeout: the service timeout under a caller’s longer one', async () => {
+    const seen: (string | undefined)[] = [];
+    const server = createH2Server((req, res) => {
+      seen.push(req.headers['grpc-timeout'] as string | undefined);
+      res.writeHead(200, { 'content-type': 'application/grpc' });
+      res.addTrailers({ 'grpc-status': '0' });
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const meshd = await startDaemon(`
+admin: { listen: 127.0.0.1:0 }
+outbound: { listen: 127.0.0.1:0 }
+services:
+  greeter: { protocol: h2c, timeout: 2s, endpoints: [ { address: 127.0.0.1:${(server.address() as AddressInfo).port} } ] }
+`);
+    const session = h2connect(`http://${meshd.outbound}`);
+    const call = (timeout: string | undefined): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const headers: Record<string, string> = {
+          ':method': 'POST',
+          ':path': SAY,
+          ':authority': 'greeter',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        };
+        if (timeout !== undefined) headers['grpc-timeout'] = timeout;
+        const stream = session.request(headers);
+        stream.on('error', reject);
+        stream.on('close', () => resolve());
+        stream.resume();
+        stream.end();
+      });
+    try {
+      await call('10S');
+      await call('500m');
+      await call(undefined);
+      const ms = seen.map((v) => Number(/^(\d+)m$/.exec(v ?? '')?.[1]));
+      assert.ok(ms[0]! > 1_000 && ms[0]! <= 2_000, `the service's 2 s, not the caller's 10 s: ${String(seen[0])}`);
+      assert.ok(ms[1]! > 0 && ms[1]! <= 500, `the caller's 500 ms: ${String(seen[1])}`);
+      assert.ok(ms[2]! > 1_000 && ms[2]! <= 2_000, `the service's 2 s when the caller set none: ${String(seen[2])}`);
+    } finally {
+      session.close();
+      await meshd.stop();
+      await new Promise((r) => server.close(r));
     }
   });
 
