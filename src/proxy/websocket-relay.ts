@@ -46,6 +46,8 @@ export interface WebSocketRelayContext {
   readonly authority?: string | undefined;
   /** The route's RequestHeaderModifier, applied to the handshake's fields as to an HTTP request's. */
   readonly requestHeaders?: HeaderModifier | undefined;
+  /** Counts the handshake's answer against its route. */
+  readonly routeFinished?: ((status: number) => void) | undefined;
 }
 
 /** A fault as a relay applies it: wait first, then answer `status`, cut the connection, or go on. */
@@ -67,6 +69,7 @@ export function relayWebSocket(
   const { clock } = ctx;
   const refuse = (err: MeshError): void => {
     ctx.recorder.finishedWithoutEndpoint(err.status, (clock() - started) / 1000);
+    ctx.routeFinished?.(err.status);
     ctx.witness.settle({ endpoint: undefined, errorCode: err.code });
     if (err.code === 'overloaded') ctx.witness.event('meshd.shed', { reason: err.message });
     sendRawError(socket, err);
@@ -166,6 +169,7 @@ function forwardTunnel(
             ? new MeshError('upstream_timeout', `${endpoint.address} did not answer the upgrade in time`, { cause: result.error })
             : new MeshError('upstream_reset', `${endpoint.address} closed the connection during the upgrade`, { cause: result.error });
     endpoint.recorder.finished(failure?.status ?? result.status ?? 101, result.handshakeMs / 1000);
+    ctx.routeFinished?.(failure?.status ?? result.status ?? 101);
     ctx.witness.settle({ endpoint: endpoint.address, status: failure?.status ?? result.status ?? 101, errorCode: failure?.code, fault: faultName });
     if (failure !== undefined) {
       log.warn(

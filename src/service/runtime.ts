@@ -244,12 +244,22 @@ export class ServiceRuntime implements AttemptSink {
     const handshake = handshakeHead(req);
     const witness = this.witnessTunnel('websocket', caller, socket, handshake);
     const admitted = this.policy.admit({ head: handshake, caller });
+    const policy = this.policy;
+    // A handshake meshd answers itself is a request answered, as on the HTTP path.
+    const answered = (status: number, route: string | undefined): void => {
+      this.recorder.started();
+      this.recorder.ended();
+      this.recorder.finishedWithoutEndpoint(status, (clock() - started) / 1000);
+      policy.routeFinished(route, status);
+    };
     if ('redirect' in admitted) {
+      answered(admitted.redirect.status, admitted.route);
       witness.settle({ endpoint: undefined, status: admitted.redirect.status });
       sendRawRedirect(socket, admitted.redirect.status, admitted.redirect.location);
       return;
     }
     if ('refused' in admitted) {
+      answered(admitted.refused.status, admitted.route);
       witness.settle({ endpoint: undefined, errorCode: admitted.refused.code });
       sendRawError(socket, admitted.refused);
       return;
@@ -274,6 +284,7 @@ export class ServiceRuntime implements AttemptSink {
         witness,
         authority: admitted.head?.authority,
         requestHeaders: admitted.requestHeaders,
+        routeFinished: (status) => policy.routeFinished(admitted.route, status),
       },
       req,
       socket,

@@ -88,10 +88,13 @@ export interface Admitted {
 }
 export interface Refused {
   readonly refused: MeshError;
+  /** The route that refused it (its rate limit, or an answer of its own); undefined: refused before routing. */
+  readonly route?: string | undefined;
 }
 /** A handshake whose route answers with RequestRedirect. */
 export interface Redirected {
   readonly redirect: { readonly status: number; readonly location: string };
+  readonly route: string | undefined;
 }
 /** What a WebSocket handshake or a TCP connection is allowed, and where it goes. */
 export type Admittance = Admitted | Refused | Redirected;
@@ -144,6 +147,11 @@ export class TrafficPolicy {
     );
   }
 
+  /** Counts an answer against its route, for what the HTTP path's observe layer does not see (WebSocket handshakes). */
+  routeFinished(route: string | undefined, status: number): void {
+    if (route !== undefined) this.routeCounts.get(route)?.finished(status);
+  }
+
   /** The route a request takes (its rule undefined: the service's defaults). */
   private select(request: RouteRequest): Selected {
     return this.table.select(request) ?? this.unrouted;
@@ -160,13 +168,13 @@ export class TrafficPolicy {
     if (forbidden !== undefined) return { refused: forbidden };
     const { value: route, prefix } = request === undefined ? this.unrouted : this.select(request);
     const rule = route.rule;
-    if (rule?.answer !== undefined) return { refused: answerError(rule.answer, config.name, rule.name) };
+    if (rule?.answer !== undefined) return { refused: answerError(rule.answer, config.name, rule.name), route: rule.name };
     const limited =
       rateLimitRefusal(this.limiter, caller, config.name, undefined, traffic) ?? rateLimitRefusal(route.limiter, caller, config.name, rule?.name, traffic);
-    if (limited !== undefined) return { refused: limited };
+    if (limited !== undefined) return { refused: limited, route: rule?.name };
     // A handshake is an HTTP request: its route may redirect it or rewrite its path and Host.
     if (request !== undefined && rule?.redirect !== undefined) {
-      return { redirect: { status: rule.redirect.statusCode, location: redirectLocation(rule.redirect, request.head, prefix, config.name) } };
+      return { redirect: { status: rule.redirect.statusCode, location: redirectLocation(rule.redirect, request.head, prefix, config.name) }, route: rule.name };
     }
     const head = request !== undefined && rule?.rewrite !== undefined ? rewrittenHead(request.head, rule.rewrite, prefix) : undefined;
     return { backend: route.backend, route: rule?.name, head, requestHeaders: rule?.requestHeaders };

@@ -196,7 +196,8 @@ services:
       ws.close();
       assert.deepEqual(handshakes, [{ url: '/api/v2/socket?room=1', host: 'users.internal' }]);
       const metrics = (await request(meshd.admin, { path: '/metrics' })).body;
-      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'moved', code_class: '3xx' }), 2);
+      // Two HTTP redirects (HTTP/1.1, h2c) and the WebSocket one, each counted on its route.
+      assert.equal(metricValue(metrics, 'meshd_route_requests_total', { service: 'users', route: 'moved', code_class: '3xx' }), 3);
     } finally {
       await meshd.stop();
       await backend.close();
@@ -549,6 +550,10 @@ services:
       assert.equal(faulted.status, 503);
       assert.match(faulted.responseHead, /x-meshd-fault: ws-abort/i);
       faulted.close();
+      // Counted as requests like any other: the refused handshake against the service, the tunnels against their route.
+      const counted = (await request(meshd.admin, { path: '/metrics' })).body;
+      assert.equal(metricValue(counted, 'meshd_requests_total', { service: 'chat', endpoint: 'none', code_class: '4xx' }), 1);
+      assert.equal(metricValue(counted, 'meshd_route_requests_total', { service: 'chat', route: 'v2', code_class: '1xx' }), 1);
 
       // TCP: a fault added through the admin API cuts new connections; removed, they pass again.
       const tcpAddress = (await meshd.waitForLog((l) => l.msg === 'listening' && l['listener'] === 'tcp'))['address'] as string;
