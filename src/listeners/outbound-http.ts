@@ -88,6 +88,8 @@ export class OutboundHttpListener {
         requestTimeout: 0,
         connectionsCheckingInterval: Math.min(1_000, settings.headersTimeoutMs),
         noDelay: true,
+        // An HTTP/1.1 request without Host is refused by meshd (400 bad_request, JSON, counted), not by node:http's bare 400.
+        requireHostHeader: false,
         // Only WebSocket upgrades are upgrades; "Upgrade: h2c" and others are served as HTTP/1.1.
         shouldUpgradeCallback: (req) => /^websocket$/i.test(req.headers.upgrade ?? ''),
       },

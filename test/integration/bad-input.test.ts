@@ -136,6 +136,14 @@ services:
     await assertStillServing(meshd);
   });
 
+  it('answers an HTTP/1.1 request without Host as its own error, 400 bad_request', async () => {
+    const reply = await rawExchange(meshd.outbound, 'GET / HTTP/1.1\r\nConnection: close\r\n\r\n');
+    assert.match(reply, /^HTTP\/1\.1 400 /);
+    assert.match(reply, /x-meshd-error: bad_request/);
+    assert.match(reply, /missing Host header/);
+    await assertStillServing(meshd);
+  });
+
   it('writes an access line for a request no service takes', async () => {
     const reply = await request(meshd.outbound, { path: '/x?token=secret', headers: { host: 'nosuch' } });
     assert.equal(reply.status, 404);
