@@ -202,7 +202,8 @@ export class Daemon implements ChangeTarget {
         local: (name) => this.local.get(name),
         handshakeError: (reason) => metrics.handshakeError('inbound', reason),
         handshake: (resumed) => metrics.handshake('inbound', resumed),
-        authorization: (service, allowed) => metrics.authorization(service, allowed),
+        // Labelled as the local service's requests are (local:NAME), so the two join.
+        authorization: (service, allowed) => metrics.authorization(`local:${service}`, allowed),
         upgrades: this.upgrades,
         log: deps.log,
         clock: deps.clock,
@@ -219,7 +220,7 @@ export class Daemon implements ChangeTarget {
                 log: deps.log,
                 clock: deps.clock,
                 concurrencyLimit: (service, limit) => metrics.concurrencyLimit(service, limit),
-                authorization: (service, allowed) => metrics.authorization(service, allowed),
+                authorization: (service, allowed) => metrics.authorization(`local:${service}`, allowed),
                 config: () => this.config,
                 edges: this.graph,
                 witnesses: this.witnesses,

@@ -443,7 +443,7 @@ export class InboundListener {
     if (witnesses === undefined) return;
     logRefusedRequest(witnesses, {
       listener: 'inbound',
-      service: serviceName(req.headers.host ?? ''),
+      service: localLabel(serviceName(req.headers.host ?? '')),
       method: req.method,
       path: req.url,
       caller: this.identities.get(req.socket) ?? req.socket.remoteAddress,
@@ -535,4 +535,9 @@ function handshakeReason(err: NodeJS.ErrnoException): string {
   if (code === 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA') return 'untrusted_certificate';
   if (/timeout|timed out/i.test(text)) return 'handshake_timeout';
   return 'handshake_failed';
+}
+
+/** A local service as its metrics and access lines name it. */
+function localLabel(name: string | undefined): string | undefined {
+  return name === undefined ? undefined : `local:${name}`;
 }

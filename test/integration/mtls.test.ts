@@ -137,7 +137,10 @@ services:
     assert.equal(line['identity'], hostA.identity);
     // The refusal is on B's access log too, with the verified caller.
     const access = await B.waitForLog((l) => l['access'] === true && l['error'] === 'forbidden');
-    assert.deepEqual([access['listener'], access['service'], access['status'], access['caller']], ['inbound', 'secret', 403, hostA.identity]);
+    assert.deepEqual([access['listener'], access['service'], access['status'], access['caller']], ['inbound', 'local:secret', 403, hostA.identity]);
+    // Counted under the same service label as the local service's requests, so the two join.
+    const metrics = (await request(B.admin, { path: '/metrics' })).body;
+    assert.ok(metricValue(metrics, 'meshd_authorization_total', { service: 'local:secret', result: 'denied' }) >= 1, metrics);
   });
 
   it('treats a server with the wrong identity as a failed connect', async () => {
