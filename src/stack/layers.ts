@@ -43,7 +43,7 @@ export function observeLayer(recorder: ServiceRecorder, clock: Clock, targets: O
         attempt.endpoint?.address,
         status >= 500 || status === 0,
         seconds,
-        'http',
+        ex.head.field('content-type')?.startsWith('application/grpc') === true ? 'grpc' : 'http',
       );
       if (attempt.outcome === 'client_abort') recorder.reset('client');
       // Not ended after the status line went out: the stream was cut.

@@ -31,8 +31,8 @@ export interface TracedHop extends HopSpan {
   end(outcome: HopOutcome): void;
 }
 
-/** What a hop carries: HTTP exchanges (HTTP/1.1, HTTP/2, gRPC), WebSocket tunnels, TCP connections. */
-export type HopProtocol = 'http' | 'websocket' | 'tcp';
+/** What a hop carries: HTTP exchanges (HTTP/1.1, HTTP/2; gRPC told apart on the map), WebSocket tunnels, TCP connections. */
+export type HopProtocol = 'http' | 'grpc' | 'websocket' | 'tcp';
 
 /** A hop as it starts. */
 export interface HopStart {

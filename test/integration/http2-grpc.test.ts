@@ -127,6 +127,10 @@ services:
         Object.fromEntries(['2xx', '4xx', '5xx'].map((c) => [c, metricValue(metrics, 'meshd_requests_total', { service, code_class: c })]));
       assert.deepEqual(classes('greeter'), { '2xx': 1, '4xx': 1, '5xx': 1 });
       assert.deepEqual(classes('dead'), { '2xx': 0, '4xx': 0, '5xx': 1 });
+      // The dependency map says what the edge carried, and counts the failure.
+      const graph = (await request(meshd.admin, { path: '/debug/graph' })).json() as { edges: { to: string; protocols: string[]; errors: number }[] };
+      const edge = graph.edges.find((e) => e.to === 'service:greeter');
+      assert.deepEqual([edge?.protocols, edge?.errors], [['grpc'], 1]);
       // Sampled at 0, the failures are logged anyway, with their grpc-status.
       const access = await meshd.waitForLog((l) => l['access'] === true && l['grpcStatus'] === grpc.status.INTERNAL);
       assert.equal(access['status'], 200);
