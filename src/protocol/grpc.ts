@@ -38,6 +38,11 @@ export function httpStatusOfGrpc(code: number): number {
   return GRPC_HTTP_STATUS[code] ?? 500;
 }
 
+/** The status an answer is judged by: its HTTP status, or for a gRPC answer (HTTP 200) the one its `grpc-status` stands for. */
+export function judgedStatus(httpStatus: number, grpcStatus: number | undefined): number {
+  return grpcStatus === undefined || grpcStatus === 0 || httpStatus !== 200 ? httpStatus : httpStatusOfGrpc(grpcStatus);
+}
+
 const GRPC_HTTP_STATUS: readonly number[] = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
 
 /** `grpc-timeout` for `ms` milliseconds (at least 1), in milliseconds while 8 digits hold it, else seconds. */

@@ -14,7 +14,7 @@ import type { MeshConfig, ServiceConfig } from '../config/types.ts';
 import { MeshError } from '../errors.ts';
 import type { HeldNamespaces } from '../discovery/held-namespaces.ts';
 import type { ClusterView } from '../kubernetes/cluster-view.ts';
-import { resolveServiceName, serviceLabel, type ServiceRef } from '../kubernetes/service-names.ts';
+import { parseServiceLabel, resolveServiceName, serviceLabel, type ServiceRef } from '../kubernetes/service-names.ts';
 import type { Logger } from '../log.ts';
 import { CALLER_IDENTITY_HEADER, CALLER_NAMESPACE_HEADER, CALLER_POD_HEADER, CALLER_SERVICE_ACCOUNT_HEADER } from '../protocol/fields.ts';
 import type { MeshPolicies } from './mesh-policy.ts';
@@ -143,7 +143,8 @@ export class MeshRouter {
 
   /** The HTTPRoutes or Services of `namespace` changed: its running Service ports take their new routes and ports. */
   namespaceChanged(namespace: string): void {
-    for (const [asked, actual] of this.aliases) if (parseServiceLabelNamespace(actual) === namespace) this.aliases.delete(asked);
+    // An alias always names a default runtime, whose label is the Service's plain one.
+    for (const [asked, actual] of this.aliases) if (parseServiceLabel(actual)?.namespace === namespace) this.aliases.delete(asked);
     for (const [label, hold] of this.holds) {
       if (hold.ref.namespace !== namespace) continue;
       const chosen = hold.port === undefined ? undefined : this.choosePort(hold.ref, serviceLabel(hold.ref), hold.port);
@@ -286,11 +287,4 @@ export function meshServiceConfig(config: MeshConfig, ref: ServiceRef, label: st
     routes: gamma?.rules ?? template.routes,
     discovery: { ...template.discovery, mesh: { service: ref.name, namespace: ref.namespace, port, backends: gamma?.backends ?? [] } },
   };
-}
-
-/** "users.shop:9090" → "shop". */
-function parseServiceLabelNamespace(label: string): string {
-  const dot = label.indexOf('.');
-  const colon = label.indexOf(':');
-  return label.slice(dot + 1, colon < 0 ? undefined : colon);
 }

@@ -9,7 +9,7 @@ import type { Clock, Random } from '../clock.ts';
 import type { Logger } from '../log.ts';
 import type { Exchange, FieldReader, HopSpan } from './exchange.ts';
 import type { Layer } from './layer.ts';
-import { httpStatusOfGrpc } from '../protocol/grpc.ts';
+import { judgedStatus } from '../protocol/grpc.ts';
 
 /** How one hop ended, as its span records it. */
 export interface HopOutcome {
@@ -63,9 +63,7 @@ export function finalStatus(ex: Exchange): number {
  * failure on every dashboard, alert and log, not a 2xx.
  */
 export function classifiedStatus(ex: Exchange): number {
-  const status = finalStatus(ex);
-  const grpc = ex.response.grpcStatus;
-  return grpc === undefined || grpc === 0 || status !== 200 ? status : httpStatusOfGrpc(grpc);
+  return judgedStatus(finalStatus(ex), ex.response.grpcStatus);
 }
 
 /** `tracer` is read per exchange (tracing follows reloads); undefined passes the exchange through. */

@@ -10,7 +10,8 @@
  * OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER_ARG,
  * OTEL_BSP_* (the queue) and OTEL_SDK_DISABLED.
  */
-import { httpStatusOfGrpc } from '../protocol/grpc.ts';
+import { parseSocketAddress } from '../config/address.ts';
+import { judgedStatus } from '../protocol/grpc.ts';
 import { SpanKind, SpanStatusCode, TraceFlags, ROOT_CONTEXT, trace, type Attributes, type Span, type TextMapGetter } from '@opentelemetry/api';
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -145,9 +146,7 @@ export class OtelHopTracer implements HopTracer {
 function failed(outcome: HopOutcome): boolean {
   const status = outcome.status ?? 0;
   // A gRPC answer is judged by its grpc-status (its HTTP status is 200 whatever happened).
-  const grpc = outcome.grpcStatus;
-  const judged = grpc === undefined || grpc === 0 || status !== 200 ? status : httpStatusOfGrpc(grpc);
-  return judged >= 500 || (outcome.errorCode !== undefined && status !== 499);
+  return judgedStatus(status, outcome.grpcStatus) >= 500 || (outcome.errorCode !== undefined && status !== 499);
 }
 
 /** Sets the outcome's attributes and status on an SDK span and ends it. */
@@ -159,11 +158,9 @@ function finish(span: Span, outcome: HopOutcome): void {
   if (outcome.bytesReceived !== undefined) span.setAttribute('meshd.bytes_received', outcome.bytesReceived);
   if (outcome.endpoint !== undefined) {
     // OTel keeps host and port apart: "10.0.0.5:8080" is server.address 10.0.0.5 and server.port 8080.
-    const colon = outcome.endpoint.lastIndexOf(':');
-    const port = Number(outcome.endpoint.slice(colon + 1));
-    const host = colon > 0 && Number.isInteger(port) ? outcome.endpoint.slice(0, colon).replace(/^\[(.*)\]$/, '$1') : outcome.endpoint;
-    span.setAttribute('server.address', host);
-    if (host !== outcome.endpoint) span.setAttribute('server.port', port);
+    const address = parseSocketAddress(outcome.endpoint, { allowPortZero: false });
+    if (typeof address === 'string') span.setAttribute('server.address', outcome.endpoint);
+    else span.setAttributes({ 'server.address': address.host, 'server.port': address.port });
   }
   if (outcome.route !== undefined) span.setAttribute('meshd.route', outcome.route);
   if (outcome.fault !== undefined) span.setAttribute('meshd.fault', outcome.fault);
