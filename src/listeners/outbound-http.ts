@@ -359,10 +359,10 @@ export class OutboundHttpListener {
     const { witnesses } = this.deps;
     if (witnesses === undefined) return;
     const req = res.req;
-    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined);
+    const host = requestAuthority(req);
     logRefusedRequest(witnesses, {
       listener: 'outbound',
-      service: host === undefined ? undefined : serviceName(host),
+      service: typeof host === 'string' ? serviceName(host) : undefined,
       method: req.method,
       path: req.url,
       caller: req.socket.remoteAddress,
